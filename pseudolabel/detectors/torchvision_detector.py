@@ -1,0 +1,101 @@
+"""torchvision detection models (FasterRCNN, RetinaNet, SSD, FCOS…) as detectors.
+
+Weights: ``weights="DEFAULT"`` (or any weights enum name) goes through torchvision's own loader, which
+reads ``$TORCH_HOME/hub/checkpoints/`` and only downloads when the file is not cached; offline, put the
+file there or pass ``weights_path`` (a state dict, loaded with ``weights_only=True``).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .base import Detections
+
+
+def build_torchvision_detector(builder: str, *, weights: str | None = "DEFAULT", weights_path: str | None = None,
+                               num_classes: int | None = None, **model_kwargs):
+    """Build ``torchvision.models.get_model(builder)`` with weights from torchvision or from disk.
+
+    Parameters
+    ----------
+    builder : str
+        A torchvision detection builder name, e.g. ``fasterrcnn_resnet50_fpn``.
+    weights : str or None
+        A weights enum member name (``DEFAULT``, ``COCO_V1``) resolved by torchvision; ignored when
+        ``weights_path`` is given. ``None`` gives random weights (tests, mechanics).
+    weights_path : str or None
+        A state dict file (or a dict with a ``state_dict`` key) loaded with ``weights_only=True``.
+    num_classes : int or None
+        Number of classes of ``weights_path``'s model (default: 91, COCO).
+    """
+    import torch
+    import torchvision
+
+    if weights_path is not None:
+        model = torchvision.models.get_model(builder, weights=None, weights_backbone=None,
+                                             num_classes=num_classes or 91, **model_kwargs)
+        state = torch.load(Path(weights_path).expanduser(), map_location="cpu", weights_only=True)
+        model.load_state_dict(state.get("state_dict", state) if isinstance(state, dict) else state)
+        return model
+    if weights is None:
+        kwargs = {"num_classes": num_classes} if num_classes else {}
+        return torchvision.models.get_model(builder, weights=None, weights_backbone=None, **kwargs,
+                                            **model_kwargs)
+    enum = torchvision.models.get_model_weights(builder)
+    try:
+        return torchvision.models.get_model(builder, weights=enum[weights], **model_kwargs)
+    except (OSError, RuntimeError) as e:  # urllib's URLError is an OSError
+        cache = Path(torch.hub.get_dir()) / "checkpoints" / Path(enum[weights].url).name
+        raise RuntimeError(
+            f"cannot load {builder} weights {weights}: {e}. Offline, place the file at {cache} "
+            f"or set weights_path to a local state dict.") from None
+
+
+class TorchvisionDetector:
+    """A torchvision detection model behind the :class:`~pseudolabel.detectors.base.Detector` contract.
+
+    Parameters
+    ----------
+    builder, weights, weights_path, num_classes : see :func:`build_torchvision_detector`.
+    model : torch.nn.Module or None
+        An already built model (takes precedence over ``builder``).
+    name : str or None
+        Provenance name (default: the builder name).
+    box_score_thresh : float
+        The model's own pre-filter (the labelling threshold is applied later).
+    num_threads : int or None
+        ``torch.set_num_threads``.
+    model_kwargs : dict
+        Extra builder arguments, e.g. ``min_size``/``max_size`` to run at native resolution.
+    """
+
+    def __init__(self, builder: str = "fasterrcnn_resnet50_fpn", *, weights: str | None = "DEFAULT",
+                 weights_path: str | None = None, num_classes: int | None = None, model=None,
+                 name: str | None = None, box_score_thresh: float = 0.05, num_threads: int | None = None,
+                 model_kwargs: dict | None = None):
+        import torch
+
+        if num_threads is not None:
+            torch.set_num_threads(int(num_threads))
+        kwargs = dict(model_kwargs or {})
+        if model is None:
+            if builder.startswith(("fasterrcnn", "maskrcnn", "keypointrcnn")):
+                kwargs.setdefault("box_score_thresh", box_score_thresh)
+            model = build_torchvision_detector(builder, weights=weights, weights_path=weights_path,
+                                               num_classes=num_classes, **kwargs)
+        self.model = model.eval()
+        self.name = name or builder
+
+    def predict(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        import torch
+
+        if len(images) == 0:
+            return []
+        tensors = [torch.from_numpy(np.ascontiguousarray(im)).permute(2, 0, 1).float().div_(255.0)
+                   for im in images]
+        with torch.inference_mode():
+            outputs = self.model(tensors)
+        return [Detections(o["boxes"].double().numpy(), o["scores"].double().numpy(), o["labels"].numpy())
+                for o in outputs]

