@@ -411,8 +411,9 @@ def sample_inputs(
                 do_video(v)
             others = [c.name for c in files if c not in videos]
             if others:
-                records.append(_skip(p, f"folder of videos: ignored {len(others)} other "
-                                        f"file(s): {', '.join(others[:10])}", kind="folder"))
+                records.append({"path": str(p), "kind": "folder", "status": "ignored_files", "n_sampled": 0,
+                                "reason": f"folder of videos: ignored {len(others)} other "
+                                          f"file(s): {', '.join(others[:10])}"})
         elif images:
             fr, rec = sample_images(p, frames_dir=frames_dir, config=config, used_ids=used)
             frames.extend(fr)

@@ -19,6 +19,7 @@ from typing import Any
 from .boxes import cxcywh_to_xyxy
 from .coco import CocoFormatError, load_coco
 from .records import KEPT, Box, Dataset, Frame
+from .frames import safe_video_id
 
 GT_SOURCE = "ground_truth"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -123,9 +124,9 @@ def read_yolo_dir(images_dir: str | Path, labels_dir: str | Path | None = None, 
     Returns
     -------
     Dataset
-        One frame per image (ids 1..N), ``file_name`` relative to ``images_dir``, key
-        ``(video_id, 0)`` with ``video_id`` = the image path relative to ``images_dir`` without its
-        suffix (the image stem for a flat folder). A missing label file means an image with no box.
+        ``(video_id, 0)`` with ``video_id`` = the image stem made safe by
+        :func:`pseudolabel.frames.safe_video_id` (as frame sampling names stills). A missing label file
+        means an image with no box.
 
     Raises
     ------
@@ -149,7 +150,7 @@ def read_yolo_dir(images_dir: str | Path, labels_dir: str | Path | None = None, 
         rel = img_path.relative_to(images_dir)
         width, height = _image_size(img_path)
         frames.append(Frame(id=fid, file_name=rel.as_posix(), width=width, height=height,
-                            video_id=rel.with_suffix("").as_posix(), frame_index=0))
+                            video_id=safe_video_id(rel.with_suffix("").name), frame_index=0))
         label_path = labels_dir / rel.with_suffix(".txt")
         if not label_path.is_file():
             continue

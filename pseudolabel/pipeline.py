@@ -84,9 +84,11 @@ def stage_sample(cfg: DictConfig) -> Dataset:
         io.atomic_write_json(fdir / "manifest.json", {"inputs": list(cfg.data.inputs), "videos": records})
         require_frames(frames, records)
         save_coco(Dataset(frames=frames), fdir / "frames.json")
-        skipped = [r for r in records if r.get("status") != "ok"]
-        for r in skipped:
-            log.warning("skipped input %s: %s", r.get("path"), r.get("reason"))
+        skipped = [r for r in records if r.get("status") == "skipped"]
+        for r in records:
+            if r.get("status") != "ok":
+                log.log(logging.WARNING if r in skipped else logging.INFO, "%s %s: %s", r.get("status"),
+                        r.get("path"), r.get("reason"))
         return {"n_frames": len(frames), "n_inputs_skipped": len(skipped)}
 
     _run_once(fdir, "sample", run)

@@ -34,7 +34,7 @@ def yolo_dir(tmp_path: Path) -> Path:
 def test_yolo_exact_boxes_and_frames(yolo_dir: Path):
     ds = read_yolo_dir(yolo_dir)
     assert [(f.id, f.file_name, f.width, f.height, f.video_id, f.frame_index) for f in ds.frames] == [
-        (1, "a.png", 200, 100, "a", 0), (2, "b.png", 200, 100, "b", 0), (3, "sub/c.jpg", 64, 32, "sub/c", 0)]
+        (1, "a.png", 200, 100, "a", 0), (2, "b.png", 200, 100, "b", 0), (3, "sub/c.jpg", 64, 32, "c", 0)]
     assert [(b.image_id, b.xyxy) for b in ds.boxes] == [
         (1, (90.0, 40.0, 110.0, 60.0)), (1, (0.0, 80.0, 20.0, 100.0)), (3, (24.0, 8.0, 40.0, 24.0))]
     assert {(b.source, b.score, b.category_id, b.decision) for b in ds.boxes} == {("ground_truth", 1.0, 1, "kept")}
