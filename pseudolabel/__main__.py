@@ -1,6 +1,7 @@
 """Command-line entry point: ``python -m pseudolabel stage=<stage> [round=N] [exp=NAME] [overrides…]``.
 
-Stages: ``demo`` (synthetic data + rounds 0..rounds), ``round`` (one full round), or one stage of a round:
+Stages: ``demo`` (synthetic data + rounds 0..rounds), ``round`` (one full round), ``download`` (yt-dlp, see
+``conf/download/``), or one stage of a round:
 ``synth``, ``sample``, ``label``, ``train``, ``relabel``, ``prune``, ``merge``, ``evaluate``.
 """
 from __future__ import annotations
@@ -21,6 +22,12 @@ def run(cfg: DictConfig) -> object:
     from . import pipeline as p
 
     stage, k = str(cfg.stage), int(cfg.round)
+    if stage == "download":
+        from omegaconf import OmegaConf
+
+        from .download import run_from_config
+
+        return run_from_config(OmegaConf.to_container(cfg.download, resolve=True))
     logger = instantiate(cfg.logger)
     if stage == "demo":
         return p.run_demo(cfg, logger=logger)
@@ -37,7 +44,8 @@ def run(cfg: DictConfig) -> object:
                                  score_threshold=cfg.teacher.score_threshold, batch_size=cfg.teacher.batch_size)
         ckpt = p.round_dir(cfg, k) / "student" / "student.pt"
         return p.stage_label(cfg, k, frames, lambda: p._build_student(cfg, ckpt), class_ids=[1],
-                             score_threshold=cfg.relabel.score_threshold, batch_size=cfg.relabel.batch_size)
+                             score_threshold=cfg.relabel.score_threshold, batch_size=cfg.relabel.batch_size,
+                             policy=str(cfg.relabel.policy))
     stages = {"train": p.stage_train, "prune": p.stage_prune, "merge": p.stage_merge, "evaluate": p.stage_evaluate}
     if stage not in stages:
         raise p.PipelineError(f"unknown stage {stage!r}; one of demo, round, synth, sample, label, relabel, "
@@ -49,11 +57,13 @@ def user_errors() -> tuple[type[Exception], ...]:
     """Failures caused by the user's inputs or settings: reported as one message, no traceback."""
     from .coco import CocoFormatError
     from .detectors.opencv_dnn import ModelFileNotFound
+    from .download import DownloadInputError
     from .frames import NoUsableInputError
     from .gt_readers import GroundTruthError
     from .pipeline import PipelineError
 
-    return (PipelineError, NoUsableInputError, CocoFormatError, GroundTruthError, ModelFileNotFound)
+    return (PipelineError, NoUsableInputError, CocoFormatError, GroundTruthError, ModelFileNotFound,
+            DownloadInputError)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")

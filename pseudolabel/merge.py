@@ -76,8 +76,18 @@ def _from_prev(p: Box, status: str) -> Box:
     return out
 
 
-def _from_matched(p: Box, n: Box) -> Box:
+GEOMETRIES = ("new", "prev", "fused")
+
+
+def _from_matched(p: Box, n: Box, geometry: str = "new") -> Box:
     out = copy.deepcopy(n)
+    if n.kept and p.kept and geometry != "new":
+        if geometry == "prev":
+            out.xyxy = tuple(p.xyxy)
+        else:  # score-weighted average of both estimates, as weighted boxes fusion does
+            w = np.array([p.score, n.score], dtype=np.float64)
+            w = w / w.sum() if w.sum() > 0 else np.array([0.5, 0.5])
+            out.xyxy = tuple(float(v) for v in w[0] * np.asarray(p.xyxy) + w[1] * np.asarray(n.xyxy))
     out.extra["prev_ids"] = [p.id]
     out.extra["first_round"] = p.extra.get("first_round", p.round)
     out.extra["prev_xyxy"] = list(p.xyxy)
@@ -97,7 +107,8 @@ def _from_new(n: Box, round: int) -> Box:
     return out
 
 
-def merge_rounds(prev: Dataset, new: Dataset, *, round: int, iou_threshold: float = 0.5) -> Dataset:
+def merge_rounds(prev: Dataset, new: Dataset, *, round: int, iou_threshold: float = 0.5,
+                 geometry: str = "new") -> Dataset:
     """Dataset of round ``round``: ``prev`` updated with the boxes of ``new``. Inputs are not mutated.
 
     Parameters
@@ -110,6 +121,10 @@ def merge_rounds(prev: Dataset, new: Dataset, *, round: int, iou_threshold: floa
         Round number written to ``info["round"]`` and to the ``first_round`` of new boxes.
     iou_threshold : float
         Minimum IoU (``xyxy`` boxes) for a previous and a new box to be the same object.
+    geometry : {"new", "prev", "fused"}
+        Box of a confirmed pair (both kept): the new round's, the previous one's, or their
+        score-weighted average (two noisy estimates of one ball; the student localises tiny balls
+        less precisely than the teacher that taught it).
 
     Returns
     -------
@@ -122,6 +137,8 @@ def merge_rounds(prev: Dataset, new: Dataset, *, round: int, iou_threshold: floa
         Frames only in ``prev`` keep their boxes unchanged. Box ids are 1..N sorted by frame key,
         then x1, y1. Each box has ``extra["prev_ids"]`` and ``extra["merge_status"]`` (:data:`STATUSES`).
     """
+    if geometry not in GEOMETRIES:
+        raise ValueError(f"geometry must be one of {GEOMETRIES}, got {geometry!r}")
     prev_ids = [b.id for b in prev.boxes]
     if len(set(prev_ids)) != len(prev_ids):
         raise ValueError("prev box ids must be unique (call Dataset.renumber())")
@@ -152,7 +169,7 @@ def merge_rounds(prev: Dataset, new: Dataset, *, round: int, iou_threshold: floa
         pairs = match_boxes(pboxes, nboxes, iou_threshold=iou_threshold)
         matched_p = {i for i, _ in pairs}
         matched_n = {j for _, j in pairs}
-        frame_out = [_from_matched(pboxes[i], nboxes[j]) for i, j in pairs]
+        frame_out = [_from_matched(pboxes[i], nboxes[j], geometry) for i, j in pairs]
         for i, p in enumerate(pboxes):
             if i in matched_p:
                 continue

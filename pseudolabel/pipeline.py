@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+
+import numpy as np
 from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
@@ -102,27 +104,60 @@ def _build_teacher(cfg: DictConfig):
 
 
 def stage_label(cfg: DictConfig, k: int, frames: Dataset, detector_factory: Callable[[], Any], *,
-                class_ids, score_threshold: float, batch_size: int) -> None:
-    """Run a detector over every sampled frame -> ``labels.json`` (and ``features.npz`` if any)."""
+                class_ids, score_threshold: float, batch_size: int, policy: str = "fixed") -> None:
+    """Run a detector over every sampled frame -> ``labels.json`` (and ``features.npz`` if any).
+
+    ``policy="adaptive"`` (student rounds) labels down to the lowest candidate threshold, then keeps the
+    boxes above the threshold calibrated on agreement with round k-1 (:mod:`pseudolabel.threshold`).
+    """
     rdir = round_dir(cfg, k)
 
     def run():
-        import numpy as np
-
         from .label import label_frames
 
         detector = detector_factory()
+        floor = float(cfg.relabel.min_threshold) if policy == "adaptive" else float(score_threshold)
         ds, feats = label_frames(detector, frames.frames, frames_dir=frames_dir(cfg), round=k,
                                  class_ids=None if class_ids is None else list(class_ids),
-                                 score_threshold=float(score_threshold), batch_size=int(batch_size))
-        ds.info = {"round": k, "stage": "label", "source": detector.name, "score_threshold": float(score_threshold)}
+                                 score_threshold=floor, batch_size=int(batch_size))
+        info = {"round": k, "stage": "label", "source": detector.name, "policy": policy,
+                "score_threshold": float(score_threshold)}
+        if policy == "adaptive":
+            calib = _calibrate(cfg, k, ds)
+            info["score_threshold"], info["calibration"] = calib["threshold"], calib
+            ds.boxes = [b for b in ds.boxes if b.score >= calib["threshold"]]
+        elif policy != "fixed":
+            raise PipelineError(f"relabel.policy must be fixed or adaptive, got {policy!r}")
+        ds.info = info
         save_coco(ds, rdir / "labels.json")
+        feats = {b.id: feats[b.id] for b in ds.boxes if b.id in feats}
         if feats:
             ids = np.array(sorted(feats), dtype=np.int64)
             io.atomic_write_npz(rdir / "features.npz", ids=ids, features=np.stack([feats[i] for i in ids]))
-        return {"n_boxes": len(ds.boxes)}
+        return {"n_boxes": len(ds.boxes), "score_threshold": info["score_threshold"]}
 
     _run_once(rdir, "label", run)
+
+
+def _calibrate(cfg: DictConfig, k: int, ds: Dataset) -> dict:
+    from .threshold import calibrate_threshold
+
+    prev = load_coco(round_dir(cfg, k - 1) / "annotations.json")
+    ref_by_key: dict = {}
+    prev_keys = {f.id: f.key for f in prev.frames}
+    for b in prev.kept_boxes():
+        ref_by_key.setdefault(prev_keys[b.image_id], []).append(b.xyxy)
+    by_image = ds.boxes_by_image()
+    pred, ref = [], []
+    for f in ds.frames:
+        if f.key in ref_by_key:
+            bs = by_image.get(f.id, [])
+            pred.append((ds.xyxy(bs), np.array([b.score for b in bs])))
+            ref.append(np.array(ref_by_key[f.key]))
+    calib = calibrate_threshold(pred, ref, target_precision=float(cfg.relabel.target_precision))
+    log.info("round %d: adaptive threshold %.2f (agreement precision %.3f on %d frames with a kept box)",
+             k, calib["threshold"], calib["precision"], len(ref))
+    return calib
 
 
 def stage_train(cfg: DictConfig, k: int) -> Path:
@@ -193,7 +228,8 @@ def stage_merge(cfg: DictConfig, k: int) -> None:
             from .merge import check_merge_invariant, merge_rounds, merge_stats
 
             prev = load_coco(round_dir(cfg, k - 1) / "annotations.json")
-            merged = merge_rounds(prev, new, round=k, iou_threshold=float(cfg.merge.iou_threshold))
+            merged = merge_rounds(prev, new, round=k, iou_threshold=float(cfg.merge.iou_threshold),
+                                  geometry=str(cfg.merge.geometry))
             problems = check_merge_invariant(prev, merged)
             if problems:
                 raise PipelineError(f"merge lost boxes of round {k - 1}: {problems[:5]}")
@@ -264,7 +300,8 @@ def run_round(cfg: DictConfig, k: int, *, logger=None) -> dict:
     else:
         ckpt = stage_train(cfg, k)
         stage_label(cfg, k, frames, lambda: _build_student(cfg, ckpt), class_ids=[1],
-                    score_threshold=cfg.relabel.score_threshold, batch_size=cfg.relabel.batch_size)
+                    score_threshold=cfg.relabel.score_threshold, batch_size=cfg.relabel.batch_size,
+                    policy=str(cfg.relabel.policy))
     stage_prune(cfg, k)
     stage_merge(cfg, k)
     metrics = stage_evaluate(cfg, k)

@@ -104,7 +104,7 @@ def _make_scene(rng: np.random.Generator, venue: str, *, width: int, height: int
     fine = rng.standard_normal((h, w)).astype(np.float32)
     s = max(1, round(height / 360))  # line thickness scale
     light = np.array([rng.uniform(-0.6, 0.6), -rng.uniform(0.5, 0.9), rng.uniform(0.5, 0.9)])
-    gain, noise = 1.0, rng.uniform(1.5, 3.5)
+    gain, noise = rng.uniform(0.9, 1.08), rng.uniform(1.5, 3.5)
     if venue in ("grass", "night"):
         stripe = ((np.arange(w) // int(rng.uniform(50, 90) * s)) % 2).astype(np.float32)[None, :]
         shade = 0.85 + 0.08 * stripe + 0.07 * grain + 0.05 * fine
@@ -113,7 +113,9 @@ def _make_scene(rng: np.random.Generator, venue: str, *, width: int, height: int
         cv2.circle(img, (int(w * 0.5), int(h * 0.62)), int(h * 0.22), (235, 235, 235), 2 * s, cv2.LINE_AA)
         img[:horizon] = _crowd(rng, horizon, w, gain=0.9 if venue == "grass" else 0.5)
         if venue == "night":
-            gain, noise = rng.uniform(0.45, 0.6), rng.uniform(4.0, 6.0)
+            # a dim pitch; the floodlit ball and players keep their brightness
+            img *= rng.uniform(0.45, 0.6)
+            noise = rng.uniform(4.0, 6.0)
             for x in np.linspace(w * 0.1, w * 0.9, 5):  # floodlights: bright round non-balls
                 cv2.circle(img, (int(x + rng.uniform(-20, 20)), int(horizon * 0.3)), int(rng.uniform(6, 11) * s),
                            (255, 255, 235), -1, cv2.LINE_AA)
@@ -186,8 +188,8 @@ def ball_albedo(kind: str, m: np.ndarray) -> np.ndarray:
     n = len(m)
     if kind == "soccer":
         near = (m @ _ICO.T).max(axis=1)  # pentagons around the 12 icosahedron vertices
-        col = np.where((near > 0.93)[:, None], [[25, 25, 30]], [[245, 245, 245]])
-        seam = (np.abs(near - 0.93) < 0.012) | (np.abs(near - 0.8) < 0.01)
+        col = np.where((near > 0.972)[:, None], [[35, 35, 40]], [[245, 245, 245]])
+        seam = np.abs(near - 0.84) < 0.008
         col = np.where(seam[:, None], [[120, 120, 120]], col)
     elif kind == "tennis":
         fuzz = 1.0 + 0.07 * np.sin(40 * x + 13 * y) * np.cos(37 * z)
@@ -354,7 +356,7 @@ def visible_box(cx: float, cy: float, radius: float, *, width: int, height: int,
 
 # -------------------------------------------------------------------------------------------- motion
 def _simulate(rng: np.random.Generator, *, n_frames: int, fps: float, width: int, ground_y: float,
-              cam_x: np.ndarray, base_d: float) -> list[tuple[float, float, float, float, float] | None]:
+              cam_x: np.ndarray, scale: float) -> list[tuple[float, float, float, float, float] | None]:
     """Per frame ``(world_x, y, radius, vx, vy)`` of the ball (velocities in px/s), or None.
 
     Throws follow one another with gaps; a throw ends when the ball leaves the frame sideways.
@@ -365,7 +367,9 @@ def _simulate(rng: np.random.Generator, *, n_frames: int, fps: float, width: int
     dt = 1.0 / fps / sub
     f = int(rng.integers(0, 6)) if rng.random() < 0.6 else 0
     while f < n_frames:
-        d = float(np.clip(base_d * rng.uniform(0.7, 1.4), 7.0, 64.0))
+        # diameter: mostly 10-30 px, some about 8 px, some bigger
+        d = scale * float(rng.choice([rng.uniform(10, 30), rng.uniform(7, 9.5), rng.uniform(30, 48)],
+                                     p=[0.7, 0.12, 0.18]))
         r = d / 2
         if rng.random() < 0.3:  # enter from a side
             side = rng.choice([-1, 1])
@@ -414,10 +418,19 @@ def _scoreboard(rng: np.random.Generator, frame_w: int, frame_h: int):
 
 
 def _occluder_mask(x: float, top: float, bottom: float, half_w: float, width: int, height: int) -> np.ndarray:
-    m = np.zeros((height, width), bool)
+    """(height, width) bool: pixels covered by the player drawn by :func:`_draw_player`."""
+    import cv2
+
+    m = np.zeros((height, width), np.uint8)
     x1, x2 = int(round(x - half_w)), int(round(x + half_w))
-    m[max(0, int(round(top))):min(height, int(round(bottom))), max(0, x1):max(0, min(width, x2))] = True
-    return m
+    m[max(0, int(round(top))):min(height, int(round(bottom))), max(0, x1):max(0, min(width, x2))] = 1
+    centre, radius = _head(x, top, half_w)
+    cv2.circle(m, centre, radius, 1, -1)
+    return m.astype(bool)
+
+
+def _head(x: float, top: float, half_w: float) -> tuple[tuple[int, int], int]:
+    return (int(round(x)), int(round(top - half_w * 0.7))), max(2, int(half_w * 0.7))
 
 
 def _shadow(frame: np.ndarray, *, cx: float, ground_y: float, radius: float, lift: float, scale: float) -> None:
@@ -456,8 +469,8 @@ def _draw_player(frame: np.ndarray, *, x: float, top: float, bottom: float, half
         knee = int(round(top + 0.55 * (bottom - top)))
         frame[y1:y2, fx1:fx2] = body[None]
         frame[max(y1, knee):y2, fx1:fx2] = body[None] * 0.35 + 20
-    head = (int(round(x)), int(round(top - half_w * 0.7)))
-    cv2.circle(frame, head, max(2, int(half_w * 0.7)), (200, 160, 130), -1, cv2.LINE_AA)
+    centre, radius = _head(x, top, half_w)
+    cv2.circle(frame, centre, radius, (200, 160, 130), -1, cv2.LINE_AA)
 
 
 def render_video(out_path: str | Path, *, seed: int, venue: str, n_frames: int = 40, width: int = 640,
@@ -500,9 +513,13 @@ def render_video(out_path: str | Path, *, seed: int, venue: str, n_frames: int =
     return gt
 
 
-def _render_frames(*, seed: int, venue: str, n_frames: int, width: int, height: int,
-                   fps: float) -> tuple[list[np.ndarray], list[list[BoxT]]]:
-    """RGB uint8 frames (H, W, 3) and per-frame ground-truth boxes; see :func:`render_video`."""
+def _render_frames(*, seed: int, venue: str, n_frames: int, width: int, height: int, fps: float,
+                   draw_ball: bool = True) -> tuple[list[np.ndarray], list[list[BoxT]]]:
+    """RGB uint8 frames (H, W, 3) and per-frame ground-truth boxes; see :func:`render_video`.
+
+    ``draw_ball=False`` renders the identical video without the ball sprite (its shadow stays): the
+    difference of the two shows exactly where the ball was drawn.
+    """
     import cv2
 
     rng = np.random.default_rng([int(seed), VENUES.index(venue)])
@@ -517,11 +534,8 @@ def _render_frames(*, seed: int, venue: str, n_frames: int, width: int, height: 
     kind = str(rng.choice(_VENUE_BALLS[venue]))
     if rng.random() < 0.3:
         kind = str(rng.choice(BALL_KINDS))
-    # mostly 10-30 px, some about 8 px, some bigger
-    base_d = float(rng.choice([rng.uniform(10, 30), rng.uniform(7, 10), rng.uniform(30, 48)], p=[0.65, 0.15, 0.2]))
-    base_d *= s
     track = _simulate(rng, n_frames=n_frames, fps=fps, width=width, ground_y=scene.ground_y, cam_x=cam,
-                      base_d=base_d)
+                      scale=s)
     shutter = rng.uniform(0.15, 0.6)  # fraction of the frame interval the shutter is open
     spin_axis = rng.standard_normal(3)
     spin = rng.uniform(4, 20)  # rad/s
@@ -589,7 +603,8 @@ def _render_frames(*, seed: int, venue: str, n_frames: int, width: int, height: 
             rot = _rotation(spin_axis, spin * t[i])
             x0, y0, rgb, alpha = render_ball_sprite(kind, cx=cx, cy=cy, radius=r, rotation=rot, light=scene.light,
                                                     blur=blur)
-            _composite(frame, x0, y0, rgb, alpha)
+            if draw_ball:
+                _composite(frame, x0, y0, rgb, alpha)
             box = visible_box(cx, cy, r, width=width, height=height, occluder=occl_mask)
             if box is not None:
                 boxes.append(box)

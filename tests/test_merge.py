@@ -183,3 +183,20 @@ def test_rejects_non_unique_prev_ids():
     prev.boxes[1].id = 1
     with pytest.raises(ValueError, match="unique"):
         merge_rounds(prev, _new(), round=2)
+
+
+@pytest.mark.parametrize("geometry, expected", [
+    ("new", (12.0, 10.0, 22.0, 20.0)),
+    ("prev", (10.0, 10.0, 20.0, 20.0)),
+    ("fused", (10.0 + 2.0 * 0.6 / (0.9 + 0.6), 10.0, 20.0 + 2.0 * 0.6 / (0.9 + 0.6), 20.0)),
+])
+def test_confirmed_box_geometry_policy(geometry, expected):
+    prev = Dataset(frames=[_frame(1, "v", 0)], boxes=[Box(image_id=1, xyxy=(10.0, 10.0, 20.0, 20.0), score=0.9, id=1)])
+    new = Dataset(frames=[_frame(1, "v", 0)],
+                  boxes=[Box(image_id=1, xyxy=(12.0, 10.0, 22.0, 20.0), score=0.6, round=1, source="student", id=1)])
+    merged = merge_rounds(prev, new, round=1, iou_threshold=0.5, geometry=geometry)
+    (box,) = merged.boxes
+    assert box.extra["merge_status"] == "confirmed" and box.source == "student" and box.score == 0.6
+    np.testing.assert_allclose(box.xyxy, expected)
+    with pytest.raises(ValueError, match="geometry"):
+        merge_rounds(prev, new, round=1, geometry="mean")

@@ -26,12 +26,25 @@ def tree_state(d: Path) -> dict:
     return {str(p.relative_to(d)): (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(d.rglob("*")) if p.is_file()}
 
 
+TINY_STUDENT = ["student.trainer.max_steps=3", "student.trainer.max_epochs=1", "student.trainer.limit_val_batches=2",
+                "student.datamodule.batch_size=2"]
+
+
 @pytest.fixture(scope="module")
 def round0(tmp_path_factory):
     root = tmp_path_factory.mktemp("exp")
     cfg = make_cfg(root, "stage=demo", "rounds=0")
     run(cfg)
     return root, cfg
+
+
+@pytest.fixture(scope="module")
+def round1(round0):
+    root, _ = round0
+    cfg = make_cfg(root, "stage=round", "round=1", *TINY_STUDENT)
+    before = tree_state(root / "runs" / "t" / "round_0")
+    run(cfg)
+    return root, cfg, before
 
 
 def test_round0_writes_coco_and_metrics_against_ground_truth(round0):
@@ -91,3 +104,57 @@ def test_cli_no_usable_input_is_one_clear_message(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert "a.mp4" in proc.stderr and "b.mp4" in proc.stderr
+
+
+def test_round1_keeps_every_round0_box_and_leaves_round0_untouched(round1):
+    from pseudolabel.coco import load_coco
+    from pseudolabel.merge import check_merge_invariant
+
+    root, _, round0_before = round1
+    exp = root / "runs" / "t"
+    assert tree_state(exp / "round_0") == round0_before
+    prev, merged = load_coco(exp / "round_0" / "annotations.json"), load_coco(exp / "round_1" / "annotations.json")
+    assert check_merge_invariant(prev, merged) == []
+    represented = sorted(i for b in merged.boxes for i in b.extra.get("prev_ids", []))
+    assert represented == sorted(b.id for b in prev.boxes)
+    metrics = json.loads((exp / "round_1" / "metrics.json").read_text())
+    assert metrics["round"] == 1 and "f1" in metrics
+
+
+def test_round1_student_split_has_no_video_on_both_sides(round1):
+    import torch
+
+    root, _, _ = round1
+    ckpt = torch.load(root / "runs" / "t" / "round_1" / "student" / "student.pt", map_location="cpu",
+                      weights_only=True)
+    train, val = set(ckpt["meta"]["train_video_ids"]), set(ckpt["meta"]["val_video_ids"])
+    assert train and val and not (train & val)
+
+
+def test_rerunning_round1_changes_no_file(round1):
+    root, cfg, _ = round1
+    before = tree_state(root / "runs")
+    run(cfg)
+    assert tree_state(root / "runs") == before
+
+
+def test_adaptive_relabel_threshold_is_recorded(round1, tmp_path):
+    import shutil
+
+    from pseudolabel.coco import load_coco
+
+    root, _, _ = round1
+    src = root / "runs" / "t"
+    dst = tmp_path / "runs" / "t"
+    shutil.copytree(src / "frames", dst / "frames")
+    shutil.copytree(src / "round_0", dst / "round_0")
+    shutil.copytree(src / "round_1" / "student", dst / "round_1" / "student")
+    shutil.copy(src / "round_1" / ".done_train", dst / "round_1" / ".done_train")
+    shutil.copytree(root / "data", tmp_path / "data")
+    cfg = make_cfg(tmp_path, "stage=round", "round=1", "relabel.policy=adaptive", *TINY_STUDENT)
+    run(cfg)
+    labels = load_coco(dst / "round_1" / "labels.json")
+    calib = labels.info["calibration"]
+    assert labels.info["policy"] == "adaptive" and labels.info["score_threshold"] == calib["threshold"]
+    assert all(b.score >= calib["threshold"] for b in labels.boxes)
+    assert len(calib["curve"]) > 1

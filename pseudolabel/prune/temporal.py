@@ -1,0 +1,299 @@
+"""Temporal consistency of pseudo-labels: track boxes through a video, drop isolated ones, fill gaps.
+
+A real ball seen in one frame is usually seen in the next ones too, close to where its motion
+predicts; a false positive (a head, a sign, a lamp) rarely moves like that. So the kept boxes of each
+video are linked into tracks frame by frame, boxes of too-short tracks are pruned (``isolated``) and
+short gaps inside a track are filled by linear interpolation (``source="track_interp"``).
+
+Why this tracker: balls are small and fast (a 10 px ball moves 20+ px between frames), so IoU with
+the previous box is usually 0 and IoU-only trackers (SORT-style matching on IoU) break every track.
+Each track carries a constant-velocity Kalman filter on its centre; a detection may join a track
+only when it lies within ``gate`` box diagonals of the *predicted* centre (times the number of
+sampled frames since the track was last seen) and has a similar size; among those pairs the
+assignment is optimal (:func:`scipy.optimize.linear_sum_assignment`) on a cost mixing
+``1 - IoU(predicted box, detection)`` and the predicted-centre distance. ByteTrack
+(``supervision``) is not installed and is tuned for people (IoU association, score-split
+matching); this is ~100 lines of NumPy/SciPy with no new dependency.
+
+Time is measured in *sampled steps*: the rank of a frame among its video's sampled frames, so
+``max_gap`` and ``fill_gaps`` count sampled frames whatever the sampling stride. Still images (a
+video with one sampled frame) have no time axis and are left untouched.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from pseudolabel.boxes import as_boxes
+from pseudolabel.records import Box, Dataset
+
+_INFEASIBLE = 1e6
+
+
+@dataclass
+class TemporalConfig:
+    """Options of :func:`apply_temporal`."""
+
+    enabled: bool = True
+    max_gap: int = 3               # a track survives this many sampled frames without a detection
+    min_track_length: int = 2      # k: boxes of tracks seen in fewer distinct frames are pruned (isolated)
+    fill_gaps: int = 2             # g: interpolate gaps of up to this many sampled frames (0: off)
+    interp_score_factor: float = 0.9
+    gate: float = 3.0              # max predicted-centre distance, in box diagonals per sampled step
+    max_size_ratio: float = 2.5    # max ratio of box diagonals between a track and a detection
+    iou_weight: float = 0.5        # cost = w * (1 - IoU) + (1 - w) * distance / gate radius
+    interp_skip_iou: float = 0.3   # no interpolated box where a kept box already overlaps this much
+
+
+# ------------------------------------------------------------------------------------- tracking
+def _centre_size(b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    c = (b[:, :2] + b[:, 2:]) / 2.0
+    wh = np.clip(b[:, 2:] - b[:, :2], 1e-6, None)
+    return c, wh, np.hypot(wh[:, 0], wh[:, 1])
+
+
+class _Track:
+    """Constant-velocity Kalman filter on the box centre; size is an exponential average."""
+
+    def __init__(self, tid: int, centre: np.ndarray, wh: np.ndarray, step: int, *, v0: float, meas: float) -> None:
+        self.id, self.step = tid, step
+        self.x = np.array([centre[0], centre[1], 0.0, 0.0])
+        diag = float(np.hypot(*wh))
+        # Unknown velocity: a large prior (v0 diagonals per step), so the 2nd detection sets it.
+        self.P = np.diag([(meas * diag) ** 2] * 2 + [(v0 * diag) ** 2] * 2)
+        self.wh = wh.astype(np.float64)
+        self.meas = meas
+
+    @property
+    def diag(self) -> float:
+        return float(np.hypot(*self.wh))
+
+    def predict_centre(self, step: int) -> np.ndarray:
+        return self.x[:2] + self.x[2:] * (step - self.step)
+
+    def update(self, centre: np.ndarray, wh: np.ndarray, step: int, *, accel: float) -> None:
+        dt = float(step - self.step)
+        F = np.eye(4)
+        F[0, 2] = F[1, 3] = dt
+        q = (accel * self.diag) ** 2  # white-acceleration noise, in diagonals per step^2
+        G = np.array([[dt * dt / 2, 0], [0, dt * dt / 2], [dt, 0], [0, dt]])
+        x, P = F @ self.x, F @ self.P @ F.T + q * (G @ G.T)
+        H = np.eye(2, 4)
+        S = H @ P @ H.T + np.eye(2) * (self.meas * self.diag) ** 2
+        K = P @ H.T @ np.linalg.inv(S)
+        self.x = x + K @ (centre - H @ x)
+        self.P = (np.eye(4) - K @ H) @ P
+        self.wh = 0.5 * self.wh + 0.5 * wh
+        self.step = step
+
+
+def _pair_cost(track: _Track, step: int, c: np.ndarray, wh: np.ndarray, diag: np.ndarray, *,
+               gate: float, max_size_ratio: float, iou_weight: float) -> np.ndarray:
+    """(M,) association cost of one track with the M detections of a frame (``_INFEASIBLE`` if gated out)."""
+    p = track.predict_centre(step)
+    radius = gate * track.diag * (step - track.step)
+    dist = np.hypot(c[:, 0] - p[0], c[:, 1] - p[1])
+    # IoU of the predicted box (track size at the predicted centre) with each detection.
+    half = track.wh / 2
+    inter = (np.clip(np.minimum(p[0] + half[0], c[:, 0] + wh[:, 0] / 2)
+                     - np.maximum(p[0] - half[0], c[:, 0] - wh[:, 0] / 2), 0, None)
+             * np.clip(np.minimum(p[1] + half[1], c[:, 1] + wh[:, 1] / 2)
+                       - np.maximum(p[1] - half[1], c[:, 1] - wh[:, 1] / 2), 0, None))
+    iou = inter / (track.wh.prod() + wh.prod(axis=1) - inter)
+    ratio = np.maximum(diag / track.diag, track.diag / diag)
+    cost = iou_weight * (1.0 - iou) + (1.0 - iou_weight) * dist / radius
+    return np.where((dist <= radius) & (ratio <= max_size_ratio), cost, _INFEASIBLE)
+
+
+def track_boxes(steps, boxes, *, max_gap: int = 3, gate: float = 3.0, max_size_ratio: float = 2.5,
+                iou_weight: float = 0.5, accel: float = 0.5, meas: float = 0.1, v0: float = 3.0) -> np.ndarray:
+    """Link the boxes of one video into tracks.
+
+    Parameters
+    ----------
+    steps : array_like of int, shape (N,)
+        Time of each box's frame in sampled steps (rank of the frame among the video's sampled frames).
+    boxes : array_like, shape (N, 4)
+        ``xyxy`` boxes.
+    max_gap : int
+        A track can be continued after at most this many steps without a detection.
+    gate : float
+        A detection can join a track only within ``gate * track diagonal * steps elapsed`` pixels
+        of the track's predicted centre.
+    max_size_ratio : float
+        ... and only when its diagonal is within this factor of the track's.
+    iou_weight : float
+        Assignment cost ``iou_weight * (1 - IoU) + (1 - iou_weight) * distance / gate radius``,
+        IoU between the predicted box and the detection.
+    accel, meas, v0 : float
+        Kalman noise, in box diagonals: acceleration per step^2, measurement error, prior velocity.
+
+    Returns
+    -------
+    numpy.ndarray of int, shape (N,)
+        Track id of each box, ``0..T-1`` in order of first appearance. Two boxes of one step never
+        share a track.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    b = as_boxes(boxes)
+    steps = np.asarray(steps, dtype=np.int64).reshape(-1)
+    if len(steps) != len(b):
+        raise ValueError(f"steps has {len(steps)} entries but boxes {len(b)}")
+    ids = np.full(len(b), -1, dtype=np.int64)
+    c_all, wh_all, diag_all = _centre_size(b)
+    tracks: list[_Track] = []
+    for step in np.unique(steps):
+        det = np.flatnonzero(steps == step)
+        c, wh, diag = c_all[det], wh_all[det], diag_all[det]
+        live = [t for t in tracks if step - t.step <= max_gap + 1]
+        matched: dict[int, _Track] = {}
+        if live:
+            cost = np.stack([_pair_cost(t, int(step), c, wh, diag, gate=gate, max_size_ratio=max_size_ratio,
+                                        iou_weight=iou_weight) for t in live])
+            for r, j in zip(*linear_sum_assignment(cost)):
+                if cost[r, j] < _INFEASIBLE:
+                    matched[int(j)] = live[r]
+        for j, i in enumerate(det):
+            t = matched.get(j)
+            if t is None:
+                t = _Track(len(tracks), c[j], wh[j], int(step), v0=v0, meas=meas)
+                tracks.append(t)
+            else:
+                t.update(c[j], wh[j], int(step), accel=accel)
+            ids[i] = t.id
+    return ids
+
+
+def short_track_mask(track_ids, steps, *, min_length: int) -> np.ndarray:
+    """(N,) bool: ``True`` for boxes whose track covers fewer than ``min_length`` distinct steps."""
+    track_ids = np.asarray(track_ids)
+    steps = np.asarray(steps)
+    mask = np.zeros(len(track_ids), dtype=bool)
+    for t in np.unique(track_ids):
+        idx = track_ids == t
+        mask[idx] = len(np.unique(steps[idx])) < min_length
+    return mask
+
+
+def interpolate_gaps(track_ids, steps, boxes, scores, *, max_fill: int,
+                     score_factor: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Boxes filling the gaps of each track by linear interpolation.
+
+    Parameters
+    ----------
+    track_ids, steps : array_like of int, shape (N,)
+        Track and sampled step of each box (one box per track and step).
+    boxes : array_like, shape (N, 4)
+        ``xyxy`` boxes.
+    scores : array_like, shape (N,)
+    max_fill : int
+        Fill gaps of 1..``max_fill`` missing steps between consecutive boxes of a track.
+    score_factor : float
+        A filled box scores ``score_factor * mean(score of its two neighbours)``.
+
+    Returns
+    -------
+    track, step : numpy.ndarray of int, shape (M,)
+    boxes : numpy.ndarray, shape (M, 4)
+        ``xyxy``, interpolated coordinate by coordinate between the two neighbours.
+    scores : numpy.ndarray, shape (M,)
+    gap : numpy.ndarray of int, shape (M,)
+        Length (missing steps) of the gap each box fills.
+    """
+    track_ids = np.asarray(track_ids)
+    steps = np.asarray(steps, dtype=np.int64)
+    b = as_boxes(boxes)
+    scores = np.asarray(scores, dtype=np.float64)
+    out: list[tuple] = []
+    for t in np.unique(track_ids):
+        idx = np.flatnonzero(track_ids == t)
+        idx = idx[np.argsort(steps[idx], kind="stable")]
+        for i, j in zip(idx[:-1], idx[1:]):
+            gap = int(steps[j] - steps[i] - 1)
+            if not 1 <= gap <= max_fill:
+                continue
+            score = score_factor * (scores[i] + scores[j]) / 2
+            for s in range(int(steps[i]) + 1, int(steps[j])):
+                a = (s - steps[i]) / (steps[j] - steps[i])
+                out.append((t, s, (1 - a) * b[i] + a * b[j], score, gap))
+    if not out:
+        return (np.zeros(0, track_ids.dtype if track_ids.size else np.int64), np.zeros(0, np.int64),
+                np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64))
+    t, s, bb, sc, g = zip(*out)
+    return np.array(t), np.array(s, np.int64), np.array(bb, np.float64), np.array(sc, np.float64), np.array(g)
+
+
+# ------------------------------------------------------------------------------------ dataset shell
+def apply_temporal(ds: Dataset, cfg: TemporalConfig, *, round: int) -> dict[str, int]:
+    """Track the kept boxes of every video of ``ds``; prune isolated ones and fill gaps, in place.
+
+    Every kept box of a multi-frame video gets ``extra["track_id"] = "<video_id>:<n>"``. Boxes of
+    tracks seen in fewer than ``cfg.min_track_length`` sampled frames are pruned with reason
+    ``isolated`` (``extra["pruned_round"] = round``). Gaps of up to ``cfg.fill_gaps`` sampled frames
+    inside the remaining tracks get new kept boxes (``source="track_interp"``, ids after the current
+    maximum, ``extra["interp_reason"]``), except where a kept box already overlaps the filled box by
+    ``cfg.interp_skip_iou``.
+
+    Returns
+    -------
+    dict
+        ``{"isolated": boxes pruned, "interpolated": boxes added}``.
+    """
+    from pseudolabel.boxes import iou_matrix
+
+    counts = {"isolated": 0, "interpolated": 0}
+    if not cfg.enabled:
+        return counts
+    frames = {f.id: f for f in ds.frames}
+    missing = sorted({b.image_id for b in ds.boxes if b.image_id not in frames})
+    if missing:
+        raise ValueError(f"boxes refer to unknown image ids {missing[:10]}")
+    video_frames: dict[str, list] = {}
+    for f in ds.frames:
+        video_frames.setdefault(f.video_id, []).append(f)
+    kept_by_video: dict[str, list[Box]] = {}
+    for b in ds.kept_boxes():
+        kept_by_video.setdefault(frames[b.image_id].video_id, []).append(b)
+    kept_by_image = ds.boxes_by_image(kept_only=True)
+    next_id = max((b.id for b in ds.boxes), default=0) + 1
+    new_boxes: list[Box] = []
+    for vid, vframes in video_frames.items():
+        vframes = sorted(vframes, key=lambda f: (f.frame_index, f.id))
+        kept = kept_by_video.get(vid, [])
+        if len(vframes) < 2 or not kept:
+            continue  # a still image: no time axis
+        step_of = {f.id: s for s, f in enumerate(vframes)}
+        steps = np.array([step_of[b.image_id] for b in kept], dtype=np.int64)
+        xyxy = ds.xyxy(kept)
+        tids = track_boxes(steps, xyxy, max_gap=cfg.max_gap, gate=cfg.gate, max_size_ratio=cfg.max_size_ratio,
+                           iou_weight=cfg.iou_weight)
+        for b, t in zip(kept, tids):
+            b.extra["track_id"] = f"{vid}:{int(t)}"
+        short = short_track_mask(tids, steps, min_length=cfg.min_track_length)
+        for i in np.flatnonzero(short):
+            kept[i].prune("isolated", pruned_round=round)
+        counts["isolated"] += int(short.sum())
+        if cfg.fill_gaps <= 0 or short.all():
+            continue
+        keep = ~short
+        scores = np.array([b.score for b in kept])
+        cats = {int(t): b.category_id for b, t in zip(kept, tids)}
+        for t, s, box, score, gap in zip(*interpolate_gaps(tids[keep], steps[keep], xyxy[keep], scores[keep],
+                                                          max_fill=cfg.fill_gaps,
+                                                          score_factor=cfg.interp_score_factor)):
+            frame = vframes[int(s)]
+            others = [o for o in kept_by_image.get(frame.id, []) if o.kept]
+            if others and iou_matrix(box[None], ds.xyxy(others)).max() >= cfg.interp_skip_iou:
+                continue
+            tid = f"{vid}:{int(t)}"
+            nb = Box(image_id=frame.id, xyxy=tuple(float(v) for v in box), score=float(score), round=round,
+                     source="track_interp", category_id=cats[int(t)], id=next_id,
+                     extra={"track_id": tid, "interp_reason": f"gap of {int(gap)} frames in track {tid}"})
+            next_id += 1
+            new_boxes.append(nb)
+            kept_by_image.setdefault(frame.id, []).append(nb)
+    ds.boxes.extend(new_boxes)
+    counts["interpolated"] = len(new_boxes)
+    return counts

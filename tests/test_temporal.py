@@ -1,0 +1,147 @@
+import numpy as np
+import pytest
+
+from pseudolabel.prune.temporal import (
+    TemporalConfig,
+    apply_temporal,
+    interpolate_gaps,
+    short_track_mask,
+    track_boxes,
+)
+from pseudolabel.records import Box, Dataset, Frame
+
+
+def _ball(cx, cy, d=10.0):
+    return [cx - d / 2, cy - d / 2, cx + d / 2, cy + d / 2]
+
+
+def _video(n_frames, video_id="v", start_id=1, width=640, height=360):
+    return [Frame(id=start_id + i, file_name=f"{video_id}/{i:06d}.jpg", width=width, height=height,
+                  video_id=video_id, frame_index=i) for i in range(n_frames)]
+
+
+def test_fast_ball_is_one_track():
+    # 10 px ball moving 20 px (2 diameters) per frame: IoU between frames is 0.
+    steps = np.arange(8)
+    boxes = [_ball(50 + 20 * s, 100 + 5 * s) for s in steps]
+    ids = track_boxes(steps, boxes)
+    assert len(set(ids)) == 1
+
+
+def test_far_jump_starts_a_new_track():
+    steps = np.array([0, 1, 2, 3])
+    boxes = [_ball(50, 100), _ball(60, 100), _ball(70, 100), _ball(400, 300)]  # last: 33 diameters away
+    ids = track_boxes(steps, boxes)
+    assert ids[0] == ids[1] == ids[2] and ids[3] != ids[0]
+
+
+def test_size_gate_separates_ball_from_big_object():
+    steps = np.array([0, 1])
+    ids = track_boxes(steps, [_ball(100, 100, 10), _ball(105, 100, 60)])
+    assert ids[0] != ids[1]
+
+
+def test_crossing_balls_keep_separate_tracks():
+    # Ball A moves right, ball B moves left on a nearby row; between frames 4 and 5 they pass each other,
+    # so each ball's new box is nearer the *other* ball's last box: only the motion model keeps them apart.
+    steps, boxes, truth = [], [], []
+    for s in range(10):
+        steps += [s, s]
+        boxes += [_ball(100 + 20 * s, 100), _ball(290 - 20 * s, 104)]
+        truth += ["A", "B"]
+    ids = track_boxes(np.array(steps), boxes)
+    ids_a = {i for i, t in zip(ids, truth) if t == "A"}
+    ids_b = {i for i, t in zip(ids, truth) if t == "B"}
+    assert len(ids_a) == 1 and len(ids_b) == 1 and ids_a != ids_b
+
+
+def test_track_survives_gap_up_to_max_gap():
+    steps = np.array([0, 1, 2, 3, 6, 7, 8])
+    boxes = [_ball(50 + 20 * s, 100) for s in steps]
+    assert len(set(track_boxes(steps, boxes, max_gap=2))) == 1
+    assert len(set(track_boxes(steps, boxes, max_gap=1))) == 2
+
+
+def test_short_track_mask_counts_distinct_frames():
+    np.testing.assert_array_equal(short_track_mask([0, 0, 1, 2, 2, 2], [0, 1, 5, 0, 1, 2], min_length=2),
+                                  [False, False, True, False, False, False])
+
+
+def test_interpolate_gaps_linear_and_bounded():
+    tids = np.array([0, 0, 0, 1, 1])
+    steps = np.array([0, 3, 9, 0, 2])
+    boxes = np.array([[0, 0, 10, 10], [30, 60, 40, 70], [90, 60, 100, 70], [0, 0, 4, 4], [8, 0, 12, 4]], float)
+    t, s, b, sc, gap = interpolate_gaps(tids, steps, boxes, [0.8, 0.6, 0.9, 0.5, 0.5], max_fill=2,
+                                        score_factor=0.5)
+    # track 0: gap 0->3 (2 missing) filled, gap 3->9 (5 missing) not; track 1: gap 0->2 (1 missing) filled.
+    np.testing.assert_array_equal(t, [0, 0, 1])
+    np.testing.assert_array_equal(s, [1, 2, 1])
+    np.testing.assert_allclose(b, [[10, 20, 20, 30], [20, 40, 30, 50], [4, 0, 8, 4]])
+    np.testing.assert_allclose(sc, [0.35, 0.35, 0.25])
+    np.testing.assert_array_equal(gap, [2, 2, 1])
+
+
+def _dataset_with_ball(frames, ball_frames, *, extra_boxes=()):
+    boxes = []
+    for i in ball_frames:
+        boxes.append(Box(image_id=frames[i].id, xyxy=tuple(_ball(100 + 20 * i, 150 + 4 * i)), score=0.9,
+                         id=len(boxes) + 1))
+    for fi, xyxy in extra_boxes:
+        boxes.append(Box(image_id=frames[fi].id, xyxy=tuple(xyxy), score=0.95, id=len(boxes) + 1))
+    return Dataset(frames=frames, boxes=boxes)
+
+
+def test_apply_temporal_prunes_isolated_and_fills_gap():
+    frames = _video(10)
+    ball_frames = [0, 1, 2, 3, 6, 7, 8, 9]
+    ds = _dataset_with_ball(frames, ball_frames, extra_boxes=[(5, _ball(500, 40))])  # far from any track
+    # Shuffle box order: the result must not depend on it.
+    ds.boxes = [ds.boxes[i] for i in np.random.default_rng(0).permutation(len(ds.boxes))]
+    counts = apply_temporal(ds, TemporalConfig(min_track_length=3, fill_gaps=2, max_gap=2,
+                                               interp_score_factor=0.5), round=2)
+    assert counts == {"isolated": 1, "interpolated": 2}
+    lone = next(b for b in ds.boxes if b.xyxy == tuple(_ball(500, 40)))
+    assert not lone.kept and lone.reason == "isolated" and lone.extra["pruned_round"] == 2
+    ball = [b for b in ds.boxes if b.source == "teacher" and b.kept]
+    assert len(ball) == 8 and len({b.extra["track_id"] for b in ball}) == 1
+    assert ball[0].extra["track_id"].startswith("v:")
+    new = sorted((b for b in ds.boxes if b.source == "track_interp"), key=lambda b: b.image_id)
+    assert [b.image_id for b in new] == [frames[4].id, frames[5].id]
+    for b, i in zip(new, (4, 5)):
+        # Lies between its neighbours at frames 3 and 6, exactly where the linear motion puts it.
+        np.testing.assert_allclose(b.xyxy, _ball(100 + 20 * i, 150 + 4 * i))
+        assert _ball(160, 162)[0] < b.xyxy[0] < _ball(220, 174)[0]
+        assert b.kept and b.round == 2 and b.score == pytest.approx(0.45)
+        assert b.extra["track_id"] == ball[0].extra["track_id"]
+        assert b.extra["interp_reason"] == f"gap of 2 frames in track {ball[0].extra['track_id']}"
+    assert sorted(b.id for b in new) == [10, 11]  # continue after the max id (9)
+
+
+def test_apply_temporal_leaves_gap_longer_than_fill_and_stills_untouched():
+    frames = _video(10)
+    ds = _dataset_with_ball(frames, [0, 1, 2, 6, 7, 8])  # 3 missing frames, fill_gaps=2
+    stills = [Frame(id=100 + i, file_name=f"s{i}/000000.jpg", width=640, height=360, video_id=f"s{i}",
+                    frame_index=0) for i in range(3)]
+    ds.frames += stills
+    ds.boxes += [Box(image_id=f.id, xyxy=(10, 10, 20, 20), id=50 + i) for i, f in enumerate(stills)]
+    counts = apply_temporal(ds, TemporalConfig(min_track_length=2, fill_gaps=2, max_gap=3), round=1)
+    assert counts == {"isolated": 0, "interpolated": 0}
+    for b in ds.boxes[-3:]:
+        assert b.kept and "track_id" not in b.extra
+
+
+def test_apply_temporal_does_not_duplicate_existing_box():
+    frames = _video(6)
+    ds = _dataset_with_ball(frames, [0, 1, 3, 4])
+    # Frame 2 holds a kept detection of the ball that the tracker could not use (too big a size change),
+    # overlapping where interpolation would put a box.
+    ds.boxes.append(Box(image_id=frames[2].id, xyxy=tuple(_ball(140, 158, 30)), score=0.5, id=99))
+    counts = apply_temporal(ds, TemporalConfig(min_track_length=1, fill_gaps=1, interp_skip_iou=0.1), round=1)
+    assert counts["interpolated"] == 0
+
+
+def test_disabled_does_nothing():
+    frames = _video(3)
+    ds = _dataset_with_ball(frames, [0])
+    assert apply_temporal(ds, TemporalConfig(enabled=False), round=1) == {"isolated": 0, "interpolated": 0}
+    assert ds.boxes[0].kept and "track_id" not in ds.boxes[0].extra
