@@ -171,11 +171,12 @@ def stage_train(cfg: DictConfig, k: int) -> Path:
 
     def run():
         scfg = cfg.student
-        model = instantiate(scfg.model)
         datamodule = instantiate(scfg.datamodule, pseudo_labels_path=str(prev), frames_dir=str(frames_dir(cfg)))
         module_factory = instantiate(scfg.module)
+        # the model is built after seeding (inside train_student) so that its new heads are reproducible
         path = train_student(pseudo_labels_path=str(prev), frames_dir=str(frames_dir(cfg)), out_dir=str(out),
-                             model=model, datamodule=datamodule, module_factory=module_factory,
+                             model=lambda: instantiate(scfg.model), datamodule=datamodule,
+                             module_factory=module_factory,
                              trainer_kwargs=OmegaConf.to_container(scfg.trainer, resolve=True),
                              callbacks=[instantiate(c) for c in scfg.get("callbacks", [])],
                              seed=int(cfg.seed) + k)

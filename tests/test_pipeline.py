@@ -26,7 +26,7 @@ def tree_state(d: Path) -> dict:
     return {str(p.relative_to(d)): (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(d.rglob("*")) if p.is_file()}
 
 
-TINY_STUDENT = ["student.trainer.max_steps=3", "student.trainer.max_epochs=1", "student.trainer.limit_val_batches=2",
+TINY_STUDENT = ["student.trainer.limit_train_batches=2", "student.trainer.max_epochs=1", "student.trainer.limit_val_batches=2",
                 "student.datamodule.batch_size=2"]
 
 
