@@ -53,32 +53,38 @@ def load_data(name: str, cache: Path):
 
 
 def label_cached(cfg, frames, fdir: Path, *, threshold: float):
-    """Teacher labels at ``threshold`` (cached next to the frames)."""
+    """Teacher labels at ``threshold`` and the threshold they were computed at: a cached labelling at a
+    lower threshold is filtered by score (box ids kept, so cached embeddings still apply)."""
     from hydra.utils import instantiate
 
     from pseudolabel.coco import load_coco, save_coco
     from pseudolabel.label import label_frames
 
-    path = fdir.parent / f"labels_thr{threshold:.3f}.json"
-    if path.is_file():
-        return load_coco(path), 0.0
+    cached = sorted((float(p.stem.removeprefix("labels_thr")), p) for p in fdir.parent.glob("labels_thr*.json"))
+    usable = [(t, p) for t, p in cached if t <= threshold + 1e-9]
+    if usable:
+        source, path = usable[-1]
+        ds = load_coco(path)
+        ds.boxes = [b for b in ds.boxes if b.score >= threshold]
+        return ds, source, 0.0
     t0 = time.perf_counter()
     ds, _ = label_frames(instantiate(cfg.teacher.detector), frames, frames_dir=fdir, round=0,
                          class_ids=list(cfg.teacher.class_ids), score_threshold=threshold,
                          batch_size=int(cfg.teacher.batch_size), progress=False)
-    save_coco(ds, path)
-    return ds, (time.perf_counter() - t0) / max(1, len(frames))
+    save_coco(ds, fdir.parent / f"labels_thr{threshold:.3f}.json")
+    return ds, threshold, (time.perf_counter() - t0) / max(1, len(frames))
 
 
-def embeddings_cached(ds, fdir: Path, fcfg, *, threshold: float) -> dict[int, np.ndarray]:
+def embeddings_cached(ds, fdir: Path, fcfg, *, source: float) -> dict[int, np.ndarray]:
+    """Crop embeddings of the boxes of ``ds`` (cached per source labelling and crop geometry)."""
     from pseudolabel.io import atomic_write_npz
     from pseudolabel.prune.features import embed_dataset_crops, load_features
 
-    path = fdir.parent / f"crops_thr{threshold:.3f}_{fcfg.crop_size}_{fcfg.crop_context:g}.npz"
+    path = fdir.parent / f"crops_thr{source:.3f}_{fcfg.crop_size}_{fcfg.crop_context:g}.npz"
     feats = load_features(path)
-    if not feats and ds.boxes:
-        feats = embed_dataset_crops(ds, fdir, [b.id for b in ds.boxes], crop_size=fcfg.crop_size,
-                                    context=fcfg.crop_context)
+    todo = [b.id for b in ds.boxes if b.id not in feats]
+    if todo:
+        feats.update(embed_dataset_crops(ds, fdir, todo, crop_size=fcfg.crop_size, context=fcfg.crop_context))
         ids = np.array(sorted(feats), dtype=np.int64)
         atomic_write_npz(path, ids=ids, features=np.stack([feats[i] for i in ids]))
     return feats
@@ -132,10 +138,11 @@ def main(argv=None) -> int:
             print(f"[{name}] skipped: ../shared/data/football/valid not found", file=sys.stderr)
             continue
         frames, gt, fdir, _ = loaded
-        ds, spf = label_cached(cfg, frames, fdir, threshold=thr)
+        ds, source, spf = label_cached(cfg, frames, fdir, threshold=thr)
         print(f"[{name}] {len(frames)} frames, {len(ds.boxes)} teacher boxes at score >= {thr:.2f}"
-              + (f" (labelled at {spf:.2f} s/frame)" if spf else " (cached)"), file=sys.stderr)
-        feats = embeddings_cached(ds, fdir, fcfg, threshold=thr)
+              + (f" (labelled at {spf:.2f} s/frame)" if spf else f" (cached labels at >= {source:.2f})"),
+              file=sys.stderr)
+        feats = embeddings_cached(ds, fdir, fcfg, source=source)
         for setting in SETTINGS:
             if setting in ("+temporal",) and name == "football":
                 continue  # stills: no time axis
