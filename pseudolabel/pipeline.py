@@ -196,7 +196,8 @@ def _build_student(cfg: DictConfig, checkpoint: Path):
 
 
 def stage_prune(cfg: DictConfig, k: int) -> None:
-    """Apply the pruners configured in ``prune/`` to ``labels.json`` -> ``pruned.json``."""
+    """Apply the pruners configured in ``prune/`` (heuristics, then temporal, then feature outliers) to
+    ``labels.json`` -> ``pruned.json``."""
     rdir = round_dir(cfg, k)
 
     def run():
@@ -204,9 +205,19 @@ def stage_prune(cfg: DictConfig, k: int) -> None:
 
         ds = load_coco(rdir / "labels.json")
         counts = {}
-        if cfg.prune.get("heuristics"):
-            hcfg = HeuristicsConfig(**OmegaConf.to_container(cfg.prune.heuristics, resolve=True))
-            counts.update(apply_heuristics(ds, hcfg, round=k))
+        pcfg = OmegaConf.to_container(cfg.prune, resolve=True)
+        if pcfg.get("heuristics"):
+            counts.update(apply_heuristics(ds, HeuristicsConfig(**pcfg["heuristics"]), round=k))
+        if pcfg.get("temporal"):
+            from .prune.temporal import TemporalConfig, apply_temporal
+
+            counts.update(apply_temporal(ds, TemporalConfig(**pcfg["temporal"]), round=k))
+        if pcfg.get("features"):
+            from .prune.features import FeatureOutlierConfig, apply_feature_outliers, load_features
+
+            counts.update(apply_feature_outliers(ds, load_features(rdir / "features.npz"),
+                                                 FeatureOutlierConfig(**pcfg["features"]), round=k,
+                                                 frames_dir=frames_dir(cfg)))
         ds.info = {**ds.info, "stage": "prune", "pruned": counts}
         save_coco(ds, rdir / "pruned.json")
         return {"pruned": counts}

@@ -158,3 +158,22 @@ def test_adaptive_relabel_threshold_is_recorded(round1, tmp_path):
     assert labels.info["policy"] == "adaptive" and labels.info["score_threshold"] == calib["threshold"]
     assert all(b.score >= calib["threshold"] for b in labels.boxes)
     assert len(calib["curve"]) > 1
+
+
+def test_full_prune_config_runs_temporal_and_feature_pruners(round0, tmp_path):
+    import shutil
+
+    from pseudolabel.coco import load_coco
+
+    root, _ = round0
+    shutil.copytree(root / "runs" / "t" / "frames", tmp_path / "runs" / "t" / "frames")
+    shutil.copytree(root / "data", tmp_path / "data")
+    run(make_cfg(tmp_path, "stage=round", "round=0", "prune=full", "prune.features.min_boxes=2",
+                 "teacher.score_threshold=0.3"))
+    rdir = tmp_path / "runs" / "t" / "round_0"
+    done = json.loads((rdir / ".done_prune").read_text())["pruned"]
+    assert {"isolated", "interpolated", "feature_outlier", "overlap"} <= set(done)
+    ds = load_coco(rdir / "pruned.json")
+    kept = ds.kept_boxes()
+    assert kept and all("track_id" in b.extra for b in kept if b.source != "track_interp")
+    assert all("outlier_score" in b.extra for b in ds.boxes if b.reason == "feature_outlier")
