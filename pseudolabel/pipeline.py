@@ -196,7 +196,7 @@ def _build_student(cfg: DictConfig, checkpoint: Path):
 
 
 def stage_prune(cfg: DictConfig, k: int) -> None:
-    """Apply the pruners configured in ``prune/`` (heuristics, then temporal, then feature outliers) to
+    """Apply the pruners configured in ``prune/`` (heuristics, then feature outliers, then temporal) to
     ``labels.json`` -> ``pruned.json``."""
     rdir = round_dir(cfg, k)
 
@@ -208,19 +208,22 @@ def stage_prune(cfg: DictConfig, k: int) -> None:
         pcfg = OmegaConf.to_container(cfg.prune, resolve=True)
         if pcfg.get("heuristics"):
             counts.update(apply_heuristics(ds, HeuristicsConfig(**pcfg["heuristics"]), round=k))
-        if pcfg.get("temporal"):
-            from .prune.temporal import TemporalConfig, apply_temporal
-
-            counts.update(apply_temporal(ds, TemporalConfig(**pcfg["temporal"]), round=k))
         if pcfg.get("features"):
             from .prune.features import FeatureOutlierConfig, apply_feature_outliers, load_features
 
             counts.update(apply_feature_outliers(ds, load_features(rdir / "features.npz"),
                                                  FeatureOutlierConfig(**pcfg["features"]), round=k,
                                                  frames_dir=frames_dir(cfg)))
-        ds.info = {**ds.info, "stage": "prune", "pruned": counts}
+        added = {}
+        if pcfg.get("temporal"):  # after feature outliers: interpolated boxes have no detector features
+            from .prune.temporal import TemporalConfig, apply_temporal
+
+            temporal = apply_temporal(ds, TemporalConfig(**pcfg["temporal"]), round=k)
+            added["interpolated"] = temporal.pop("interpolated")
+            counts.update(temporal)
+        ds.info = {**ds.info, "stage": "prune", "pruned": counts, "added": added}
         save_coco(ds, rdir / "pruned.json")
-        return {"pruned": counts}
+        return {"pruned": counts, "added": added}
 
     _run_once(rdir, "prune", run)
 

@@ -80,6 +80,10 @@ def test_apply_feature_outliers_prunes_foreign_box_and_respects_video_offset():
     assert pruned[0].reason == "feature_outlier" and pruned[0].extra["pruned_round"] == 3
     assert all("outlier_score" in b.extra for b in ds.boxes)
     assert max(ds.boxes, key=lambda b: b.extra["outlier_score"]).id == 5
+    # The shipped defaults (knn on PCA components, robust z 5) find the same box and only it.
+    ds_default = Dataset(frames=frames, boxes=[Box(image_id=b.image_id, xyxy=b.xyxy, id=b.id) for b in boxes])
+    assert apply_feature_outliers(ds_default, feats, FeatureOutlierConfig(), round=1) == {"feature_outlier": 1}
+    assert [b.id for b in ds_default.boxes if not b.kept] == [5]
     # Without per-video standardisation the shifted video b looks foreign as a whole.
     ds2 = Dataset(frames=frames, boxes=[Box(image_id=b.image_id, xyxy=b.xyxy, id=b.id) for b in boxes])
     cfg2 = FeatureOutlierConfig(method="knn", contamination=None, robust_z=8.0, pca_variance=None,

@@ -171,8 +171,9 @@ def test_full_prune_config_runs_temporal_and_feature_pruners(round0, tmp_path):
     run(make_cfg(tmp_path, "stage=round", "round=0", "prune=full", "prune.features.min_boxes=2",
                  "teacher.score_threshold=0.3"))
     rdir = tmp_path / "runs" / "t" / "round_0"
-    done = json.loads((rdir / ".done_prune").read_text())["pruned"]
-    assert {"isolated", "interpolated", "feature_outlier", "overlap"} <= set(done)
+    done = json.loads((rdir / ".done_prune").read_text())
+    assert {"isolated", "feature_outlier", "overlap"} <= set(done["pruned"])
+    assert "interpolated" in done["added"] and "interpolated" not in done["pruned"]
     ds = load_coco(rdir / "pruned.json")
     kept = ds.kept_boxes()
     assert kept and all("track_id" in b.extra for b in kept if b.source != "track_interp")

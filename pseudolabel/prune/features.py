@@ -32,11 +32,15 @@ class FeatureOutlierConfig:
     and ``robust_z`` selects the outliers (the first one not None, in that order)."""
 
     enabled: bool = True
-    method: str = "isolation_forest"     # isolation_forest | lof | knn
+    # knn: Euclidean, so unaffected by the PCA rotation; IsolationForest's axis-aligned splits missed
+    # foreign crops once PCA had concentrated them on one component (benchmarks/prune_ablation.py notes).
+    method: str = "knn"                  # isolation_forest | lof | knn
     pca_variance: float | None = 0.95    # keep this fraction of variance (None: no PCA)
-    contamination: float | None = 0.05   # prune this fraction of the scored boxes ...
+    # A fixed contamination prunes that fraction even when nothing is foreign (on the synthetic suite 0.05
+    # removed only true balls); robust_z flags only scores that stand out. See benchmarks/prune_ablation.py.
+    contamination: float | None = None   # prune this fraction of the scored boxes ...
     score_threshold: float | None = None  # ... or boxes scoring above this (method-specific scale) ...
-    robust_z: float | None = None        # ... or above median + robust_z * 1.4826 * MAD of the scores
+    robust_z: float | None = 5.0         # ... or above median + robust_z * 1.4826 * MAD of the scores
     per_video_standardise: bool = True
     min_group: int = 5                   # videos with fewer boxes are standardised together
     min_boxes: int = 10                  # fewer scorable boxes: score nothing
@@ -101,7 +105,7 @@ def reduce_pca(X, *, variance: float | None, seed: int = 0) -> np.ndarray:
     return PCA(n_components=float(variance), svd_solver="full", random_state=seed).fit_transform(X)
 
 
-def outlier_scores(X, *, method: str = "isolation_forest", n_neighbors: int = 10, seed: int = 0) -> np.ndarray:
+def outlier_scores(X, *, method: str = "knn", n_neighbors: int = 10, seed: int = 0) -> np.ndarray:
     """Unsupervised outlier score of each row; higher = more outlying.
 
     Parameters
