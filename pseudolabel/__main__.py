@@ -38,14 +38,7 @@ def run(cfg: DictConfig) -> object:
     if stage == "sample":
         return p.stage_sample(cfg)
     if stage in ("label", "relabel"):
-        frames = p.stage_sample(cfg)
-        if k == 0:
-            return p.stage_label(cfg, 0, frames, lambda: p._build_teacher(cfg), class_ids=cfg.teacher.class_ids,
-                                 score_threshold=cfg.teacher.score_threshold, batch_size=cfg.teacher.batch_size)
-        ckpt = p.round_dir(cfg, k) / "student" / "student.pt"
-        return p.stage_label(cfg, k, frames, lambda: p._build_student(cfg, ckpt), class_ids=[1],
-                             score_threshold=cfg.relabel.score_threshold, batch_size=cfg.relabel.batch_size,
-                             policy=str(cfg.relabel.policy))
+        return p.stage_label_round(cfg, k, p.stage_sample(cfg))
     stages = {"train": p.stage_train, "prune": p.stage_prune, "merge": p.stage_merge, "evaluate": p.stage_evaluate}
     if stage not in stages:
         raise p.PipelineError(f"unknown stage {stage!r}; one of demo, round, synth, sample, label, relabel, "

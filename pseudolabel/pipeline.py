@@ -139,6 +139,18 @@ def stage_label(cfg: DictConfig, k: int, frames: Dataset, detector_factory: Call
     _run_once(rdir, "label", run)
 
 
+def stage_label_round(cfg: DictConfig, k: int, frames: Dataset) -> None:
+    """Label round ``k``: the teacher for k = 0, else round k's student (its ``student.pt`` must exist)."""
+    if k == 0:
+        stage_label(cfg, 0, frames, lambda: _build_teacher(cfg), class_ids=cfg.teacher.class_ids,
+                    score_threshold=cfg.teacher.score_threshold, batch_size=cfg.teacher.batch_size)
+        return
+    ckpt = round_dir(cfg, k) / "student" / "student.pt"
+    stage_label(cfg, k, frames, lambda: _build_student(cfg, ckpt), class_ids=[1],
+                score_threshold=cfg.relabel.score_threshold, batch_size=cfg.relabel.batch_size,
+                policy=str(cfg.relabel.policy))
+
+
 def _calibrate(cfg: DictConfig, k: int, ds: Dataset) -> dict:
     from .threshold import calibrate_threshold
 
@@ -309,14 +321,9 @@ def run_round(cfg: DictConfig, k: int, *, logger=None) -> dict:
         raise PipelineError(f"round {k - 1} of experiment {cfg.exp!r} is not finished "
                             f"({round_dir(cfg, k - 1)}); run it first: make round N={k - 1} EXP={cfg.exp}")
     frames = stage_sample(cfg)
-    if k == 0:
-        stage_label(cfg, 0, frames, lambda: _build_teacher(cfg), class_ids=cfg.teacher.class_ids,
-                    score_threshold=cfg.teacher.score_threshold, batch_size=cfg.teacher.batch_size)
-    else:
-        ckpt = stage_train(cfg, k)
-        stage_label(cfg, k, frames, lambda: _build_student(cfg, ckpt), class_ids=[1],
-                    score_threshold=cfg.relabel.score_threshold, batch_size=cfg.relabel.batch_size,
-                    policy=str(cfg.relabel.policy))
+    if k > 0:
+        stage_train(cfg, k)
+    stage_label_round(cfg, k, frames)
     stage_prune(cfg, k)
     stage_merge(cfg, k)
     metrics = stage_evaluate(cfg, k)
