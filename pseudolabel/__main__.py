@@ -1,7 +1,8 @@
 """Command-line entry point: ``python -m pseudolabel stage=<stage> [round=N] [exp=NAME] [overrides…]``.
 
 Stages: ``demo`` (synthetic data + rounds 0..rounds), ``round`` (one full round), ``download`` (yt-dlp, see
-``conf/download/``), or one stage of a round:
+``conf/download/``), ``export`` (a round for review, see ``conf/export/``), ``report``
+(``runs/<exp>/report.html``, see :mod:`pseudolabel.report`), or one stage of a round:
 ``synth``, ``sample``, ``label``, ``train``, ``relabel``, ``prune``, ``merge``, ``evaluate``.
 """
 from __future__ import annotations
@@ -28,6 +29,16 @@ def run(cfg: DictConfig) -> object:
         from .download import run_from_config
 
         return run_from_config(OmegaConf.to_container(cfg.download, resolve=True))
+    if stage == "export":
+        from .export.stage import stage_export
+
+        return stage_export(cfg)
+    if stage == "sweep_trial":
+        return p.run_sweep_trial(cfg, trial=trial_name())
+    if stage == "report":
+        from .report.build import report_from_config
+
+        return report_from_config(cfg)
     logger = instantiate(cfg.logger)
     if stage == "demo":
         return p.run_demo(cfg, logger=logger)
@@ -41,9 +52,19 @@ def run(cfg: DictConfig) -> object:
         return p.stage_label_round(cfg, k, p.stage_sample(cfg))
     stages = {"train": p.stage_train, "prune": p.stage_prune, "merge": p.stage_merge, "evaluate": p.stage_evaluate}
     if stage not in stages:
-        raise p.PipelineError(f"unknown stage {stage!r}; one of demo, round, synth, sample, label, relabel, "
+        raise p.PipelineError(f"unknown stage {stage!r}; one of demo, round, export, synth, sample, label, relabel, "
                               f"{', '.join(stages)}")
     return stages[stage](cfg, k)
+
+
+def trial_name() -> str:
+    """A sweep trial's directory name: its overrides (``hydra.job.override_dirname``), filesystem-safe."""
+    import re
+
+    from hydra.core.hydra_config import HydraConfig
+
+    name = HydraConfig.get().job.override_dirname if HydraConfig.initialized() else ""
+    return re.sub(r"[^A-Za-z0-9_.,=+-]+", "_", name).strip("._") or "default"
 
 
 def user_errors() -> tuple[type[Exception], ...]:
@@ -51,20 +72,23 @@ def user_errors() -> tuple[type[Exception], ...]:
     from .coco import CocoFormatError
     from .detectors.opencv_dnn import ModelFileNotFound
     from .download import DownloadInputError
+    from .export import ExportError
     from .frames import NoUsableInputError
     from .gt_readers import GroundTruthError
     from .pipeline import PipelineError
 
     return (PipelineError, NoUsableInputError, CocoFormatError, GroundTruthError, ModelFileNotFound,
-            DownloadInputError)
+            DownloadInputError, ExportError)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
-def hydra_main(cfg: DictConfig) -> None:
+def hydra_main(cfg: DictConfig) -> object:
     logging.getLogger("pseudolabel").setLevel(logging.INFO)
     try:
-        run(cfg)
+        return run(cfg)  # a sweep trial returns its objective (Optuna reads it)
     except user_errors() as e:
+        if str(cfg.get("stage")) == "sweep_trial":
+            raise  # one failed trial: Hydra records it and the sweep goes on
         print(f"pseudolabel: {e}", file=sys.stderr)
         sys.exit(2)
 

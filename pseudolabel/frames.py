@@ -117,6 +117,41 @@ def _write_jpeg(path: Path, img: np.ndarray, quality: int) -> None:
         raise
 
 
+class _JpegWriter:
+    """Encode and write JPEGs (:func:`_write_jpeg`) in one background thread, off the decoding loop.
+
+    ``cv2.imencode`` releases the GIL, so encoding frame i overlaps decoding frame i+1. At most
+    ``max_pending`` frames wait (bounded memory); leaving the ``with`` block waits for every write
+    and raises the first error (disk full...), so a returned frame list always has its files.
+    """
+
+    def __init__(self, max_pending: int = 4) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jpeg-writer")
+        self._pending: list = []
+        self._max_pending = max(1, int(max_pending))
+
+    def write(self, path: Path, img: np.ndarray, quality: int) -> None:
+        while len(self._pending) >= self._max_pending:
+            self._pending.pop(0).result()
+        self._pending.append(self._pool.submit(_write_jpeg, path, img, quality))
+
+    def __enter__(self) -> "_JpegWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            for fut in self._pending:
+                if exc_type is None:
+                    fut.result()
+                else:
+                    fut.exception()  # wait, but let the exception in flight win
+        finally:
+            self._pending.clear()
+            self._pool.shutdown(wait=True)
+
+
 def _clean_temp(folder: Path) -> None:
     for p in folder.glob(".*.tmp"):
         p.unlink(missing_ok=True)
@@ -151,7 +186,8 @@ def sample_video(
     conversion or copy (the codec itself must still run, inter frames depend on earlier ones;
     measured on 1080p H.264: 4.8 ms/frame grab vs 6.6 ms read). Sampled frames are fetched with
     ``cap.retrieve()``, tested for near-duplicates against the last kept frame,
-    and written to ``frames_dir/<video_id>/<index:06d>.jpg`` unless that file already exists.
+    and written to ``frames_dir/<video_id>/<index:06d>.jpg`` unless that file already exists
+    (JPEG encoding and writing run in a background thread, overlapping decoding).
 
     Parameters
     ----------
@@ -200,7 +236,9 @@ def sample_video(
 
     cap = cv2.VideoCapture(str(path))
     try:
-        return _read_video(cap, rec, video_id=video_id, frames_dir=Path(frames_dir), config=config)
+        with _JpegWriter() as writer:
+            return _read_video(cap, rec, video_id=video_id, frames_dir=Path(frames_dir), config=config,
+                               writer=writer)
     except cv2.error as e:  # a broken container or codec must not stop the run; disk errors do
         rec.update(status="skipped", reason=f"error while decoding: {e}".strip())
         return [], rec
@@ -208,7 +246,8 @@ def sample_video(
         cap.release()
 
 
-def _read_video(cap, rec, *, video_id: str, frames_dir: Path, config: SamplingConfig):
+def _read_video(cap, rec, *, video_id: str, frames_dir: Path, config: SamplingConfig,
+                writer: _JpegWriter | None = None):
     import cv2
 
     notes: list[str] = []
@@ -273,7 +312,10 @@ def _read_video(cap, rec, *, video_id: str, frames_dir: Path, config: SamplingCo
         file_name = _frame_file(video_id, index)
         target = frames_dir / file_name
         if not target.exists():
-            _write_jpeg(target, img, config.jpeg_quality)
+            if writer is None:
+                _write_jpeg(target, img, config.jpeg_quality)
+            else:
+                writer.write(target, img, config.jpeg_quality)
         frames.append(Frame(id=0, file_name=file_name, width=fw, height=fh, video_id=video_id,
                             frame_index=index, timestamp=index / fps))
 

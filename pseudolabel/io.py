@@ -65,3 +65,34 @@ def atomic_write_npz(path: str | Path, **arrays) -> Path:
     buf = _stdio.BytesIO()
     np.savez(buf, **arrays)
     return atomic_write_bytes(path, buf.getvalue())
+
+
+class file_lock:
+    """Exclusive advisory lock on ``path`` (``fcntl.flock``; created if absent) for a ``with`` block.
+
+    Lets concurrent runs of one experiment (e.g. label shards started together) take turns at a
+    stage that must run once: the first runs it, the others wait and then find it done.
+    A no-op where ``fcntl`` is unavailable.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._fd: int | None = None
+
+    def __enter__(self) -> "file_lock":
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX
+            return self
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._fd is not None:
+            import fcntl
+
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None

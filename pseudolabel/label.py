@@ -2,9 +2,15 @@
 
 Used by round 0 (teacher) and by every relabel (student): same code, same batching and tiling.
 Frames with no confident box stay in the output as negatives.
+
+Hot path: JPEG decoding runs in a background thread ahead of the detector (:func:`iter_batches`),
+frames go to the detector in batches (and a :class:`~pseudolabel.detectors.tiling.TiledDetector`
+batches the tiles of all frames of a batch), torch runs under ``inference_mode``, and
+:func:`configure_threads` sizes the torch / OpenCV thread pools to the CPUs this process may use.
 """
 from __future__ import annotations
 
+import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
@@ -26,12 +32,60 @@ def read_rgb(path: str | Path) -> np.ndarray:
     return cv2.cvtColor(im, cv2.COLOR_BGR2RGB)
 
 
-def iter_batches(frames: Sequence[Frame], frames_dir: str | Path, *, batch_size: int,
-                 prefetch: int = 2) -> Iterator[tuple[list[Frame], list[np.ndarray]]]:
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask: Slurm / taskset / cgroup cpusets), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def configure_threads(num_threads: int | None = None) -> int:
+    """Size torch's intra-op pool and OpenCV's pool for labelling; returns the thread count used.
+
+    Parameters
+    ----------
+    num_threads : int or None
+        None: ``$OMP_NUM_THREADS`` when set (joblib's loky workers set it to their share of the
+        CPUs, so parallel shards do not oversubscribe), else :func:`available_cpus`.
+    """
+    import cv2
+    import torch
+
+    if num_threads is None:
+        env = os.environ.get("OMP_NUM_THREADS", "").strip()
+        num_threads = int(env) if env.isdigit() and int(env) > 0 else available_cpus()
+    n = max(1, int(num_threads))
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    cv2.setNumThreads(n)
+    return n
+
+
+def frame_chunks(frames: Sequence[Frame], *, batch_size: int, split_by_video: bool = False) -> list[list[Frame]]:
+    """Consecutive batches of at most ``batch_size`` frames.
+
+    ``split_by_video``: a batch never holds frames of two videos, so what a video's frames are
+    batched with does not depend on which other videos are labelled in the same run (shards).
+    """
+    batch_size = max(1, int(batch_size))
+    if not split_by_video:
+        return [list(frames[i:i + batch_size]) for i in range(0, len(frames), batch_size)]
+    chunks: list[list[Frame]] = []
+    for f in frames:
+        if chunks and len(chunks[-1]) < batch_size and chunks[-1][-1].video_id == f.video_id:
+            chunks[-1].append(f)
+        else:
+            chunks.append([f])
+    return chunks
+
+
+def iter_batches(frames: Sequence[Frame], frames_dir: str | Path, *, batch_size: int, prefetch: int = 2,
+                 split_by_video: bool = False) -> Iterator[tuple[list[Frame], list[np.ndarray]]]:
     """Yield (frames, RGB images) batches; JPEG decoding runs in a background thread (cv2 releases
-    the GIL), so the detector never waits on disk."""
+    the GIL), so the detector never waits on disk. At most ``prefetch`` decoded batches wait ahead."""
     frames_dir = Path(frames_dir)
-    chunks = iter([list(frames[i:i + batch_size]) for i in range(0, len(frames), batch_size)])
+    chunks = iter(frame_chunks(frames, batch_size=batch_size, split_by_video=split_by_video))
     with ThreadPoolExecutor(max_workers=1) as pool:
         def load(chunk):
             return chunk, [read_rgb(frames_dir / f.file_name) for f in chunk]
@@ -53,9 +107,29 @@ def select_targets(det: Detections, *, class_ids: Sequence[int] | None, score_th
     return det.select(mask)
 
 
+def iter_detections(detector: Detector, frames: Sequence[Frame], *, frames_dir: str | Path,
+                    class_ids: Sequence[int] | None, score_threshold: float, batch_size: int = 4,
+                    split_by_video: bool = False, progress: bool = True,
+                    desc: str = "label") -> Iterator[tuple[Frame, Detections]]:
+    """Yield ``(frame, detections)`` for every frame in order: the target detections above
+    ``score_threshold``, sorted by decreasing score (stable). See :func:`iter_batches` for batching."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(frames), desc=desc, unit="frame", disable=not progress)
+    try:
+        for chunk, images in iter_batches(frames, frames_dir, batch_size=batch_size, split_by_video=split_by_video):
+            for frame, det in zip(chunk, detector.predict(images)):
+                det = select_targets(det, class_ids=class_ids, score_threshold=score_threshold)
+                yield frame, det.select(np.argsort(-det.scores, kind="stable"))
+            bar.update(len(chunk))
+    finally:
+        bar.close()
+
+
 def label_frames(detector: Detector, frames: Sequence[Frame], *, frames_dir: str | Path, round: int,
                  class_ids: Sequence[int] | None, score_threshold: float, batch_size: int = 4,
-                 category_id: int = 1, progress: bool = True) -> tuple[Dataset, dict[int, np.ndarray]]:
+                 category_id: int = 1, progress: bool = True,
+                 split_by_video: bool = False) -> tuple[Dataset, dict[int, np.ndarray]]:
     """Label every frame; returns the dataset (all frames, kept boxes) and box features by box id.
 
     Returns
@@ -66,20 +140,16 @@ def label_frames(detector: Detector, frames: Sequence[Frame], *, frames_dir: str
     features : dict[int, ndarray]
         Box id -> feature vector (D,), for detectors that return features (else empty).
     """
-    from tqdm.auto import tqdm
-
     ds = Dataset(frames=list(frames))
     features: dict[int, np.ndarray] = {}
-    bar = tqdm(total=len(frames), desc=f"label r{round} [{detector.name}]", unit="frame", disable=not progress)
-    for chunk, images in iter_batches(frames, frames_dir, batch_size=batch_size):
-        for frame, det in zip(chunk, detector.predict(images)):
-            det = select_targets(det, class_ids=class_ids, score_threshold=score_threshold)
-            for j in np.argsort(-det.scores, kind="stable"):
-                box = Box(image_id=frame.id, xyxy=tuple(float(v) for v in det.boxes[j]), score=float(det.scores[j]),
-                          round=round, source=detector.name, category_id=category_id, id=len(ds.boxes) + 1)
-                ds.boxes.append(box)
-                if det.features is not None:
-                    features[box.id] = np.asarray(det.features[j], dtype=np.float32)
-        bar.update(len(chunk))
-    bar.close()
+    for frame, det in iter_detections(detector, frames, frames_dir=frames_dir, class_ids=class_ids,
+                                      score_threshold=score_threshold, batch_size=batch_size,
+                                      split_by_video=split_by_video, progress=progress,
+                                      desc=f"label r{round} [{detector.name}]"):
+        for j in range(len(det)):
+            box = Box(image_id=frame.id, xyxy=tuple(float(v) for v in det.boxes[j]), score=float(det.scores[j]),
+                      round=round, source=detector.name, category_id=category_id, id=len(ds.boxes) + 1)
+            ds.boxes.append(box)
+            if det.features is not None:
+                features[box.id] = np.asarray(det.features[j], dtype=np.float32)
     return ds, features

@@ -93,7 +93,8 @@ def stage_sample(cfg: DictConfig) -> Dataset:
                         r.get("path"), r.get("reason"))
         return {"n_frames": len(frames), "n_inputs_skipped": len(skipped)}
 
-    _run_once(fdir, "sample", run)
+    with io.file_lock(fdir / ".lock_sample"):  # label shards started together sample once
+        _run_once(fdir, "sample", run)
     return load_coco(fdir / "frames.json")
 
 
@@ -103,40 +104,83 @@ def _build_teacher(cfg: DictConfig):
     return instantiate(cfg.teacher.detector)
 
 
+def label_shard(cfg: DictConfig) -> tuple[int | None, int]:
+    """``(label.shard, label.num_shards)`` from the config, validated; ``(None, 1)`` when absent."""
+    lcfg = cfg.get("label") or {}
+    shard, n = lcfg.get("shard"), int(lcfg.get("num_shards") or 1)
+    if n < 1 or (shard is not None and not 0 <= int(shard) < n):
+        raise PipelineError(f"label.shard must be null or in 0..label.num_shards-1; got shard={shard}, "
+                            f"num_shards={n}")
+    return (None if shard is None else int(shard)), n
+
+
 def stage_label(cfg: DictConfig, k: int, frames: Dataset, detector_factory: Callable[[], Any], *,
                 class_ids, score_threshold: float, batch_size: int, policy: str = "fixed") -> None:
     """Run a detector over every sampled frame -> ``labels.json`` (and ``features.npz`` if any).
 
+    Videos are labelled one by one into ``label_parts/<video_id>.json`` (:mod:`pseudolabel.parts`);
+    a video whose part exists is not labelled again, so an interrupted run resumes. With
+    ``label.shard`` set, only that shard's videos are labelled and the stage stops there (no
+    ``labels.json``, not marked done); a run without it labels what is still missing, merges every
+    part into ``labels.json`` (the same file one pass over all frames gives) and removes the parts.
+
     ``policy="adaptive"`` (student rounds) labels down to the lowest candidate threshold, then keeps the
     boxes above the threshold calibrated on agreement with round k-1 (:mod:`pseudolabel.threshold`).
     """
+    import shutil
+
+    from .label import configure_threads
+    from .parts import PARTS_DIRNAME, PartMismatchError, label_parts, merge_parts, select_videos
+
     rdir = round_dir(cfg, k)
+    if io.is_done(rdir, "label"):
+        log.info("%s: label already done, skipped", rdir)
+        return
+    if policy not in ("fixed", "adaptive"):
+        raise PipelineError(f"relabel.policy must be fixed or adaptive, got {policy!r}")
+    shard, num_shards = label_shard(cfg)
+    parts_dir = rdir / PARTS_DIRNAME
+    floor = float(cfg.relabel.min_threshold) if policy == "adaptive" else float(score_threshold)
+    class_ids = None if class_ids is None else [int(c) for c in class_ids]
+    videos = select_videos([f.video_id for f in frames.frames], shard=shard, num_shards=num_shards)
 
-    def run():
-        from .label import label_frames
+    def detector():
+        n = configure_threads((cfg.get("label") or {}).get("num_threads"))
+        log.info("round %d: labelling with %d thread(s)%s", k, n,
+                 "" if shard is None else f", shard {shard} of {num_shards} ({len(videos)} video(s))")
+        return detector_factory()
 
-        detector = detector_factory()
-        floor = float(cfg.relabel.min_threshold) if policy == "adaptive" else float(score_threshold)
-        ds, feats = label_frames(detector, frames.frames, frames_dir=frames_dir(cfg), round=k,
-                                 class_ids=None if class_ids is None else list(class_ids),
-                                 score_threshold=floor, batch_size=int(batch_size))
-        info = {"round": k, "stage": "label", "source": detector.name, "policy": policy,
-                "score_threshold": float(score_threshold)}
-        if policy == "adaptive":
-            calib = _calibrate(cfg, k, ds)
-            info["score_threshold"], info["calibration"] = calib["threshold"], calib
-            ds.boxes = [b for b in ds.boxes if b.score >= calib["threshold"]]
-        elif policy != "fixed":
-            raise PipelineError(f"relabel.policy must be fixed or adaptive, got {policy!r}")
-        ds.info = info
-        save_coco(ds, rdir / "labels.json")
-        feats = {b.id: feats[b.id] for b in ds.boxes if b.id in feats}
-        if feats:
-            ids = np.array(sorted(feats), dtype=np.int64)
-            io.atomic_write_npz(rdir / "features.npz", ids=ids, features=np.stack([feats[i] for i in ids]))
-        return {"n_boxes": len(ds.boxes), "score_threshold": info["score_threshold"]}
+    try:
+        done = label_parts(detector, frames.frames, parts_dir=parts_dir, video_ids=videos,
+                           frames_dir=frames_dir(cfg), round=k, class_ids=class_ids, score_threshold=floor,
+                           batch_size=int(batch_size))
+        if shard is not None:
+            log.info("round %d, label shard %d of %d: %d video(s) labelled, %d already done; once every shard "
+                     "is done, merge with the same command without label.shard", k, shard, num_shards,
+                     len(done["labelled"]), len(done["reused"]))
+            return
 
-    _run_once(rdir, "label", run)
+        def run():
+            ds, feats, source = merge_parts(parts_dir, frames.frames, round=k, class_ids=class_ids,
+                                            score_threshold=floor)
+            info = {"round": k, "stage": "label", "source": source, "policy": policy,
+                    "score_threshold": float(score_threshold)}
+            if policy == "adaptive":
+                calib = _calibrate(cfg, k, ds)
+                info["score_threshold"], info["calibration"] = calib["threshold"], calib
+                ds.boxes = [b for b in ds.boxes if b.score >= calib["threshold"]]
+            ds.info = info
+            save_coco(ds, rdir / "labels.json")
+            feats = {b.id: feats[b.id] for b in ds.boxes if b.id in feats}
+            if feats:
+                ids = np.array(sorted(feats), dtype=np.int64)
+                io.atomic_write_npz(rdir / "features.npz", ids=ids, features=np.stack([feats[i] for i in ids]))
+            return {"n_boxes": len(ds.boxes), "score_threshold": info["score_threshold"]}
+
+        _run_once(rdir, "label", run)
+    except PartMismatchError as e:
+        raise PipelineError(f"{e}. Delete {parts_dir} to label round {k} again with the current settings.") from None
+    shutil.rmtree(parts_dir, ignore_errors=True)
 
 
 def stage_label_round(cfg: DictConfig, k: int, frames: Dataset) -> None:
@@ -320,6 +364,9 @@ def run_round(cfg: DictConfig, k: int, *, logger=None) -> dict:
     if k > 0 and not io.is_done(round_dir(cfg, k - 1), "evaluate"):
         raise PipelineError(f"round {k - 1} of experiment {cfg.exp!r} is not finished "
                             f"({round_dir(cfg, k - 1)}); run it first: make round N={k - 1} EXP={cfg.exp}")
+    if label_shard(cfg)[0] is not None:
+        raise PipelineError("label.shard labels part of the videos and stops: use it with stage=label or "
+                            "stage=relabel, then merge with the same command without label.shard")
     frames = stage_sample(cfg)
     if k > 0:
         stage_train(cfg, k)
@@ -329,10 +376,13 @@ def run_round(cfg: DictConfig, k: int, *, logger=None) -> dict:
     metrics = stage_evaluate(cfg, k)
     rdir = round_dir(cfg, k)
     if logger is not None and not io.is_done(rdir, "log"):
-        logger.start(experiment=str(cfg.exp), round=k, config=OmegaConf.to_container(cfg, resolve=True))
-        logger.log({f"round/{key}": v for key, v in metrics.items() if isinstance(v, (int, float))})
-        logger.summary({key: v for key, v in metrics.items() if isinstance(v, (int, float, str))})
-        logger.finish()
+        ckpt = rdir / "student" / "student.pt"
+        logger.log_round(experiment=str(cfg.exp), round=k, metrics=metrics,
+                         dataset=load_coco(rdir / "annotations.json"), frames_dir=frames_dir(cfg),
+                         dataset_files={"annotations.json": rdir / "annotations.json",
+                                        "metrics.json": rdir / "metrics.json"},
+                         checkpoint=ckpt if ckpt.is_file() else None,
+                         config=OmegaConf.to_container(cfg, resolve=True))
         io.mark_done(rdir, "log")
     log.info("round %d: %s", k, _one_line(metrics))
     return metrics
@@ -348,3 +398,69 @@ def _one_line(m: dict) -> str:
 def run_demo(cfg: DictConfig, *, logger=None) -> list[dict]:
     stage_synth(cfg)
     return [run_round(cfg, k, logger=logger) for k in range(int(cfg.rounds) + 1)]
+
+
+# ---------------------------------------------------------------- sweeps
+def _relocated(cfg: DictConfig, new_exp_dir: Path) -> DictConfig:
+    """``cfg`` writing its rounds under ``new_exp_dir`` while reading the experiment's frames."""
+    out = cfg.copy()
+    out.paths.frames_dir = str(frames_dir(cfg))
+    out.paths.exp_dir = str(new_exp_dir)
+    return out
+
+
+def _teacher_digest(cfg: DictConfig, floor: float) -> str:
+    import hashlib
+
+    spec = OmegaConf.to_yaml(OmegaConf.create({"detector": cfg.teacher.detector, "class_ids": cfg.teacher.class_ids,
+                                               "floor": floor}), resolve=True)
+    return hashlib.sha256(spec.encode()).hexdigest()[:12]
+
+
+def run_sweep_trial(cfg: DictConfig, *, trial: str) -> float:
+    """One trial of a Hydra sweep: round 0 (then rounds 1..``sweep.rounds``) of ``cfg`` in
+    ``runs/<exp>/sweep/<trial>/``; returns the objective of :mod:`pseudolabel.sweep` (to maximise).
+
+    The experiment's frames are sampled once, and the teacher labels them once at ``sweep.label_floor``
+    (``runs/<exp>/sweep/teacher_<digest of the detector config>``); each trial keeps the boxes at or above
+    its own ``teacher.score_threshold``, which gives what labelling at that threshold would give. Sweep
+    only settings that do not change the sampled frames (teacher threshold or detector, pruners, merge,
+    student); a data or sampling change is another experiment.
+    """
+    from .sweep import objective, track_proxy
+
+    floor, threshold = float(cfg.sweep.label_floor), float(cfg.teacher.score_threshold)
+    if threshold < floor:
+        raise PipelineError(f"teacher.score_threshold={threshold} is below sweep.label_floor={floor}: "
+                            f"lower sweep.label_floor")
+    stage_synth(cfg)
+    frames = stage_sample(cfg)
+    sweep_dir = exp_dir(cfg) / "sweep"
+    base = _relocated(cfg, sweep_dir / f"teacher_{_teacher_digest(cfg, floor)}")
+    stage_label(base, 0, frames, lambda: _build_teacher(cfg), class_ids=cfg.teacher.class_ids,
+                score_threshold=floor, batch_size=cfg.teacher.batch_size)
+    tcfg = _relocated(cfg, sweep_dir / trial)
+
+    def keep_above_threshold():
+        ds = load_coco(round_dir(base, 0) / "labels.json")
+        ds.boxes = [b for b in ds.boxes if b.score >= threshold]
+        ds.renumber()
+        ds.info = {**ds.info, "score_threshold": threshold, "label_floor": floor}
+        save_coco(ds, round_dir(tcfg, 0) / "labels.json")
+        return {"n_boxes": len(ds.boxes), "score_threshold": threshold, "from": str(round_dir(base, 0))}
+
+    _run_once(round_dir(tcfg, 0), "label", keep_above_threshold)
+    stage_prune(tcfg, 0)
+    stage_merge(tcfg, 0)
+    metrics = stage_evaluate(tcfg, 0)
+    last = int(cfg.sweep.rounds)
+    for k in range(1, last + 1):
+        metrics = run_round(tcfg, k)
+    proxy = track_proxy(load_coco(round_dir(tcfg, last) / "annotations.json"),
+                        min_track_length=int(cfg.sweep.proxy_min_track_length))
+    name, value = objective(metrics, proxy, kind=str(cfg.sweep.objective))
+    io.atomic_write_json(sweep_dir / trial / "trial.json", {
+        "trial": trial, "objective": name, "value": value, "round": last, "proxy": proxy,
+        "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))}})
+    log.info("sweep trial %s: %s = %.4f (round %d)", trial, name, value, last)
+    return value

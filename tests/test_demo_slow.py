@@ -30,4 +30,47 @@ def test_demo_three_rounds_end_to_end(tmp_path):
     for k in (1, 2):
         prev, cur = load_coco(exp / f"round_{k - 1}" / "annotations.json"), load_coco(exp / f"round_{k}" / "annotations.json")
         assert check_merge_invariant(prev, cur) == []
-    assert list((exp / "wandb").glob("offline-run-*"))
+    check_wandb_rounds(exp)
+    check_review_notebook(exp)
+    check_sweep(tmp_path, env)
+
+
+def check_wandb_rounds(exp: Path) -> None:
+    """One offline W&B run per round, each with the round's dataset artifact; students from round 1."""
+    from tests.wandb_offline import read_run
+
+    runs = {}
+    for d in (exp / "wandb").glob("offline-run-*"):
+        rec = read_run(d)
+        runs[rec["run"]["name"]] = rec
+    assert sorted(runs) == ["demo/round_0", "demo/round_1", "demo/round_2"]
+    for k in range(3):
+        rec = runs[f"demo/round_{k}"]
+        arts = {a["name"]: a for a in rec["artifacts"]}
+        assert arts["demo-dataset"]["metadata"]["round"] == k
+        assert arts["demo-dataset"]["metadata"]["parent"] == (f"demo-dataset:round_{k - 1}" if k else None)
+        assert ("demo-student" in arts) == (k > 0)
+        logged = {key: v for row in rec["history"] for key, v in row.items()}
+        assert logged["samples"]["nrows"] == 16 and "round/f1" in logged
+
+
+def check_review_notebook(exp: Path) -> None:
+    from tests.test_notebook import execute_notebook, outputs
+
+    nb = execute_notebook(exp)
+    text = "".join(o.get("text", "") for o in outputs(nb, "text"))
+    assert "reviewing round 2" in text
+    assert len(outputs(nb, "image/png")) == 4
+
+
+def check_sweep(root: Path, env: dict) -> None:
+    """`make sweep` on the demo's frames: 6 trials, each an F1 against the ground truth."""
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "pseudolabel", "hparams_search=grid", "exp=demo",
+                           f"paths.root_dir={root}"], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=3000)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    print(f"sweep (6 trials): {time.perf_counter() - t0:.0f} s")
+    print("\n".join(line for line in proc.stdout.splitlines() if line.startswith(("sweep:", "  ", "best:"))))
+    results = json.loads((root / "runs" / "demo" / "sweep" / "hydra" / "results.json").read_text())
+    assert len(results["trials"]) == 6 and results["best"]["value"] > 0

@@ -82,11 +82,11 @@ class OpenCVDnnDetector:
 
         if len(images) == 0:
             return []
-        # blobFromImages assumes BGR input: our images are RGB, so swap_rb=True means "give the
-        # network RGB" only if we first hand it BGR.
-        bgr = [im[:, :, ::-1] for im in images]
-        blob = cv2.dnn.blobFromImages(bgr, scalefactor=self.scale, size=self.input_size, mean=self.mean,
-                                      swapRB=self.swap_rb, crop=False)
+        # swap_rb is relative to BGR input (OpenCV's convention); our images are RGB, so the network
+        # gets RGB by *not* swapping. Same blob as flipping to BGR and swapping back (mean included),
+        # without the two channel copies.
+        blob = cv2.dnn.blobFromImages(list(images), scalefactor=self.scale, size=self.input_size, mean=self.mean,
+                                      swapRB=not self.swap_rb, crop=False)
         self.net.setInput(blob)
         rows = self.net.forward().reshape(-1, 7)
         out = []

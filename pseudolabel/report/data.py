@@ -1,0 +1,224 @@
+"""Per-round tables of the report: pure functions over :class:`~pseudolabel.records.Dataset` and
+``metrics.json`` dicts, plus :func:`load_round`, the thin reader of one round directory.
+
+A box's *group* is ``"kept"`` or, for a pruned box, its pruning reason (``"pruned"`` when it has none).
+"""
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from pseudolabel.records import Box, Dataset
+
+KEPT_GROUP = "kept"
+# (metrics.json key, label) of the quality curves, in display order
+QUALITY_KEYS = (("precision", "precision"), ("recall", "recall"), ("f1", "F1"), ("ap50", "AP50"), ("ap", "AP"))
+_ROUND_DIR = re.compile(r"^round_(\d+)$")
+
+
+@dataclass
+class RoundData:
+    """What the report reads of one round: its dataset, metrics and box features.
+
+    ``features`` maps a box id of ``ds`` to the detector's feature vector of that box (student rounds
+    write them, see :func:`map_features`); empty when the round has none.
+    """
+
+    round: int
+    ds: Dataset
+    metrics: dict[str, Any] = field(default_factory=dict)
+    features: dict[int, np.ndarray] = field(default_factory=dict)
+    source_file: str = "annotations.json"
+
+
+# ------------------------------------------------------------------------------------------ pure
+def group_of(box: Box) -> str:
+    """``"kept"``, or the pruning reason of a pruned box (``"pruned"`` when it has none)."""
+    return KEPT_GROUP if box.kept else (box.reason or "pruned")
+
+
+def round_counts(ds: Dataset) -> dict[str, Any]:
+    """The count fields of ``metrics.json`` recomputed from a round's dataset."""
+    kept = ds.kept_boxes()
+    return {
+        "n_images": len(ds.frames), "n_boxes": len(kept), "n_pruned": len(ds.boxes) - len(kept),
+        "pruned_by_reason": dict(Counter(group_of(b) for b in ds.boxes if not b.kept)),
+        "n_negative_frames": sum(1 for v in ds.boxes_by_image(kept_only=True).values() if not v),
+    }
+
+
+def curves_table(metrics_by_round: Mapping[int, Mapping[str, Any]]) -> dict[str, Any]:
+    """Series across rounds for the curves.
+
+    Parameters
+    ----------
+    metrics_by_round : mapping round -> metrics dict
+        ``metrics.json`` contents (or :func:`round_counts` where it is absent).
+
+    Returns
+    -------
+    dict
+        ``rounds`` (sorted), ``kept``, ``pruned``, ``negatives`` (lists aligned with ``rounds``),
+        ``reasons`` (reason -> counts, 0 where a round has none; reasons by decreasing total) and
+        ``quality`` (label -> values, None where a round lacks it; only metrics that some round has).
+    """
+    rounds = sorted(int(k) for k in metrics_by_round)
+    ms = [metrics_by_round[k] for k in rounds]
+    totals: Counter = Counter()
+    for m in ms:
+        totals.update({r: int(n) for r, n in (m.get("pruned_by_reason") or {}).items()})
+    reasons = {r: [int((m.get("pruned_by_reason") or {}).get(r, 0)) for m in ms]
+               for r, _ in sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))}
+    quality = {}
+    for key, label in QUALITY_KEYS:
+        values = [_number(m.get(key)) for m in ms]
+        if any(v is not None for v in values):
+            quality[label] = values
+    return {"rounds": rounds, "kept": [int(m.get("n_boxes", 0)) for m in ms],
+            "pruned": [int(m.get("n_pruned", 0)) for m in ms],
+            "negatives": [int(m.get("n_negative_frames", 0)) for m in ms],
+            "reasons": reasons, "quality": quality}
+
+
+def _number(v: Any) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) else None
+
+
+def per_video_rows(ds: Dataset) -> list[dict[str, Any]]:
+    """One row per video: ``video``, ``frames``, ``kept``, ``pruned``, ``negatives`` (frames without a
+    kept box) and ``reasons`` (reason -> pruned count), videos sorted by name."""
+    video_of = {f.id: f.video_id for f in ds.frames}
+    rows: dict[str, dict[str, Any]] = {}
+    for f in ds.frames:
+        rows.setdefault(f.video_id, {"video": f.video_id, "frames": 0, "kept": 0, "pruned": 0,
+                                     "negatives": 0, "reasons": Counter()})["frames"] += 1
+    for b in ds.boxes:
+        row = rows[video_of[b.image_id]]
+        if b.kept:
+            row["kept"] += 1
+        else:
+            row["pruned"] += 1
+            row["reasons"][group_of(b)] += 1
+    for image_id, boxes in ds.boxes_by_image(kept_only=True).items():
+        if not boxes:
+            rows[video_of[image_id]]["negatives"] += 1
+    return [{**r, "reasons": dict(r["reasons"])} for _, r in sorted(rows.items())]
+
+
+def spread(items: Sequence[Box], n: int) -> list[Box]:
+    """At most ``n`` of ``items``, evenly spaced over their score order (lowest to highest), so a
+    sample shows the whole score range; deterministic."""
+    ordered = sorted(items, key=lambda b: (b.score, b.id))
+    if n <= 0:
+        return []
+    if len(ordered) <= n:
+        return ordered
+    idx = np.unique(np.round(np.linspace(0, len(ordered) - 1, n)).astype(int))
+    return [ordered[i] for i in idx]
+
+
+def groups(boxes: Iterable[Box]) -> dict[str, list[Box]]:
+    """Boxes by group: ``"kept"`` first, then reasons by decreasing count (ties by name)."""
+    out: dict[str, list[Box]] = {}
+    for b in boxes:
+        out.setdefault(group_of(b), []).append(b)
+    order = sorted(out, key=lambda g: (g != KEPT_GROUP, -len(out[g]), g))
+    return {g: out[g] for g in order}
+
+
+def select_crops(boxes: Iterable[Box], *, per_group: int) -> dict[str, list[Box]]:
+    """Up to ``per_group`` boxes of every group (:func:`groups`), spread over the score range."""
+    return {g: spread(bs, per_group) for g, bs in groups(boxes).items()}
+
+
+def allocate(sizes: Sequence[int], total: int) -> list[int]:
+    """Split ``total`` slots over groups of the given sizes as evenly as possible (water-filling):
+    small groups get all their items, the rest share what is left. Sum = ``min(total, sum(sizes))``."""
+    quota = [0] * len(sizes)
+    left = max(int(total), 0)
+    open_ = [i for i, s in enumerate(sizes) if s > 0]
+    while left > 0 and open_:
+        share = max(left // len(open_), 1)
+        for i in list(open_):
+            if left == 0:
+                break
+            take = min(share, sizes[i] - quota[i], left)
+            quota[i] += take
+            left -= take
+            if quota[i] == sizes[i]:
+                open_.remove(i)
+    return quota
+
+
+def select_map_boxes(boxes: Iterable[Box], *, max_points: int) -> list[Box]:
+    """At most ``max_points`` boxes for the embedding map, shared between groups by :func:`allocate`
+    (so that rare pruning reasons are all shown), each group spread over its score range."""
+    by_group = groups(boxes)
+    quota = allocate([len(v) for v in by_group.values()], max_points)
+    return [b for (g, bs), q in zip(by_group.items(), quota) for b in spread(bs, q)]
+
+
+def map_features(ds: Dataset, labels: Dataset, features: Mapping[int, np.ndarray], *,
+                 round: int, decimals: int = 1) -> dict[int, np.ndarray]:
+    """Attach the detector features of a round (keyed by ``labels.json`` box ids) to the boxes of the
+    round's merged dataset (renumbered), matching frame key and coordinates rounded to ``decimals``.
+
+    Only boxes of ``ds`` whose ``round`` is ``round`` can match; boxes whose geometry the merge moved
+    (``merge.geometry=fused``) or that a pruner added have no feature.
+    """
+    if not features:
+        return {}
+    lab_frames = {f.id: f.key for f in labels.frames}
+    by_key = {}
+    for b in labels.boxes:
+        if b.id in features:
+            by_key[(*lab_frames[b.image_id], *(round_(v, decimals) for v in b.xyxy))] = features[b.id]
+    ds_frames = {f.id: f.key for f in ds.frames}
+    out = {}
+    for b in ds.boxes:
+        if b.round != round:
+            continue
+        key = (*ds_frames[b.image_id], *(round_(v, decimals) for v in b.xyxy))
+        if key in by_key:
+            out[b.id] = np.asarray(by_key[key], dtype=np.float32)
+    return out
+
+
+def round_(v: float, decimals: int) -> float:
+    return float(np.round(float(v), decimals))
+
+
+# ------------------------------------------------------------------------------------------- IO
+def discover_rounds(exp_dir: str | Path) -> list[int]:
+    """Rounds of an experiment that have a dataset (``annotations.json`` or ``pruned.json``), sorted."""
+    out = []
+    for p in Path(exp_dir).glob("round_*"):
+        m = _ROUND_DIR.match(p.name)
+        if m and p.is_dir() and any((p / n).is_file() for n in ("annotations.json", "pruned.json")):
+            out.append(int(m.group(1)))
+    return sorted(out)
+
+
+def load_round(exp_dir: str | Path, k: int) -> RoundData:
+    """Read round ``k``: ``annotations.json`` (or ``pruned.json`` when the merge has not run),
+    ``metrics.json`` (counts recomputed where absent) and ``features.npz`` mapped onto the boxes."""
+    from pseudolabel import io
+    from pseudolabel.coco import load_coco
+    from pseudolabel.prune.features import load_features
+
+    rdir = Path(exp_dir) / f"round_{k}"
+    name = "annotations.json" if (rdir / "annotations.json").is_file() else "pruned.json"
+    ds = load_coco(rdir / name)
+    metrics = {**round_counts(ds), "round": k}
+    if (rdir / "metrics.json").is_file():
+        metrics.update(io.read_json(rdir / "metrics.json"))
+    feats = load_features(rdir / "features.npz")
+    mapped = {}
+    if feats and (rdir / "labels.json").is_file():
+        mapped = map_features(ds, load_coco(rdir / "labels.json"), feats, round=k)
+    return RoundData(round=k, ds=ds, metrics=metrics, features=mapped, source_file=name)
