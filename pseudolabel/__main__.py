@@ -14,11 +14,13 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from . import safe_config  # reads PSEUDOLABEL_EXTRA_TARGETS now, before Hydra's job can set it
+
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
 def run(cfg: DictConfig) -> object:
-    from hydra.utils import instantiate
+    from .safe_config import instantiate
 
     from . import pipeline as p
 
@@ -76,15 +78,17 @@ def user_errors() -> tuple[type[Exception], ...]:
     from .frames import NoUsableInputError
     from .gt_readers import GroundTruthError
     from .pipeline import PipelineError
+    from .safe_config import UnsafeTargetError
 
     return (PipelineError, NoUsableInputError, CocoFormatError, GroundTruthError, ModelFileNotFound,
-            DownloadInputError, ExportError)
+            DownloadInputError, ExportError, UnsafeTargetError)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def hydra_main(cfg: DictConfig) -> object:
     logging.getLogger("pseudolabel").setLevel(logging.INFO)
     try:
+        safe_config.check_targets(cfg)  # every _target_ of the composed config, before anything runs
         return run(cfg)  # a sweep trial returns its objective (Optuna reads it)
     except user_errors() as e:
         if str(cfg.get("stage")) == "sweep_trial":
@@ -94,6 +98,11 @@ def hydra_main(cfg: DictConfig) -> object:
 
 
 def main() -> None:
+    try:
+        safe_config.refuse_unsafe_overrides(sys.argv[1:])
+    except safe_config.UnsafeTargetError as e:
+        print(f"pseudolabel: {e}", file=sys.stderr)
+        sys.exit(2)
     hydra_main()
 
 

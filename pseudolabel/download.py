@@ -395,7 +395,7 @@ def _fetch_url(entry: VideoEntry, url: str, video_id: str, *, out_dir: Path, con
     try:
         with yt_dlp.YoutubeDL(opts) as ydl:
             if generic and ydl.in_download_archive({"id": video_id, "ie_key": "Generic"}):
-                return _already_done(out_dir, video_id)
+                return _already_done(out_dir, video_id, archive_id=make_archive_id("Generic", video_id))
             info = ydl.extract_info(url, download=True)
     except yt_dlp.utils.DownloadError as e:
         msg = _clean(str(e)) or "; ".join(map(_clean, collector.errors)) or type(e).__name__
@@ -405,7 +405,7 @@ def _fetch_url(entry: VideoEntry, url: str, video_id: str, *, out_dir: Path, con
     if verdict.get("filtered"):
         return {"status": "filtered", "reason": verdict["filtered"], "path": None}
     if info is None:  # yt-dlp found the id in the archive before any request
-        return _already_done(out_dir, video_id)
+        return _already_done(out_dir, video_id, archive_id=_archive_id(url))
     files = [d.get("filepath") for d in info.get("requested_downloads") or [] if d.get("filepath")]
     if not files or not Path(files[0]).is_file():
         why = "; ".join(map(_clean, collector.errors + collector.warnings)) or "yt-dlp wrote no file"
@@ -428,12 +428,33 @@ def _is_generic(url: str) -> bool:
     return True
 
 
-def _already_done(out_dir: Path, video_id: str) -> dict:
+def _archive_id(url: str) -> str | None:
+    """The download-archive line yt-dlp checks for ``url`` before any request (``"youtube <id>"``)."""
+    from yt_dlp.extractor import gen_extractor_classes
+    from yt_dlp.utils import make_archive_id
+
+    for ie in gen_extractor_classes():
+        if ie.suitable(url):
+            temp_id = ie.get_temp_id(url)
+            return make_archive_id(ie.ie_key(), temp_id) if temp_id else None
+    return None
+
+
+def _already_done(out_dir: Path, video_id: str, *, archive_id: str | None) -> dict:
+    """Record of a video the archive lists as downloaded. Its file is checked again like a fresh
+    download: a process killed between yt-dlp's archive write and the decodability check would
+    otherwise leave a non-video trusted as ``ok`` for ever."""
     found = _existing_file(out_dir, video_id)
     if found is None:
         return {"status": "error", "path": None,
                 "reason": f"recorded in {out_dir / ARCHIVE_NAME} but no file {video_id}.* in {out_dir}; "
                           f"delete its line from the archive to download it again"}
+    bad = _not_a_video(found)
+    if bad:
+        found.unlink(missing_ok=True)
+        if archive_id:
+            _unarchive(out_dir / ARCHIVE_NAME, archive_id)
+        return {"status": "error", "reason": bad, "path": None}
     return {"status": "ok", "reason": "already downloaded (download archive)", "path": str(found)}
 
 

@@ -13,11 +13,23 @@ from pathlib import Path
 from typing import Any
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# read once at import (single-threaded): os.umask is process-wide, so reading it next to a writer
+# thread would briefly give that thread's files the wrong permissions
+_UMASK = _read_umask()
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual permissions
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -55,6 +67,29 @@ def is_done(stage_dir: str | Path, stage: str) -> bool:
 
 def mark_done(stage_dir: str | Path, stage: str, info: dict | None = None) -> None:
     atomic_write_json(done_marker(stage_dir, stage), info or {})
+
+
+def remove_stale_temps(directory: str | Path, *, older_than: float) -> list[Path]:
+    """Delete temp files of interrupted atomic writes under ``directory`` (any depth).
+
+    A process killed inside :func:`atomic_write_bytes` (or a frame write) leaves its hidden
+    ``.<name>.<random>.tmp`` behind; nothing reads it. Only temps last modified before ``older_than``
+    (a ``time.time()`` value) are removed, so a write still in progress elsewhere is left alone.
+
+    Returns
+    -------
+    list of Path
+        The files removed.
+    """
+    removed = []
+    for p in Path(directory).rglob(".*.tmp"):
+        try:
+            if p.is_file() and p.stat().st_mtime < older_than:
+                p.unlink()
+                removed.append(p)
+        except FileNotFoundError:  # renamed or removed meanwhile
+            continue
+    return removed
 
 
 def atomic_write_npz(path: str | Path, **arrays) -> Path:

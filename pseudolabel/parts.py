@@ -143,9 +143,9 @@ def label_parts(detector_factory: Callable[[], Detector], frames: Sequence[Frame
             reused.append(vid)
     if not todo:
         return {"labelled": [], "reused": reused}
+    # temps left by a killed writer are not removed here: another shard may be writing right now
+    # (the merged stage removes stale temps, and the parts with it)
     parts_dir.mkdir(parents=True, exist_ok=True)
-    for tmp in parts_dir.glob(".*.tmp"):  # left by a killed writer
-        tmp.unlink(missing_ok=True)
     detector = detector_factory()
     ordered = [f for vid in todo for f in by_video[vid]]
     remaining = {vid: len(by_video[vid]) for vid in todo}

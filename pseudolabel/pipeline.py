@@ -16,6 +16,7 @@ interrupted round resumes and a finished one changes no file.
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import numpy as np
@@ -57,8 +58,11 @@ def _run_once(directory: Path, stage: str, fn: Callable[[], dict | None]) -> boo
         log.info("%s: %s already done, skipped", directory, stage)
         return False
     directory.mkdir(parents=True, exist_ok=True)
+    started = time.time()
     info = fn() or {}
     io.mark_done(directory, stage, info)
+    # temps of a killed earlier attempt (older than this attempt, so no write still in progress)
+    io.remove_stale_temps(directory, older_than=started - 1.0)
     return True
 
 
@@ -99,7 +103,7 @@ def stage_sample(cfg: DictConfig) -> Dataset:
 
 
 def _build_teacher(cfg: DictConfig):
-    from hydra.utils import instantiate
+    from .safe_config import instantiate
 
     return instantiate(cfg.teacher.detector)
 
@@ -218,7 +222,7 @@ def _calibrate(cfg: DictConfig, k: int, ds: Dataset) -> dict:
 
 def stage_train(cfg: DictConfig, k: int) -> Path:
     """Fine-tune the student on round k-1's kept boxes -> ``round_k/student/student.pt``."""
-    from hydra.utils import instantiate
+    from .safe_config import instantiate
 
     from .student.train import train_student
 
@@ -243,12 +247,13 @@ def stage_train(cfg: DictConfig, k: int) -> Path:
 
 
 def _build_student(cfg: DictConfig, checkpoint: Path):
-    from hydra.utils import instantiate
+    from .safe_config import instantiate
 
     from .student.model import StudentDetector
 
     return StudentDetector.from_checkpoint(checkpoint, model_factory=lambda: instantiate(cfg.student.model,
-                                                                                       pretrained=False))
+                                                                                       pretrained=False),
+                                           backend=str(cfg.relabel.get("backend") or "torch"))
 
 
 def stage_prune(cfg: DictConfig, k: int) -> None:

@@ -219,20 +219,60 @@ def test_csv_malformed_rows_are_errors_others_download(server, tmp_path):
     ]
 
 
-def test_csv_time_section(server, tmp_path):
+def _has_ffmpeg() -> bool:
     from yt_dlp.postprocessor.ffmpeg import FFmpegPostProcessor
 
-    base, _, _ = server
+    return bool(FFmpegPostProcessor().available)
+
+
+def _section_entries(base, tmp_path):
     (tmp_path / "s.csv").write_text(f"url,id,start,end\n{base}/clip.mp4,sec,0.2,0.9\n")
     entries = dl.read_url_csv(tmp_path / "s.csv")
     assert (entries[0].start, entries[0].end) == (0.2, 0.9)
     assert "download_ranges" in dl.ydl_options(FAST, out_dir=tmp_path, video_id="sec", entry=entries[0])
-    recs = download_videos(entries, out_dir=tmp_path / "v", config=FAST)
-    if FFmpegPostProcessor().available:
-        assert recs[0]["status"] == "ok"
-    else:
-        assert (recs[0]["status"], recs[0]["reason"]) == (
-            "error", "You have requested downloading the video partially, but ffmpeg is not installed. Aborting")
+    return entries
+
+
+def test_csv_time_section_cuts_the_video(server, tmp_path):
+    """clip.mp4: 12 frames at 10 fps, frame i of grey level 20 i; the section [0.2 s, 0.9 s) is frames 2..8."""
+    if not _has_ffmpeg():
+        pytest.skip("ffmpeg is not installed (apt-get install ffmpeg): yt-dlp needs it to download a time section")
+    import cv2
+
+    base, _, _ = server
+    recs = download_videos(_section_entries(base, tmp_path), out_dir=tmp_path / "v", config=FAST)
+    assert [(r["status"], r["reason"]) for r in recs] == [("ok", "")]
+    cap = cv2.VideoCapture(recs[0]["path"])
+    levels = []
+    while True:
+        ok, img = cap.read()
+        if not ok:
+            break
+        levels.append(float(img.mean()))
+    cap.release()
+    assert len(levels) == 7  # cut, not the whole 12-frame clip
+    assert [round(v / 20) for v in levels] == list(range(2, 9))
+
+
+def test_csv_time_section_without_ffmpeg_is_an_error(server, tmp_path):
+    """Run where ffmpeg cannot be found (a subprocess whose PATH leaves out every folder holding one)."""
+    import os
+    import subprocess
+    import sys
+
+    base, _, _ = server
+    _section_entries(base, tmp_path)
+    path = os.pathsep.join(d for d in os.environ.get("PATH", "").split(os.pathsep)
+                           if d and not any((Path(d) / x).exists() for x in ("ffmpeg", "ffprobe", "avconv")))
+    code = ("import json, sys\nfrom pseudolabel import download as dl\n"
+            "recs = dl.download_videos(dl.read_url_csv(sys.argv[1]), out_dir=sys.argv[2],\n"
+            "                          config=dl.DownloadConfig(retries=0, socket_timeout=2, max_duration=600))\n"
+            "print(json.dumps([(r['status'], r['reason']) for r in recs]))")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "s.csv"), str(tmp_path / "v")],
+                         capture_output=True, text=True, env={**os.environ, "PATH": path}, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.splitlines()[-1]) == [
+        ["error", "You have requested downloading the video partially, but ffmpeg is not installed. Aborting"]]
 
 
 def test_csv_unreadable_files_raise(tmp_path):

@@ -42,7 +42,7 @@ def round0(tmp_path_factory):
 def round1(round0):
     root, _ = round0
     cfg = make_cfg(root, "stage=round", "round=1", *TINY_STUDENT)
-    before = tree_state(root / "runs" / "t" / "round_0")
+    before = {d: tree_state(root / d) for d in ("runs/t/round_0", "runs/t/frames", "data")}  # all round 1 reads
     run(cfg)
     return root, cfg, before
 
@@ -112,7 +112,8 @@ def test_round1_keeps_every_round0_box_and_leaves_round0_untouched(round1):
 
     root, _, round0_before = round1
     exp = root / "runs" / "t"
-    assert tree_state(exp / "round_0") == round0_before
+    assert {d: tree_state(root / d) for d in round0_before} == round0_before  # bytes and mtimes
+    assert all(round0_before.values())
     prev, merged = load_coco(exp / "round_0" / "annotations.json"), load_coco(exp / "round_1" / "annotations.json")
     assert check_merge_invariant(prev, merged) == []
     represented = sorted(i for b in merged.boxes for i in b.extra.get("prev_ids", []))
@@ -178,3 +179,10 @@ def test_full_prune_config_runs_temporal_and_feature_pruners(round0, tmp_path):
     kept = ds.kept_boxes()
     assert kept and all("track_id" in b.extra for b in kept if b.source != "track_interp")
     assert all("outlier_score" in b.extra for b in ds.boxes if b.reason == "feature_outlier")
+
+
+def test_atomic_writes_follow_the_umask(tmp_path):
+    from pseudolabel import io
+
+    p = io.atomic_write_json(tmp_path / "a.json", {"x": 1})
+    assert p.stat().st_mode & 0o777 == 0o666 & ~io._UMASK

@@ -66,9 +66,14 @@ def make_experiment(root: Path, *, n_frames: int = 4) -> Path:
         ds.renumber()
         rdir = exp / f"round_{k}"
         save_coco(ds, rdir / "annotations.json")
+        if k == 1:  # a student round: its labels carry detector features
+            save_coco(ds, rdir / "labels.json")
+            ids = np.array([b.id for b in ds.boxes])
+            np.savez(rdir / "features.npz", ids=ids, features=rng.normal(size=(len(ids), 16)).astype(np.float32))
         counts = D.round_counts(ds)
         metrics = {"round": k, **counts, "precision": 0.8 + 0.1 * k, "recall": 0.7 + 0.1 * k,
-                   "f1": 0.75 + 0.1 * k, "ap50": 0.6 + 0.1 * k, "ap": None}
+                   "f1": 0.75 + 0.1 * k, "ap50": 0.6 + 0.1 * k, "ap": None,
+                   "per_video": {"vid_a": {"precision": 1.0, "recall": 0.5, "f1": 0.667}}}
         (rdir / "metrics.json").write_text(json.dumps(metrics))
     return exp
 
@@ -96,6 +101,8 @@ def test_per_video_rows_count_negatives(experiment):
     assert rows["vid_b"]["kept"] == 3 and rows["vid_b"]["negatives"] == 1
     assert rows["vid_b"]["reasons"]["static"] >= 1
     assert sum(r["pruned"] for r in rows.values()) == rd.metrics["n_pruned"] == 9
+    with_q = {r["video"]: r for r in D.per_video_rows(rd.ds, rd.metrics["per_video"])}
+    assert with_q["vid_a"]["f1"] == 0.667 and with_q["vid_b"]["f1"] is None
 
 
 def test_selection_is_bounded_and_keeps_rare_groups():
@@ -107,6 +114,21 @@ def test_selection_is_bounded_and_keeps_rare_groups():
     pts = D.select_map_boxes(boxes + [rare], max_points=10)
     assert len(pts) == 10 and rare in pts
     assert D.allocate([100, 1, 3], 10) == [6, 1, 3]
+
+
+def test_map_features_follows_fused_boxes():
+    frames = [Frame(id=1, file_name="a/0.jpg", width=100, height=100, video_id="a", frame_index=0)]
+    labels = Dataset(frames=frames, boxes=[Box(image_id=1, xyxy=(10, 10, 20, 20), id=7, round=1),
+                                           Box(image_id=1, xyxy=(50, 50, 60, 60), id=8, round=1)])
+    merged_frames = [Frame(id=3, file_name="a/0.jpg", width=100, height=100, video_id="a", frame_index=0)]
+    ds = Dataset(frames=merged_frames, boxes=[
+        Box(image_id=3, xyxy=(11, 10, 21, 20), id=1, round=1),  # moved by the merge: still box 7
+        Box(image_id=3, xyxy=(50, 50, 60, 60), id=2, round=0),  # an earlier round's box: no feature
+        Box(image_id=3, xyxy=(80, 80, 90, 90), id=3, round=1)])  # nothing under it
+    feats = {7: np.array([1.0, 0.0]), 8: np.array([0.0, 1.0])}
+    out = D.map_features(ds, labels, feats, round=1)
+    assert set(out) == {1} and out[1].tolist() == [1.0, 0.0]
+    assert D.iou([(0, 0, 2, 2)], [(1, 0, 3, 2), (5, 5, 6, 6)]).tolist() == [[pytest.approx(1 / 3), 0.0]]
 
 
 def test_knn_and_suspects():
@@ -135,6 +157,8 @@ def test_build_writes_bounded_files(experiment):
         n_groups = len(D.groups(D.load_round(experiment, k).ds.boxes))
         assert html.count(f'src="report_files/crops/round_{k}/') <= 2 * n_groups
     assert len(list((experiment / "report_files" / "thumbs").glob("*.jpg"))) == 8
+    # round 0 (no features.npz) is mapped by crop pixels, round 1 by its detector features
+    assert html.count("downsampled crop pixels") == 1 and html.count("per-box features of the detector itself") == 1
 
 
 def test_missing_rounds_is_a_clear_error(tmp_path):
@@ -142,6 +166,10 @@ def test_missing_rounds_is_a_clear_error(tmp_path):
 
     with pytest.raises(ReportError, match="no round"):
         build_report(tmp_path)
+    exp = make_experiment(tmp_path, n_frames=2)
+    (exp / "frames" / "vid_b" / "000001.jpg").unlink()
+    with pytest.raises(ReportError, match="000001.jpg"):
+        build_report(exp)
 
 
 # ------------------------------------------------------------------------------- headless browser
@@ -182,6 +210,21 @@ def test_report_in_headless_chromium(experiment, tmp_path):
             for plot in ("#curve-counts", "#curve-quality", "#map-1"):
                 assert page.locator(f"{plot} svg.main-svg").count() > 0, plot
                 assert page.locator(f"{plot} .scatterlayer .trace").count() > 0, plot
+            # ... at the size of their container (a plot drawn before the layout settled overflows it)
+            page.wait_for_function("['curve-counts', 'curve-quality', 'map-1'].every(id => {"
+                                   " const g = document.getElementById(id);"
+                                   " return Math.abs(g._fullLayout.width - g.getBoundingClientRect().width) < 2; })",
+                                   timeout=5_000)
+            assert page.locator("#videos [data-round='1'] th", has_text="F1").count() == 1
+            # clicking a point of the map shows that box's crop next to it
+            page.locator("#map-1").scroll_into_view_if_needed()
+            point = page.locator("#map-1 .scatterlayer .point").first.bounding_box()
+            page.mouse.move(point["x"] + point["width"] / 2, point["y"] + point["height"] / 2)
+            page.wait_for_selector("#map-1 .hoverlayer .hovertext", timeout=5_000)  # plotly clicks what it hovers
+            page.mouse.down()
+            page.mouse.up()
+            page.wait_for_selector("#map-preview-1 img", timeout=5_000)
+            assert "report_files/crops/round_1/" in page.get_attribute("#map-preview-1 img", "src")
 
             crops = page.locator("figure.crop:visible")
             latest = crops.count()

@@ -218,7 +218,8 @@ def test_opencv_teacher_feeds_rgb_without_channel_copies_and_same_output():
     and letting OpenCV swap back (what it did before)."""
     import cv2
     from hydra import compose, initialize_config_dir
-    from hydra.utils import instantiate
+
+    from pseudolabel.safe_config import instantiate
 
     with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
         det = instantiate(compose("config").teacher.detector.detector)

@@ -58,18 +58,31 @@ class OpenCVDnnDetector:
         Detections below it are dropped at once (the labelling threshold is applied later).
     num_threads : int or None
         ``cv2.setNumThreads``; None leaves OpenCV's default.
+    engine : {"auto", "new", "classic"}
+        OpenCV 5's DNN engine (``cv2.dnn.ENGINE_*``); "auto" (OpenCV's default) tries the new one
+        first. Both give the same detections up to float rounding; their speed differs by model and
+        machine (``benchmarks/label_throughput.py --engine``).
     """
 
     def __init__(self, model: str | dict, config: str | dict | None = None, *, input_size=(300, 300),
                  swap_rb: bool = True, mean=(0.0, 0.0, 0.0), scale: float = 1.0,
-                 name: str = "opencv_dnn", min_score: float = 0.05, num_threads: int | None = None):
+                 name: str = "opencv_dnn", min_score: float = 0.05, num_threads: int | None = None,
+                 engine: str = "auto"):
         import cv2
 
         if num_threads is not None:
             cv2.setNumThreads(int(num_threads))
         self.model_path = resolve_model_file(model)
         self.config_path = resolve_model_file(config) if config else None
-        self.net = cv2.dnn.readNet(str(self.model_path), str(self.config_path) if self.config_path else "")
+        config_file = str(self.config_path) if self.config_path else ""
+        if engine == "auto":
+            self.net = cv2.dnn.readNet(str(self.model_path), config_file)
+        elif engine in ("new", "classic") and hasattr(cv2.dnn, "ENGINE_CLASSIC"):
+            flag = cv2.dnn.ENGINE_NEW if engine == "new" else cv2.dnn.ENGINE_CLASSIC
+            self.net = cv2.dnn.readNet(str(self.model_path), config_file, "", flag)
+        else:
+            raise ValueError(f"engine must be auto, new or classic (new/classic need OpenCV >= 5), got {engine!r}")
+        self.engine = engine
         self.input_size = tuple(int(v) for v in input_size)
         self.swap_rb = swap_rb
         self.mean = tuple(mean)

@@ -24,6 +24,7 @@ from .images import KEPT_RGB, PRUNED_RGB, FrameReader, context_crop, draw_box_on
 log = logging.getLogger("pseudolabel")
 
 FILES_DIR = "report_files"
+QUALITY = ("precision", "recall", "f1")  # per-video columns, when metrics.json has ``per_video``
 
 
 @dataclass
@@ -41,7 +42,7 @@ class ReportOptions:
     n_suspects: int = 12
     crop_size: int = 96
     crop_context: float = 3.0
-    thumb_width: int = 320
+    thumb_width: int = 480
     seed: int = 0
 
 
@@ -98,13 +99,13 @@ def build_report(exp_dir: str | Path, *, frames_dir: str | Path | None = None, o
     if not rounds:
         raise ReportError(f"{exp_dir}: no round_<N>/annotations.json (or pruned.json) to report on; "
                           "run a round first (make round N=0 EXP=<name>)")
+    rds = [D.load_round(exp_dir, k) for k in rounds]  # a malformed file stops here, the old report intact
     out = Path(out) if out is not None else exp_dir / "report.html"
     files = out.parent / FILES_DIR
     for sub in ("crops", "thumbs"):
         shutil.rmtree(files / sub, ignore_errors=True)
     _copy_plotly(files / "plotly.min.js")
     reader = FrameReader(frames_dir if frames_dir is not None else exp_dir / "frames")
-    rds = [D.load_round(exp_dir, k) for k in rounds]
     ctx = _Ctx(out_dir=out.parent, files=files, reader=reader, opts=opts)
 
     table = D.curves_table({rd.round: rd.metrics for rd in rds})
@@ -113,8 +114,11 @@ def build_report(exp_dir: str | Path, *, frames_dir: str | Path | None = None, o
     from .figures import group_colours
 
     colours = group_colours(all_groups)
-    sections = [_round_section(rd, ctx, colours) for rd in rds]
-    knn = _frames_knn(rds[-1], ctx)
+    try:
+        sections = [_round_section(rd, ctx, colours) for rd in rds]
+        knn = _frames_knn(rds[-1], ctx)
+    except OSError as e:  # a frame file missing or unreadable
+        raise ReportError(f"{e} (frames are read from {reader.frames_dir}; set paths.frames_dir)") from None
     model = page_model(exp_name=title or exp_dir.name, rds=rds, table=table, colours=colours,
                        sections=sections, knn=knn, opts=opts, seconds=time.perf_counter() - t0)
     from .html import render_page
@@ -171,19 +175,26 @@ def _round_section(rd: D.RoundData, ctx: _Ctx, colours: dict[str, str]) -> dict[
                   "title": _box_text(b, frames[b.image_id], sep=" | ")} for b in boxes]
         crops.append({"group": g, "colour": colours[g], "total": len(totals[g]), "shown": items})
 
-    videos = D.per_video_rows(rd.ds)
-    total = {k: sum(r[k] for r in videos) for k in ("frames", "kept", "pruned", "negatives")}
-    total["reasons_text"] = _reasons_text(D.round_counts(rd.ds)["pruned_by_reason"])
-    for r in videos:
+    per_video = rd.metrics.get("per_video")
+    videos = D.per_video_rows(rd.ds, per_video if isinstance(per_video, dict) else None)
+    total = {"video": "all", **{k: sum(r[k] for r in videos) for k in ("frames", "kept", "pruned", "negatives")},
+             "reasons": D.round_counts(rd.ds)["pruned_by_reason"], **{k: rd.metrics.get(k) for k in QUALITY}}
+    has_quality = any("f1" in r for r in videos)
+    for r in videos + [total]:
         r["reasons_text"] = _reasons_text(r["reasons"])
+        r["quality"] = [_fmt(r.get(k)) for k in QUALITY] if has_quality else []
 
     map_div, map_note, preview_id = _embedding_map(rd, ctx, colours, raw_crop, crop_file)
-    return {"round": rd.round, "crops": crops, "videos": videos, "total": total, "map_div": map_div,
-            "map_note": map_note, "preview_id": preview_id}
+    return {"round": rd.round, "crops": crops, "videos": videos, "total": total, "has_quality": has_quality,
+            "map_div": map_div, "map_note": map_note, "preview_id": preview_id}
 
 
 def _sorted_by_frame(boxes, frames):
     return sorted(boxes, key=lambda b: (frames[b.image_id].key, b.id))
+
+
+def _fmt(v) -> str:
+    return "" if not isinstance(v, (int, float)) else f"{v:.3f}"
 
 
 def _reasons_text(reasons: dict[str, int]) -> str:
@@ -204,12 +215,13 @@ def _embedding_map(rd: D.RoundData, ctx: _Ctx, colours, raw_crop, crop_file) -> 
     preview_id = f"map-preview-{rd.round}"
     with_feat = [b for b in rd.ds.boxes if b.id in rd.features]
     boxes = D.select_map_boxes(rd.ds.boxes, max_points=o.max_points)
-    if o.use_detector_features and boxes and len(with_feat) >= 0.9 * len(rd.ds.boxes) and len(with_feat) >= 3:
+    if o.use_detector_features and len(with_feat) >= max(3, 0.5 * len(rd.ds.boxes)):
         boxes = D.select_map_boxes(with_feat, max_points=o.max_points)
         X = np.stack([rd.features[b.id] for b in boxes]).astype(np.float64)
         method = E.DETECTOR
         missing = len(rd.ds.boxes) - len(with_feat)
-        extra = f"; {missing} boxes without a detector feature are not shown" if missing else ""
+        extra = (f"; the {missing} boxes without one (carried over from earlier rounds, or added by a pruner) "
+                 "are not shown" if missing else "")
     else:
         crops = [raw_crop(b) for b in boxes]
         X = E.cnn_features(crops) if o.box_embedding == E.CNN else E.pixel_features(crops)

@@ -89,9 +89,12 @@ def _number(v: Any) -> float | None:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) else None
 
 
-def per_video_rows(ds: Dataset) -> list[dict[str, Any]]:
+def per_video_rows(ds: Dataset, per_video_metrics: Mapping[str, Mapping[str, Any]] | None = None
+                   ) -> list[dict[str, Any]]:
     """One row per video: ``video``, ``frames``, ``kept``, ``pruned``, ``negatives`` (frames without a
-    kept box) and ``reasons`` (reason -> pruned count), videos sorted by name."""
+    kept box) and ``reasons`` (reason -> pruned count), videos sorted by name; with
+    ``per_video_metrics`` (``metrics.json``'s ``per_video``) also ``precision``, ``recall``, ``f1``
+    (None for a video it lacks)."""
     video_of = {f.id: f.video_id for f in ds.frames}
     rows: dict[str, dict[str, Any]] = {}
     for f in ds.frames:
@@ -107,7 +110,12 @@ def per_video_rows(ds: Dataset) -> list[dict[str, Any]]:
     for image_id, boxes in ds.boxes_by_image(kept_only=True).items():
         if not boxes:
             rows[video_of[image_id]]["negatives"] += 1
-    return [{**r, "reasons": dict(r["reasons"])} for _, r in sorted(rows.items())]
+    out = [{**r, "reasons": dict(r["reasons"])} for _, r in sorted(rows.items())]
+    if per_video_metrics:
+        for r in out:
+            m = per_video_metrics.get(r["video"]) or {}
+            r.update({k: _number(m.get(k)) for k in ("precision", "recall", "f1")})
+    return out
 
 
 def spread(items: Sequence[Box], n: int) -> list[Box]:
@@ -163,34 +171,49 @@ def select_map_boxes(boxes: Iterable[Box], *, max_points: int) -> list[Box]:
     return [b for (g, bs), q in zip(by_group.items(), quota) for b in spread(bs, q)]
 
 
-def map_features(ds: Dataset, labels: Dataset, features: Mapping[int, np.ndarray], *,
-                 round: int, decimals: int = 1) -> dict[int, np.ndarray]:
-    """Attach the detector features of a round (keyed by ``labels.json`` box ids) to the boxes of the
-    round's merged dataset (renumbered), matching frame key and coordinates rounded to ``decimals``.
+def iou(a, b) -> np.ndarray:
+    """Pairwise IoU of ``xyxy`` boxes, (N, 4) x (M, 4) -> (N, M) (NumPy; no torch import)."""
+    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+    area = lambda x: np.prod(np.clip(x[:, 2:] - x[:, :2], 0, None), axis=1)  # noqa: E731
+    union = area(a)[:, None] + area(b)[None, :] - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
 
-    Only boxes of ``ds`` whose ``round`` is ``round`` can match; boxes whose geometry the merge moved
-    (``merge.geometry=fused``) or that a pruner added have no feature.
+
+def map_features(ds: Dataset, labels: Dataset, features: Mapping[int, np.ndarray], *,
+                 round: int, min_iou: float = 0.5) -> dict[int, np.ndarray]:
+    """Attach the detector features of a round (keyed by ``labels.json`` box ids) to the boxes of the
+    round's merged dataset (renumbered, and moved where ``merge.geometry=fused`` averaged a confirmed
+    pair): within each frame (by key), each box of round ``round`` takes the feature of the unclaimed
+    labelled box it overlaps most, if that IoU is at least ``min_iou``.
+
+    Boxes of earlier rounds and boxes a pruner added (interpolated) get none.
     """
     if not features:
         return {}
-    lab_frames = {f.id: f.key for f in labels.frames}
-    by_key = {}
+    lab_key = {f.id: f.key for f in labels.frames}
+    by_frame: dict[tuple, list[Box]] = {}
     for b in labels.boxes:
         if b.id in features:
-            by_key[(*lab_frames[b.image_id], *(round_(v, decimals) for v in b.xyxy))] = features[b.id]
-    ds_frames = {f.id: f.key for f in ds.frames}
-    out = {}
+            by_frame.setdefault(lab_key[b.image_id], []).append(b)
+    ds_key = {f.id: f.key for f in ds.frames}
+    mine: dict[tuple, list[Box]] = {}
     for b in ds.boxes:
-        if b.round != round:
-            continue
-        key = (*ds_frames[b.image_id], *(round_(v, decimals) for v in b.xyxy))
-        if key in by_key:
-            out[b.id] = np.asarray(by_key[key], dtype=np.float32)
+        if b.round == round and ds_key[b.image_id] in by_frame:
+            mine.setdefault(ds_key[b.image_id], []).append(b)
+    out: dict[int, np.ndarray] = {}
+    for key, boxes in mine.items():
+        cands = by_frame[key]
+        m = iou([b.xyxy for b in boxes], [c.xyxy for c in cands])
+        while m.size and m.max() >= min_iou:
+            i, j = np.unravel_index(int(np.argmax(m)), m.shape)
+            out[boxes[i].id] = np.asarray(features[cands[j].id], dtype=np.float32)
+            m[i, :] = -1
+            m[:, j] = -1
     return out
-
-
-def round_(v: float, decimals: int) -> float:
-    return float(np.round(float(v), decimals))
 
 
 # ------------------------------------------------------------------------------------------- IO

@@ -18,7 +18,7 @@ DETECTOR = "detector"
 DESCRIPTIONS = {
     PIXELS: "downsampled crop pixels (12x12 RGB) + 4x4x4 colour histogram",
     CNN: "ImageNet EfficientNet-Lite0 features of the crop (1280-d)",
-    DETECTOR: "the detector's own per-box features (features.npz)",
+    DETECTOR: "per-box features of the detector itself (features.npz)",
 }
 
 

@@ -37,15 +37,16 @@ table { border-collapse: collapse; font-variant-numeric: tabular-nums; }
 th, td { border-bottom: 1px solid var(--line); padding: 3px 10px; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
 tr.total td { font-weight: 600; border-top: 2px solid #bbb; }
-td.reasons { text-align: left; color: var(--muted); font-size: 12px; }
+th.reasons, td.reasons { text-align: left; color: var(--muted); font-size: 12px; }
 .map-wrap { display: grid; grid-template-columns: minmax(0, 1fr) 180px; gap: 12px; align-items: start; }
 .map-preview { font-size: 12px; color: var(--muted); text-align: center; padding-top: 50px; }
 .map-preview img { width: 160px; height: 160px; image-rendering: pixelated; border: 1px solid var(--line); }
 #knn-query { display: flex; gap: 16px; align-items: flex-start; flex-wrap: wrap; }
-#knn-query img { width: 400px; max-width: 100%; border: 2px solid #333; }
+#knn-query figure { margin: 0; max-width: 484px; font-size: 13px; }
+#knn-query img { width: 480px; max-width: 100%; border: 2px solid #333; display: block; }
 #knn-neighbours { display: flex; flex-wrap: wrap; gap: 10px; margin-top: 10px; }
-figure.nbr { margin: 0; width: 244px; font-size: 12px; cursor: pointer; }
-figure.nbr img { width: 240px; border: 2px solid #bbb; display: block; }
+figure.nbr { margin: 0; width: 304px; font-size: 12px; cursor: pointer; }
+figure.nbr img { width: 300px; border: 2px solid #bbb; display: block; }
 figure.nbr.suspect img { border-color: #e377c2; border-width: 3px; }
 figure.nbr.suspect figcaption b { color: #c2188b; }
 .suspects button { margin: 2px; font-size: 12px; }
@@ -53,10 +54,11 @@ figure.nbr.suspect figcaption b { color: #c2188b; }
 
 JS_HEAD = """
 window.reportAttachPreview = function (plotId, previewId) {
-  var gd = document.getElementById(plotId), box = document.getElementById(previewId);
-  if (!gd || !box || !gd.on) { return; }
+  var gd = document.getElementById(plotId);
+  if (!gd || !gd.on) { return; }
   gd.on('plotly_click', function (ev) {
-    if (!ev || !ev.points || !ev.points.length) { return; }
+    var box = document.getElementById(previewId);  // looked up now: it follows the plot in the page
+    if (!box || !ev || !ev.points || !ev.points.length) { return; }
     var p = ev.points[0];
     box.textContent = '';
     var img = document.createElement('img');
@@ -123,7 +125,10 @@ JS_BODY = """
     qSel.value = String(i);
     var qBox = document.getElementById('knn-query');
     qBox.textContent = '';
-    var qCard = card(q, 'query');
+    var withBox = q.nbrs.filter(function (pair) { return knn.frames[pair[0]].kept > 0; }).length;
+    var qCard = card(q, q.kept === 0 && withBox > 0
+      ? 'query (no kept box, but ' + withBox + ' of its ' + q.nbrs.length + ' look-alikes have one):'
+      : 'query:');
     qBox.appendChild(qCard);
     var nb = document.getElementById('knn-neighbours');
     nb.textContent = '';
@@ -202,18 +207,19 @@ PAGE = """<!DOCTYPE html>
 <section id="videos">
   <h2>Per video</h2>
   <p class="note">Frames, kept and pruned boxes, and negatives (frames without a kept box) of each video
-    in the selected round's dataset.</p>
+    in the selected round's dataset; precision / recall / F1 per video when metrics.json has them.</p>
   {% for rs in round_sections %}
   <div data-round="{{ rs.round }}">
     <table>
       <thead><tr><th>video</th><th>frames</th><th>kept</th><th>pruned</th><th>negatives</th>
-        <th>pruned by reason</th></tr></thead>
+        {% if rs.has_quality %}<th>precision</th><th>recall</th><th>F1</th>{% endif %}
+        <th class="reasons">pruned by reason</th></tr></thead>
       <tbody>
-      {% for row in rs.videos %}<tr><td>{{ row.video }}</td><td>{{ row.frames }}</td><td>{{ row.kept }}</td>
-        <td>{{ row.pruned }}</td><td>{{ row.negatives }}</td><td class="reasons">{{ row.reasons_text }}</td></tr>
+      {% for row in rs.videos + [rs.total] %}<tr{% if loop.last %} class="total"{% endif %}>
+        <td>{{ row.video }}</td><td>{{ row.frames }}</td><td>{{ row.kept }}</td>
+        <td>{{ row.pruned }}</td><td>{{ row.negatives }}</td>{% for q in row.quality %}<td>{{ q }}</td>{% endfor %}
+        <td class="reasons">{{ row.reasons_text }}</td></tr>
       {% endfor %}
-      <tr class="total"><td>all</td><td>{{ rs.total.frames }}</td><td>{{ rs.total.kept }}</td>
-        <td>{{ rs.total.pruned }}</td><td>{{ rs.total.negatives }}</td><td class="reasons">{{ rs.total.reasons_text }}</td></tr>
       </tbody>
     </table>
   </div>

@@ -288,16 +288,29 @@ class StudentDetector:
     ``predict`` returns per image ``boxes`` (N, 4) xyxy pixels, ``scores`` (N,), ``labels`` all 1 and
     ``features`` (N, D) float32: the RoI box-head features of the returned boxes, pooled from the
     same backbone pass that produced them.
+
+    ``backend="onnxruntime"`` runs the backbone + FPN with ONNX Runtime
+    (:class:`~pseudolabel.student.onnx_backbone.OnnxBackbone`; heads stay in PyTorch): same outputs up
+    to float rounding, faster on CPU. ``"torch"`` (default) is PyTorch throughout.
     """
 
     name = "student"
 
     def __init__(self, model, *, batch_size: int = 4, score_threshold: float | None = None,
-                 device: str = "cpu", meta: dict[str, Any] | None = None) -> None:
+                 device: str = "cpu", meta: dict[str, Any] | None = None, backend: str = "torch") -> None:
         self.model = model.to(device).eval()
         self.batch_size = int(batch_size)
         self.device = device
         self.meta = dict(meta or {})
+        if backend == "torch":
+            self._backbone = self.model.backbone
+        elif backend == "onnxruntime" and device == "cpu":
+            from .onnx_backbone import OnnxBackbone
+
+            self._backbone = OnnxBackbone(self.model.backbone)
+        else:
+            raise ValueError(f"backend must be torch or onnxruntime (CPU only), got {backend!r} on {device!r}")
+        self.backend = backend
         if score_threshold is not None:
             self.model.roi_heads.score_thresh = float(score_threshold)
 
@@ -333,7 +346,7 @@ class StudentDetector:
         with torch.inference_mode():
             original_sizes = [tuple(t.shape[-2:]) for t in tensors]
             batch, _ = m.transform(tensors)
-            feats = m.backbone(batch.tensors)
+            feats = self._backbone(batch.tensors)
             proposals, _ = m.rpn(batch, feats)
             dets, _ = m.roi_heads(feats, proposals, batch.image_sizes)
             # Box-head features of the final boxes, from the feature maps computed above.

