@@ -6,13 +6,12 @@ per image ``video_id``, ``frame_index``, ``timestamp``; per annotation ``score``
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 from .boxes import xywh_to_xyxy, xyxy_to_xywh
-from .io import atomic_write_json
+from .io import atomic_write_json, read_json_or_raise
 from .records import KEPT, PRUNED, Box, Dataset, Frame
 
 _BOX_KEYS = {"id", "image_id", "bbox", "area", "iscrowd", "category_id", "score", "round", "source",
@@ -99,10 +98,5 @@ def save_coco(ds: Dataset, path: str | Path, *, kept_only: bool = False) -> Path
 def load_coco(path: str | Path) -> Dataset:
     """Read a COCO JSON file; malformed content raises :class:`CocoFormatError` naming the file."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise CocoFormatError(f"{path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
-    except OSError as e:
-        raise CocoFormatError(f"{path}: cannot read ({e.strerror})") from None
+    data = read_json_or_raise(path, CocoFormatError)
     return from_coco(data, source_name=str(path))

@@ -14,20 +14,14 @@ from omegaconf import OmegaConf
 from pseudolabel import safe_config
 from pseudolabel.safe_config import UnsafeTargetError, check_targets, instantiate, refuse_unsafe_overrides
 
+from tests.test_security import _dotted
+
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "pseudolabel"
 CONF = REPO / "conf"
 HYDRA_CALLERS = {"instantiate", "call", "_call_target", "_locate"}
 
 
-def _dotted(node: ast.AST) -> str:
-    parts = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    if isinstance(node, ast.Name):
-        parts.append(node.id)
-    return ".".join(reversed(parts))
 
 
 def _hydra_violations(src: str, rel: str) -> tuple[list[str], int]:

@@ -15,16 +15,11 @@ from pseudolabel.parts import (PartMismatchError, label_parts, merge_parts, part
                                select_videos)
 from pseudolabel.records import Frame
 
+from tests.test_pipeline import make_cfg
+
 REPO = Path(__file__).resolve().parents[1]
 
 
-def make_cfg(root: Path, *overrides: str):
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
-        return compose("config", overrides=[f"paths.root_dir={root}", "logger=none", "exp=t",
-                                            "data.synthetic.n_videos=2", "data.synthetic.n_frames=8",
-                                            "teacher.detector.tile_size=320", *overrides])
 
 
 class BrightSpots:

@@ -15,11 +15,10 @@ the README for the ``fo.Dataset.from_dir`` call.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from ..io import atomic_write_json
+from ..io import atomic_write_json, read_json_or_raise
 from ..records import Dataset
 from .cocolike import export_coco, read_review_coco
 from .common import ExportError, categories_of, check_image_mode, export_items, place_image
@@ -57,12 +56,7 @@ def read_fiftyone(path: str | Path) -> Dataset:
     """
     p = Path(path)
     labels = p / LABELS_NAME if p.is_dir() else p
-    try:
-        data = json.loads(labels.read_text())
-    except json.JSONDecodeError as e:
-        raise ExportError(f"{labels}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
-    except OSError as e:
-        raise ExportError(f"{labels}: cannot read ({e.strerror})") from None
+    data = read_json_or_raise(labels, ExportError)
     ds = read_review_coco(data, source_name=str(labels), default_source=DEFAULT_SOURCE)
     ds.info = {"imported_from": "fiftyone", "path": str(labels)}
     return ds

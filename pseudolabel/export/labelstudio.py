@@ -33,6 +33,7 @@ from urllib.parse import quote, unquote
 import numpy as np
 
 from ..boxes import clip_to_image
+from ..io import read_json_or_raise
 from ..records import Box, Dataset, Frame
 from .common import (PRUNED_SUFFIX, ExportError, ExportItem, Label, categories_from, categories_of, check_image_mode,
                      export_items, frame_file_name, label_lookup, labels_for, parse_image_name, parse_provenance,
@@ -233,12 +234,7 @@ def read_labelstudio(path: str | Path, *, url_prefix: str | None = DEFAULT_URL_P
         raise ExportError(f"prefer must be 'annotations' or 'predictions', got {prefer!r}")
     p = Path(path)
     tasks_path = p / TASKS_NAME if p.is_dir() else p
-    try:
-        tasks = json.loads(tasks_path.read_text())
-    except json.JSONDecodeError as e:
-        raise ExportError(f"{tasks_path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
-    except OSError as e:
-        raise ExportError(f"{tasks_path}: cannot read ({e.strerror})") from None
+    tasks = read_json_or_raise(tasks_path, ExportError)
     if isinstance(tasks, dict):
         tasks = [tasks]
     if not isinstance(tasks, list) or not all(isinstance(t, dict) and isinstance(t.get("data"), dict) for t in tasks):
