@@ -151,21 +151,26 @@ def read_yolo_dir(images_dir: str | Path, labels_dir: str | Path | None = None, 
         width, height = _image_size(img_path)
         frames.append(Frame(id=fid, file_name=rel.as_posix(), width=width, height=height,
                             video_id=safe_video_id(rel.with_suffix("").name), frame_index=0))
-        label_path = labels_dir / rel.with_suffix(".txt")
-        if not label_path.is_file():
-            continue
-        for line_no, line in enumerate(label_path.read_text().splitlines(), start=1):
-            fields = line.split()
-            if not fields:
-                continue
-            cls, (cx, cy, w, h) = _parse_yolo_row(fields, f"{label_path}:{line_no}")
-            if cls not in wanted:
-                continue
-            xyxy = cxcywh_to_xyxy([[cx * width, cy * height, w * width, h * height]])[0]
-            boxes.append(_gt_box(fid, xyxy, len(boxes) + 1, yolo_class=cls))
+        for cls, xyxy, _ in iter_yolo_boxes(labels_dir / rel.with_suffix(".txt"), width=width, height=height):
+            if cls in wanted:
+                boxes.append(_gt_box(fid, xyxy, len(boxes) + 1, yolo_class=cls))
     return Dataset(frames=frames, boxes=boxes,
                    info={"gt_format": "yolo", "images_dir": str(images_dir), "labels_dir": str(labels_dir),
                          "class_ids": sorted(wanted)})
+
+
+def iter_yolo_boxes(label_path: Path, *, width: int, height: int):
+    """Yield ``(class, xyxy pixels (4,) float, "<file>:<line>")`` per row of a YOLO label file (none when the
+    file is absent); a bad row raises :class:`GroundTruthError` naming its line."""
+    if not label_path.is_file():
+        return
+    for line_no, line in enumerate(label_path.read_text().splitlines(), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        where = f"{label_path}:{line_no}"
+        cls, (cx, cy, w, h) = _parse_yolo_row(fields, where)
+        yield cls, cxcywh_to_xyxy([[cx * width, cy * height, w * width, h * height]])[0], where
 
 
 def _norm_header(name: str) -> str:

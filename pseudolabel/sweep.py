@@ -14,10 +14,11 @@ number to maximise:
 from __future__ import annotations
 
 import copy
-import json
 import logging
 from pathlib import Path
 from typing import Any, Mapping
+
+from hydra.experimental.callback import Callback
 
 from .records import Dataset
 
@@ -69,13 +70,7 @@ def best_trial(results: list[dict[str, Any]]) -> dict[str, Any] | None:
     return max(scored, key=lambda r: r["value"]) if scored else None
 
 
-try:  # Hydra is a dependency, but keep this module importable without it
-    from hydra.experimental.callback import Callback as _Callback
-except ImportError:  # pragma: no cover
-    _Callback = object
-
-
-class SweepSummary(_Callback):
+class SweepSummary(Callback):
     """Hydra callback: collects every trial's objective and, at the end of the multirun, writes
     ``results.json`` next to the trials and prints the best setting."""
 
@@ -107,7 +102,3 @@ class SweepSummary(_Callback):
             lines.append(f"  {value}  {' '.join(r['params'])}")
         lines.append("best: " + (f"{best['value']:.4f} with {' '.join(best['params'])}" if best else "none"))
         print("\n".join(lines), flush=True)
-
-
-def read_results(path: str | Path) -> dict[str, Any]:
-    return json.loads(Path(path).read_text())

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..boxes import clip_to_image, cxcywh_to_xyxy
+from ..boxes import clip_to_image
 from ..records import Box, Dataset, Frame
 from .common import (ExportError, check_image_mode, export_items, frame_file_name, label_lookup,
                      categories_from, categories_of, inside, labels_for, parse_image_name, place_image)
@@ -132,7 +132,7 @@ def read_yolo(path: str | Path) -> Dataset:
         :func:`pseudolabel.gt_readers.read_yolo_dir`), a class index without a name, or an image name
         that is not ``<video_id>__<index>.<ext>``.
     """
-    from ..gt_readers import GroundTruthError, _image_size, _parse_yolo_row
+    from ..gt_readers import GroundTruthError, _image_size, iter_yolo_boxes
 
     root = Path(path)
     images_dir, labels_dir = root / "images", root / "labels"
@@ -151,22 +151,14 @@ def read_yolo(path: str | Path) -> Dataset:
             raise ExportError(str(e)) from None
         frames.append(Frame(id=fid, file_name=frame_file_name(video_id, index, ext), width=width, height=height,
                             video_id=video_id, frame_index=index))
-        label_path = labels_dir / (img.stem + ".txt")
-        if not label_path.is_file():
-            continue
-        for line_no, line in enumerate(label_path.read_text().splitlines(), start=1):
-            fields = line.split()
-            if not fields:
-                continue
-            where = f"{label_path}:{line_no}"
-            try:
-                cls, (cx, cy, w, h) = _parse_yolo_row(fields, where)
-            except GroundTruthError as e:
-                raise ExportError(str(e)) from None
+        try:
+            rows = list(iter_yolo_boxes(labels_dir / (img.stem + ".txt"), width=width, height=height))
+        except GroundTruthError as e:
+            raise ExportError(str(e)) from None
+        for cls, xyxy, where in rows:
             if cls >= len(names):
                 raise ExportError(f"{where}: class {cls} has no name ({len(names)} classes in {root})")
             lb = lookup[names[cls]]
-            xyxy = cxcywh_to_xyxy([[cx * width, cy * height, w * width, h * height]])[0]
             boxes.append(Box(image_id=fid, xyxy=tuple(float(v) for v in xyxy), score=1.0, round=0,
                              source=DEFAULT_SOURCE, decision=lb.decision, category_id=lb.category_id,
                              id=len(boxes) + 1))
