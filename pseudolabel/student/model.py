@@ -289,28 +289,25 @@ class StudentDetector:
     ``features`` (N, D) float32: the RoI box-head features of the returned boxes, pooled from the
     same backbone pass that produced them.
 
-    ``backend="onnxruntime"`` runs the backbone + FPN with ONNX Runtime
-    (:class:`~pseudolabel.student.onnx_backbone.OnnxBackbone`; heads stay in PyTorch): same outputs up
-    to float rounding, faster on CPU. ``"torch"`` (default) is PyTorch throughout.
+    ``backend="onnxruntime"`` runs the backbone, FPN and RPN head convolutions with ONNX Runtime
+    (:class:`~pseudolabel.detectors.onnx_backbone.OnnxBackbone`; heads stay in PyTorch): same outputs up
+    to float rounding, faster on CPU. ``"torch"`` (default) is PyTorch throughout; ``"auto"`` is
+    ONNX Runtime on CPU when it is installed, else PyTorch.
     """
 
     name = "student"
 
     def __init__(self, model, *, batch_size: int = 4, score_threshold: float | None = None,
                  device: str = "cpu", meta: dict[str, Any] | None = None, backend: str = "torch") -> None:
+        from ..detectors.onnx_backbone import OnnxBackbone, resolve_backend
+
+        self.backend = resolve_backend(backend, device)
         self.model = model.to(device).eval()
         self.batch_size = int(batch_size)
         self.device = device
         self.meta = dict(meta or {})
-        if backend == "torch":
-            self._backbone = self.model.backbone
-        elif backend == "onnxruntime" and device == "cpu":
-            from .onnx_backbone import OnnxBackbone
-
-            self._backbone = OnnxBackbone(self.model.backbone)
-        else:
-            raise ValueError(f"backend must be torch or onnxruntime (CPU only), got {backend!r} on {device!r}")
-        self.backend = backend
+        self._backbone = (OnnxBackbone(self.model.backbone, rpn_head=self.model.rpn.head) if self.backend == "onnxruntime"
+                          else self.model.backbone)
         if score_threshold is not None:
             self.model.roi_heads.score_thresh = float(score_threshold)
 
@@ -334,29 +331,14 @@ class StudentDetector:
         return out
 
     def _predict_batch(self, images: Sequence[np.ndarray]) -> list[Detections]:
-        import torch
+        from ..detectors.rcnn import to_tensors, two_stage_predict
 
-        m = self.model
-        tensors = []
-        for im in images:
-            arr = np.asarray(im)
-            if arr.ndim != 3 or arr.shape[2] != 3:
-                raise ValueError(f"expected RGB images (H, W, 3), got shape {arr.shape}")
-            tensors.append(torch.from_numpy(np.ascontiguousarray(arr)).to(self.device).permute(2, 0, 1).float() / 255.0)
-        with torch.inference_mode():
-            original_sizes = [tuple(t.shape[-2:]) for t in tensors]
-            batch, _ = m.transform(tensors)
-            feats = self._backbone(batch.tensors)
-            proposals, _ = m.rpn(batch, feats)
-            dets, _ = m.roi_heads(feats, proposals, batch.image_sizes)
-            # Box-head features of the final boxes, from the feature maps computed above.
-            pooled = m.roi_heads.box_roi_pool(feats, [d["boxes"] for d in dets], batch.image_sizes)
-            box_feats = m.roi_heads.box_head(pooled).float().cpu().numpy()
-            dets = m.transform.postprocess(dets, batch.image_sizes, original_sizes)
+        dets, box_feats = two_stage_predict(self.model, to_tensors(images, self.device), backbone=self._backbone,
+                                            box_features=True)
         out, offset = [], 0
         for d in dets:
             n = len(d["scores"])
             out.append(Detections(d["boxes"].cpu().numpy(), d["scores"].cpu().numpy(),
-                                  d["labels"].cpu().numpy(), box_feats[offset:offset + n].astype(np.float32)))
+                                  d["labels"].cpu().numpy(), box_feats[offset:offset + n]))
             offset += n
         return out

@@ -1,0 +1,86 @@
+"""One inference pass of a torchvision two-stage detector (GeneralizedRCNN: Faster R-CNN and kin),
+split at the backbone so that the backbone can run elsewhere (ONNX Runtime) and the RoI box-head
+features of the final boxes can be read from the same pass.
+
+Boxes are ``xyxy`` float pixels of the input images, as everywhere in the package.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+
+def is_two_stage(model: Any) -> bool:
+    """True for a torchvision GeneralizedRCNN with RoI heads (Faster/Mask/Keypoint R-CNN)."""
+    return all(hasattr(model, a) for a in ("transform", "backbone", "rpn", "roi_heads"))
+
+
+def to_tensors(images: Sequence[np.ndarray], device: str = "cpu") -> list:
+    """RGB uint8 images (H, W, 3) -> float tensors (3, H, W) in [0, 1], as torchvision detectors take."""
+    import torch
+
+    tensors = []
+    for im in images:
+        arr = np.asarray(im)
+        if arr.ndim != 3 or arr.shape[2] != 3:
+            raise ValueError(f"expected RGB images (H, W, 3), got shape {arr.shape}")
+        tensors.append(torch.from_numpy(np.ascontiguousarray(arr)).to(device).permute(2, 0, 1).float().div_(255.0))
+    return tensors
+
+
+def two_stage_predict(model: Any, tensors: list, *, backbone: Callable | None = None,
+                      box_features: bool = False) -> tuple[list[dict], np.ndarray | None]:
+    """What ``model(tensors)`` returns in eval mode, with the backbone call replaceable.
+
+    Parameters
+    ----------
+    model : torchvision GeneralizedRCNN in eval mode.
+    tensors : list of (3, H, W) float tensors in [0, 1].
+    backbone : callable (N, 3, H', W') tensor -> OrderedDict of feature maps (or one tensor);
+        default ``model.backbone``. One with a ``with_rpn_head`` method (an
+        :class:`~pseudolabel.detectors.onnx_backbone.OnnxBackbone` holding the RPN head) also returns
+        the RPN head's outputs, and ``model.rpn.head`` is not called.
+    box_features : also return the box-head features of the returned boxes, pooled from the same
+        feature maps.
+
+    Returns
+    -------
+    detections : one dict per image, ``boxes`` (K, 4) xyxy in input pixels, ``scores`` (K,), ``labels`` (K,).
+    features : (sum K, D) float32 in detection order, or None when ``box_features`` is False.
+    """
+    import torch
+
+    backbone = model.backbone if backbone is None else backbone
+    with torch.inference_mode():
+        original_sizes = [tuple(t.shape[-2:]) for t in tensors]
+        batch, _ = model.transform(tensors)
+        head = None
+        if hasattr(backbone, "with_rpn_head"):  # the RPN's convolutions ran with the backbone
+            feats, head = backbone.with_rpn_head(batch.tensors)
+        else:
+            feats = backbone(batch.tensors)
+        if isinstance(feats, torch.Tensor):
+            feats = OrderedDict([("0", feats)])
+        proposals = model.rpn(batch, feats)[0] if head is None else _proposals(model.rpn, batch, feats, *head)
+        dets, _ = model.roi_heads(feats, proposals, batch.image_sizes)
+        features = None
+        if box_features:
+            pooled = model.roi_heads.box_roi_pool(feats, [d["boxes"] for d in dets], batch.image_sizes)
+            features = model.roi_heads.box_head(pooled).float().cpu().numpy().astype(np.float32)
+        dets = model.transform.postprocess(dets, batch.image_sizes, original_sizes)
+    return dets, features
+
+
+def _proposals(rpn, batch, feats, objectness: list, deltas: list):
+    """``rpn(batch, feats)[0]`` in eval mode from already computed RPN head outputs (torchvision's
+    ``RegionProposalNetwork.forward`` without its ``self.head`` call, using its own helpers)."""
+    from torchvision.models.detection.rpn import concat_box_prediction_layers
+
+    anchors = rpn.anchor_generator(batch, list(feats.values()))
+    num_anchors_per_level = [o[0].numel() for o in objectness]
+    objectness, deltas = concat_box_prediction_layers(objectness, deltas)
+    proposals = rpn.box_coder.decode(deltas.detach(), anchors).view(len(anchors), -1, 4)
+    boxes, _ = rpn.filter_proposals(proposals, objectness, batch.image_sizes, num_anchors_per_level)
+    return boxes

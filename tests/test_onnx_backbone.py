@@ -1,0 +1,93 @@
+"""ONNX Runtime backbones give PyTorch's boxes, scores and features within float tolerance."""
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("onnxruntime")
+
+
+def _assert_same(ref, got, *, features: bool):
+    assert sum(len(d) for d in ref) > 0
+    for r, g in zip(ref, got):
+        assert len(r) == len(g)
+        np.testing.assert_allclose(g.boxes, r.boxes, atol=1e-2)
+        np.testing.assert_allclose(g.scores, r.scores, atol=1e-4)
+        np.testing.assert_array_equal(g.labels, r.labels)
+        if features:
+            np.testing.assert_allclose(g.features, r.features, atol=1e-3, rtol=1e-3)
+
+
+def test_student_onnxruntime_backend_matches_pytorch():
+    from pseudolabel.student.model import StudentDetector, build_efficientnet_lite0_frcnn
+    from pseudolabel.synth import _render_frames
+
+    torch.manual_seed(0)
+    model = build_efficientnet_lite0_frcnn(pretrained=False, box_detections_per_img=20).eval()
+    frames, _ = _render_frames(seed=1, venue="grass", n_frames=3, width=256, height=144, fps=25.0)
+    ref = StudentDetector(model, batch_size=2).predict(frames)
+    onnx = StudentDetector(model, batch_size=2, backend="onnxruntime")
+    assert onnx.backend == "onnxruntime"
+    got = onnx.predict(frames)  # a batch of 2 then 1: one static graph per (N, H, W)
+    _assert_same(ref, got, features=True)
+    assert onnx._backbone.shapes == [(2, 160, 256), (1, 160, 256)]
+    onnx.predict(frames)
+    assert onnx._backbone.shapes == [(2, 160, 256), (1, 160, 256)]  # reused, not exported again
+
+
+def test_torchvision_detector_onnxruntime_backend_matches_pytorch():
+    from pseudolabel.detectors.torchvision_detector import TorchvisionDetector
+
+    builder = "fasterrcnn_mobilenet_v3_large_320_fpn"
+    torch.manual_seed(0)
+    ref = TorchvisionDetector(builder, weights=None, num_classes=2, box_score_thresh=0.0)
+    onnx = TorchvisionDetector(builder, model=ref.model, backend="onnxruntime")
+    assert (ref.backend, onnx.backend) == ("torch", "onnxruntime")
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 255, (240, 320, 3), dtype=np.uint8) for _ in range(2)]
+    _assert_same(ref.predict(images), onnx.predict(images), features=False)
+    assert onnx._backbone.shapes == [(2, 320, 448)]  # the transform resizes 240x320 to 320x427, pads to 32s
+
+
+def test_auto_backend_picks_onnxruntime_on_cpu_and_torch_for_one_stage_models():
+    from pseudolabel.detectors.onnx_backbone import resolve_backend
+    from pseudolabel.detectors.torchvision_detector import TorchvisionDetector
+
+    assert resolve_backend("auto", "cpu") == "onnxruntime"
+    assert resolve_backend("auto", "cuda") == "torch"
+    assert resolve_backend("torch", "cuda") == "torch"
+    with pytest.raises(ValueError, match="CPU only"):
+        resolve_backend("onnxruntime", "cuda")
+    with pytest.raises(ValueError, match="backend must be one of"):
+        resolve_backend("tensorrt")
+    ssd = TorchvisionDetector("ssdlite320_mobilenet_v3_large", weights=None, num_classes=2, backend="auto")
+    assert ssd.backend == "torch"  # no RPN/RoI split: the whole model stays in PyTorch
+    with pytest.raises(ValueError, match="two-stage"):
+        TorchvisionDetector("ssdlite320_mobilenet_v3_large", model=ssd.model, backend="onnxruntime")
+
+
+def test_shapes_past_max_graphs_run_in_pytorch(caplog):
+    from pseudolabel.detectors.onnx_backbone import OnnxBackbone
+    from pseudolabel.student.model import build_efficientnet_lite0_frcnn
+
+    torch.manual_seed(0)
+    backbone = build_efficientnet_lite0_frcnn(pretrained=False).eval().backbone
+    onnx = OnnxBackbone(backbone, max_graphs=1)
+    a, b = torch.rand(1, 3, 64, 96), torch.rand(1, 3, 96, 64)
+    with torch.inference_mode():
+        ref_b = backbone(b)
+    onnx(a)
+    with caplog.at_level(logging.WARNING, logger="pseudolabel"):
+        got_b = onnx(b)
+    assert onnx.shapes == [(1, 64, 96)] and onnx.torch_fallbacks == 1
+    assert "run in PyTorch" in caplog.text
+    for k in ref_b:
+        assert torch.equal(got_b[k], ref_b[k])
+
+
+def test_unknown_backend_is_refused():
+    from pseudolabel.student.model import StudentDetector
+
+    with pytest.raises(ValueError, match="backend"):
+        StudentDetector(torch.nn.Module(), backend="tensorrt")
