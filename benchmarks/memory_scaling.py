@@ -53,7 +53,8 @@ def child(args) -> None:
         from pseudolabel.student.model import StudentDetector
 
         torch.manual_seed(0)  # the same untrained heads in both children
-        det = StudentDetector(instantiate(cfg.student.model), batch_size=int(cfg.relabel.batch_size))
+        det = StudentDetector(instantiate(cfg.student.model), batch_size=int(cfg.relabel.batch_size),
+                              backend=str(cfg.relabel.backend))  # as a relabel runs it (auto: ONNX Runtime)
         label = dict(class_ids=[1], score_threshold=float(cfg.relabel.score_threshold),
                      batch_size=int(cfg.relabel.batch_size))
     else:
