@@ -70,7 +70,7 @@ class TorchvisionDetector:
     model_kwargs : dict
         Extra builder arguments, e.g. ``min_size``/``max_size`` to run at native resolution.
     backend : str
-        ``torch``, ``onnxruntime`` (the backbone + FPN of a two-stage model run by ONNX Runtime, the
+        ``torch``, ``onnxruntime`` (the backbone, FPN and RPN head of a two-stage model run by ONNX Runtime, the
         heads in PyTorch: same boxes up to float rounding, faster on CPU) or ``auto`` (ONNX Runtime for
         a two-stage model when it is installed, else PyTorch).
     """
