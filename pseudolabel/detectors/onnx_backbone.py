@@ -1,9 +1,9 @@
-"""ONNX Runtime for the backbone (+ FPN) of a torchvision R-CNN at inference, on CPU.
+"""ONNX Runtime for the backbone, FPN and RPN-head convolutions of a torchvision R-CNN at inference, on CPU.
 
 The backbone is nearly all of a Faster R-CNN's inference FLOPs, and PyTorch's eager CPU kernels run
 it slowly: EfficientNet-Lite0's depthwise convolutions, and frozen BatchNorm layers that stay separate
 passes over memory. ONNX Runtime folds the BatchNorms into the convolutions and fuses the activations
-when it loads the graph. The RPN and RoI heads stay in PyTorch (:mod:`pseudolabel.detectors.rcnn`), so
+when it loads the graph. The RPN's proposal filtering and the RoI heads stay in PyTorch (:mod:`pseudolabel.detectors.rcnn`), so
 boxes, scores and box features come out of the same code as with ``backend="torch"``, equal up to float
 rounding (``tests/test_onnx_backbone.py``).
 

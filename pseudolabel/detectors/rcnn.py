@@ -68,7 +68,7 @@ def two_stage_predict(model: Any, tensors: list, *, backbone: Callable | None = 
         features = None
         if box_features:
             pooled = model.roi_heads.box_roi_pool(feats, [d["boxes"] for d in dets], batch.image_sizes)
-            features = model.roi_heads.box_head(pooled).float().cpu().numpy().astype(np.float32)
+            features = model.roi_heads.box_head(pooled).float().cpu().numpy()  # float32 already
         dets = model.transform.postprocess(dets, batch.image_sizes, original_sizes)
     return dets, features
 
