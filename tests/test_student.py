@@ -255,3 +255,33 @@ def test_fast_dev_run_writes_a_loadable_student(tmp_path):
         ref = m.roi_heads.box_head(m.roi_heads.box_roi_pool(
             feats, [torch.as_tensor(d.boxes, dtype=torch.float32)], batch.image_sizes))
     np.testing.assert_allclose(d.features, ref.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_frames_past_max_size_are_shrunk_in_uint8_to_the_transforms_size():
+    """A 640x360 frame for a max_size-320 student: cv2 shrinks it before the tensor conversion, and the
+    boxes (mapped back to the frame) are those of torchvision's own float resize, up to uint8 rounding."""
+    from pseudolabel.detectors.rcnn import to_tensors, two_stage_predict
+    from pseudolabel.student.model import shrink_to_model_input
+    from pseudolabel.synth import _render_frames
+
+    torch.manual_seed(0)
+    model = build_efficientnet_lite0_frcnn(pretrained=False, max_size=320, box_detections_per_img=30,
+                                           box_score_thresh=0.0).eval()
+    frames, _ = _render_frames(seed=3, venue="grass", n_frames=2, width=640, height=360, fps=25.0)
+    small, factors = shrink_to_model_input(frames + [frames[0][:200, :300]], model.transform)
+    assert [im.shape[:2] for im in small] == [(180, 320), (180, 320), (200, 300)]  # the last one fits already
+    np.testing.assert_array_equal(factors[0], [2.0, 2.0, 2.0, 2.0])
+    assert small[2] is not None and np.array_equal(factors[2], np.ones(4))
+    with torch.inference_mode():
+        batch, _ = model.transform(to_tensors(frames[:1]))
+    assert tuple(batch.image_sizes[0]) == (180, 320)  # the size torchvision's resize gives
+
+    got = StudentDetector(model, workers=1).predict(frames)
+    ref, _ = two_stage_predict(model, to_tensors(frames))  # the transform resizes the float tensors
+    for r, g in zip(ref, got):
+        rb, rs = r["boxes"].numpy(), r["scores"].numpy()
+        assert len(rb) > 10 and np.all(g.boxes[:, 2] <= 640) and np.all(g.boxes[:, 3] <= 360)
+        for box, score in zip(rb[:10], rs[:10]):  # the top boxes: each found again, same place and score
+            err = np.abs(g.boxes - box).max(axis=1)
+            j = int(np.argmin(err))
+            assert err[j] < 0.5 and abs(g.scores[j] - score) < 1e-2, (box, g.boxes[j], score, g.scores[j])

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import threading
 import warnings
 from collections import OrderedDict
 from pathlib import Path
@@ -65,7 +66,8 @@ class OnnxBackbone:
         The model's backbone (returns an OrderedDict of tensors, or one tensor); its current weights
         are exported, so build this after loading the weights.
     num_threads : int or None
-        ONNX Runtime intra-op threads (None: ``torch.get_num_threads()``, as set for labelling).
+        ONNX Runtime intra-op threads (None: ``torch.get_num_threads()``, as set for labelling). With 1,
+        a run uses only its calling thread, and several threads may run this object at once.
     work_dir : str or Path or None
         Where the ``.onnx`` files go (default: a temporary directory removed with this object).
     max_graphs : int
@@ -87,6 +89,7 @@ class OnnxBackbone:
         self._tmp = None if work_dir is not None else tempfile.TemporaryDirectory(prefix="pseudolabel-onnx-")
         self.work_dir = Path(work_dir if work_dir is not None else self._tmp.name)
         self._sessions: dict[tuple[int, int, int], tuple[Any, list[str] | None]] = {}
+        self._export_lock = threading.Lock()  # side-by-side workers may meet a new shape at once
         self.torch_fallbacks = 0
 
     @property
@@ -145,16 +148,19 @@ class OnnxBackbone:
         import torch
 
         key = (int(images.shape[0]), int(images.shape[-2]), int(images.shape[-1]))
-        if key not in self._sessions:
-            if len(self._sessions) >= self.max_graphs:
+        with self._export_lock:
+            if key not in self._sessions and len(self._sessions) < self.max_graphs:
+                self._sessions[key] = self._export(key)
+            found = self._sessions.get(key)
+            if found is None:
                 self.torch_fallbacks += 1
                 if self.torch_fallbacks == 1:
                     log.warning("ONNX Runtime backbone: %d input shapes exported already; new shapes (%s) run "
                                 "in PyTorch", self.max_graphs, key)
-                with torch.inference_mode():
-                    return self.backbone(images), None
-            self._sessions[key] = self._export(key)
-        session, names = self._sessions[key]
+        if found is None:
+            with torch.inference_mode():
+                return self.backbone(images), None
+        session, names = found
         outs = [torch.from_numpy(o) for o in session.run(
             None, {"images": np.ascontiguousarray(images.detach().cpu().numpy(), dtype=np.float32)})]
         levels = len(names) if names is not None else 1

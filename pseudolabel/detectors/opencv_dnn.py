@@ -13,6 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from .base import Detections
+from .side_by_side import SideBySide
 
 
 class ModelFileNotFound(FileNotFoundError):
@@ -92,8 +93,7 @@ class OpenCVDnnDetector:
         self.forward_batch = int(forward_batch)
         self.workers = None if workers is None else int(workers)
         self.net = self._read_net()
-        self._spare_nets: list = []  # more networks for workers > 1, made on first use
-        self._pool, self._pool_size = None, 0
+        self._side_by_side = SideBySide(self.net, self._read_net, library="cv2", name="cv2dnn")  # cv2 releases the GIL
         self.input_size = tuple(int(v) for v in input_size)
         self.swap_rb = swap_rb
         self.mean = tuple(mean)
@@ -134,32 +134,5 @@ class OpenCVDnnDetector:
         if len(images) == 0:
             return []
         chunks = [list(images[i:i + self.forward_batch]) for i in range(0, len(images), self.forward_batch)]
-        workers = min(len(chunks), self.workers if self.workers is not None else max(1, cv2.getNumThreads()))
-        if workers <= 1:
-            return [d for c in chunks for d in self._forward(self.net, c)]
-        import queue
-        from concurrent.futures import ThreadPoolExecutor
-
-        while len(self._spare_nets) < workers - 1:
-            self._spare_nets.append(self._read_net())
-        if self._pool is None or self._pool_size < workers:
-            if self._pool is not None:
-                self._pool.shutdown()
-            self._pool, self._pool_size = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cv2dnn"), workers
-        free: queue.SimpleQueue = queue.SimpleQueue()
-        for net in [self.net, *self._spare_nets[:workers - 1]]:
-            free.put(net)
-
-        def run(chunk):  # a network is used by one thread at a time
-            net = free.get()
-            try:
-                return self._forward(net, chunk)
-            finally:
-                free.put(net)
-
-        previous = cv2.getNumThreads()
-        cv2.setNumThreads(1)  # one core per network; cv2 releases the GIL inside forward
-        try:
-            return [d for part in self._pool.map(run, chunks) for d in part]
-        finally:
-            cv2.setNumThreads(previous)
+        workers = self.workers if self.workers is not None else max(1, cv2.getNumThreads())
+        return self._side_by_side.map(self._forward, chunks, workers=workers)

@@ -73,19 +73,34 @@ class TorchvisionDetector:
         ``torch``, ``onnxruntime`` (the backbone, FPN and RPN head of a two-stage model run by ONNX Runtime, the
         heads in PyTorch: same boxes up to float rounding, faster on CPU) or ``auto`` (ONNX Runtime for
         a two-stage model when it is installed, else PyTorch).
+    forward_batch : int or None
+        Images per forward (None: all images of a ``predict`` call in one forward).
+    workers : int or None
+        Replicas of the model run side by side, one thread each, on the forwards of one ``predict``
+        call (:mod:`pseudolabel.detectors.side_by_side`); None: ``torch.get_num_threads()`` at
+        construction. 1 (default): one model on torch's threads. Each replica holds a copy of the
+        weights (~160 MB for ResNet-50 FPN).
     """
 
     def __init__(self, builder: str = "fasterrcnn_resnet50_fpn", *, weights: str | None = "DEFAULT",
                  weights_path: str | None = None, num_classes: int | None = None, model=None,
                  name: str | None = None, box_score_thresh: float = 0.05, num_threads: int | None = None,
-                 model_kwargs: dict | None = None, backend: str = "torch"):
+                 model_kwargs: dict | None = None, backend: str = "torch", forward_batch: int | None = None,
+                 workers: int | None = 1):
+        import copy
+
         import torch
 
         from .onnx_backbone import OnnxBackbone, resolve_backend
         from .rcnn import is_two_stage
+        from .side_by_side import SideBySide
 
         if num_threads is not None:
             torch.set_num_threads(int(num_threads))
+        if (forward_batch is not None and int(forward_batch) < 1) or (workers is not None and int(workers) < 1):
+            raise ValueError(f"forward_batch and workers must be >= 1, got {forward_batch} and {workers}")
+        self.forward_batch = None if forward_batch is None else int(forward_batch)
+        self.workers = int(workers) if workers is not None else torch.get_num_threads()
         kwargs = dict(model_kwargs or {})
         if model is None:
             if builder.startswith(("fasterrcnn", "maskrcnn", "keypointrcnn")):
@@ -99,21 +114,29 @@ class TorchvisionDetector:
                              f"{type(self.model).__name__}: use backend torch or auto")
         resolved = resolve_backend(backend)  # also refuses unknown names
         self.backend = resolved if is_two_stage(self.model) else "torch"
-        self._backbone = (OnnxBackbone(self.model.backbone, rpn_head=self.model.rpn.head)
+        self._backbone = (OnnxBackbone(self.model.backbone, rpn_head=self.model.rpn.head,
+                                       num_threads=1 if self.workers > 1 else None)
                           if self.backend == "onnxruntime" else None)
+        self._side_by_side = SideBySide(self.model, lambda: copy.deepcopy(self.model), library="torch",
+                                        name=self.name)
 
     def predict(self, images: Sequence[np.ndarray]) -> list[Detections]:
-        import torch
-
         if len(images) == 0:
             return []
+        step = self.forward_batch or len(images)
+        chunks = [images[i:i + step] for i in range(0, len(images), step)]
+        return self._side_by_side.map(self._forward, chunks, workers=self.workers)
+
+    def _forward(self, model, images: Sequence[np.ndarray]) -> list[Detections]:
+        import torch
+
         from .rcnn import to_tensors, two_stage_predict
 
         tensors = to_tensors(images)
         if self._backbone is not None:
-            outputs, _ = two_stage_predict(self.model, tensors, backbone=self._backbone)
+            outputs, _ = two_stage_predict(model, tensors, backbone=self._backbone)
         else:
             with torch.inference_mode():
-                outputs = self.model(tensors)
+                outputs = model(tensors)
         return [Detections(o["boxes"].double().numpy(), o["scores"].double().numpy(), o["labels"].numpy())
                 for o in outputs]

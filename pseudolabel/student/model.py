@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import io
+import math
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -102,6 +103,11 @@ def _native_transform_class():
         Images whose longest side exceeds ``max_size`` are downscaled to it; nothing is upscaled.
         """
 
+        def shrunk_size(self, h: int, w: int) -> tuple[int, int]:
+            """(H, W) that :meth:`resize` turns an (h, w) image into (F.interpolate's floor rule)."""
+            scale = min(1.0, self.max_size / max(h, w))
+            return (h, w) if scale >= 1.0 else (math.floor(h * scale), math.floor(w * scale))
+
         def resize(self, image, target=None):
             h, w = image.shape[-2:]
             scale = min(1.0, self.max_size / max(h, w))
@@ -114,6 +120,37 @@ def _native_transform_class():
             return image, target
 
     return NativeResolutionTransform
+
+
+def shrink_to_model_input(images: Sequence[np.ndarray], transform) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Downscale, in uint8 with OpenCV, the images that ``transform`` (a native-resolution transform)
+    would downscale itself, to the size it would give them; other transforms and images pass unchanged.
+
+    Why: torchvision's transform resizes the float tensor of the whole frame, which for a 1080p frame
+    took ~70 ms of one core (tensor conversion and interpolation) against ~1 ms for ``cv2.resize``.
+    ``INTER_LINEAR`` samples as ``F.interpolate(mode="bilinear", align_corners=False)`` does, so the
+    network input differs only by uint8 rounding (boxes within 0.5 px: ``tests/test_student.py``).
+
+    Returns
+    -------
+    images : the images to feed the model.
+    factors : per image, (4,) float64 ``[sx, sy, sx, sy]`` mapping xyxy boxes of the fed image back to
+        the original one (ones for images left unchanged).
+    """
+    import cv2
+
+    shrunk_size = getattr(transform, "shrunk_size", None)
+    out, factors = [], []
+    for im in images:
+        h, w = im.shape[:2]
+        nh, nw = shrunk_size(h, w) if shrunk_size is not None else (h, w)
+        if (nh, nw) == (h, w):
+            out.append(im)
+            factors.append(np.ones(4))
+            continue
+        out.append(cv2.resize(np.ascontiguousarray(im), (nw, nh), interpolation=cv2.INTER_LINEAR))
+        factors.append(np.array([w / nw, h / nh, w / nw, h / nh]))
+    return out, factors
 
 
 def build_efficientnet_lite0_frcnn(
@@ -293,23 +330,44 @@ class StudentDetector:
     (:class:`~pseudolabel.detectors.onnx_backbone.OnnxBackbone`; heads stay in PyTorch): same outputs up
     to float rounding, faster on CPU. ``"torch"`` (default) is PyTorch throughout; ``"auto"`` is
     ONNX Runtime on CPU when it is installed, else PyTorch.
+
+    ``batch_size`` frames go through one forward; the forwards of one ``predict`` call run on
+    ``workers`` replicas side by side, one thread each (:mod:`pseudolabel.detectors.side_by_side`;
+    None: ``torch.get_num_threads()`` at construction on CPU, 1 on other devices). Give ``predict``
+    at least ``workers x batch_size`` frames to keep every worker busy.
+
+    ``uint8_resize``: frames longer than the model's ``max_size`` are shrunk with OpenCV before the
+    tensor conversion (:func:`shrink_to_model_input`) rather than by the transform on float tensors.
     """
 
     name = "student"
 
-    def __init__(self, model, *, batch_size: int = 4, score_threshold: float | None = None,
-                 device: str = "cpu", meta: dict[str, Any] | None = None, backend: str = "torch") -> None:
+    def __init__(self, model, *, batch_size: int = 1, score_threshold: float | None = None,
+                 device: str = "cpu", meta: dict[str, Any] | None = None, backend: str = "torch",
+                 workers: int | None = None, uint8_resize: bool = True) -> None:
+        import torch
+
         from ..detectors.onnx_backbone import OnnxBackbone, resolve_backend
+        from ..detectors.side_by_side import SideBySide
 
         self.backend = resolve_backend(backend, device)
         self.model = model.to(device).eval()
+        if int(batch_size) < 1 or (workers is not None and int(workers) < 1):
+            raise ValueError(f"batch_size and workers must be >= 1, got {batch_size} and {workers}")
         self.batch_size = int(batch_size)
         self.device = device
         self.meta = dict(meta or {})
-        self._backbone = (OnnxBackbone(self.model.backbone, rpn_head=self.model.rpn.head) if self.backend == "onnxruntime"
-                          else self.model.backbone)
+        self.uint8_resize = bool(uint8_resize)
         if score_threshold is not None:
             self.model.roi_heads.score_thresh = float(score_threshold)
+        self.workers = (int(workers) if workers is not None else torch.get_num_threads()) if device == "cpu" else 1
+        self._backbone = (OnnxBackbone(self.model.backbone, rpn_head=self.model.rpn.head,
+                                       num_threads=1 if self.workers > 1 else None)
+                          if self.backend == "onnxruntime" else None)
+        # each worker has its own heads (torchvision's RoI pooler sets attributes while it runs); the
+        # ONNX Runtime backbone is shared (a session may be run from several threads at once)
+        self._side_by_side = SideBySide(self.model, lambda: copy.deepcopy(self.model), library="torch",
+                                        name="student")
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, *, model_factory: Callable[[], Any], **kwargs: Any) -> "StudentDetector":
@@ -325,20 +383,22 @@ class StudentDetector:
         return cls(model, meta=ckpt.get("meta"), **kwargs)
 
     def predict(self, images: Sequence[np.ndarray]) -> list[Detections]:
-        out: list[Detections] = []
-        for start in range(0, len(images), self.batch_size):
-            out.extend(self._predict_batch(images[start:start + self.batch_size]))
-        return out
+        chunks = [images[i:i + self.batch_size] for i in range(0, len(images), self.batch_size)]
+        return self._side_by_side.map(self._predict_batch, chunks, workers=self.workers)
 
-    def _predict_batch(self, images: Sequence[np.ndarray]) -> list[Detections]:
+    def _predict_batch(self, model, images: Sequence[np.ndarray]) -> list[Detections]:
         from ..detectors.rcnn import to_tensors, two_stage_predict
 
-        dets, box_feats = two_stage_predict(self.model, to_tensors(images, self.device), backbone=self._backbone,
+        if self.uint8_resize:
+            images, factors = shrink_to_model_input(images, model.transform)
+        else:
+            factors = [np.ones(4)] * len(images)
+        dets, box_feats = two_stage_predict(model, to_tensors(images, self.device), backbone=self._backbone,
                                             box_features=True)
         out, offset = [], 0
-        for d in dets:
+        for d, factor in zip(dets, factors):
             n = len(d["scores"])
-            out.append(Detections(d["boxes"].cpu().numpy(), d["scores"].cpu().numpy(),
+            out.append(Detections(d["boxes"].cpu().numpy() * factor, d["scores"].cpu().numpy(),
                                   d["labels"].cpu().numpy(), box_feats[offset:offset + n]))
             offset += n
         return out

@@ -1,0 +1,132 @@
+"""Detector replicas side by side: same detections as one replica, order kept, threads restored."""
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from pseudolabel.detectors.side_by_side import SideBySide
+
+
+def test_map_keeps_order_and_uses_each_replica_from_one_thread_at_a_time():
+    made = []
+    busy: dict[int, int] = {}
+    threads_seen = set()
+    lock = threading.Lock()
+
+    def make():
+        made.append(object())
+        return made[-1]
+
+    def fn(replica, chunk):
+        with lock:
+            busy[id(replica)] = busy.get(id(replica), 0) + 1
+            assert busy[id(replica)] == 1, "a replica ran in two threads at once"
+            threads_seen.add(threading.current_thread().name)
+        assert torch.get_num_threads() == 1  # one core per worker
+        time.sleep(0.01)
+        with lock:
+            busy[id(replica)] -= 1
+        return [(x, id(replica)) for x in chunk]
+
+    torch.set_num_threads(2)
+    side = SideBySide("primary", make, library="torch", name="t")
+    chunks = [[i, i + 100] for i in range(7)]
+    out = side.map(fn, chunks, workers=3)
+    assert [x for x, _ in out] == [x for c in chunks for x in c]
+    assert len(made) == 2 and len({r for _, r in out}) == 3  # the primary and two replicas all worked
+    assert all(name.startswith("t") for name in threads_seen)
+    assert torch.get_num_threads() == 2  # restored after the call
+    side.map(fn, chunks, workers=2)
+    assert len(made) == 2  # replicas are kept, not made again
+
+
+def test_one_worker_or_one_chunk_runs_in_the_calling_thread_with_threads_unchanged():
+    torch.set_num_threads(2)
+    seen = []
+
+    def fn(replica, chunk):
+        seen.append((threading.current_thread(), torch.get_num_threads(), replica))
+        return list(chunk)
+
+    side = SideBySide("primary", lambda: pytest.fail("no replica needed"), library="torch")
+    assert side.map(fn, [[1, 2], [3]], workers=1) == [1, 2, 3]
+    assert side.map(fn, [[4]], workers=4) == [4]
+    assert seen == [(threading.current_thread(), 2, "primary")] * 3
+
+
+def test_a_copy_makes_its_own_pool():
+    import copy
+
+    side = SideBySide("p", lambda: "r", library="cv2")
+    side.map(lambda r, c: list(c), [[1], [2]], workers=2)
+    clone = copy.copy(side)
+    assert clone._pool is None and side._pool is not None
+    assert clone.map(lambda r, c: list(c), [[1], [2]], workers=2) == [1, 2]
+    with pytest.raises(ValueError, match="library"):
+        SideBySide("p", lambda: "r", library="numba")
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_student_side_by_side_matches_one_replica(backend):
+    if backend == "onnxruntime":
+        pytest.importorskip("onnxruntime")
+    from pseudolabel.student.model import StudentDetector, build_efficientnet_lite0_frcnn
+    from pseudolabel.synth import _render_frames
+
+    torch.manual_seed(0)
+    model = build_efficientnet_lite0_frcnn(pretrained=False, box_detections_per_img=20).eval()
+    frames, _ = _render_frames(seed=2, venue="clay", n_frames=5, width=256, height=144, fps=25.0)
+    torch.set_num_threads(2)
+    one = StudentDetector(model, backend=backend, workers=1)
+    side = StudentDetector(model, backend=backend, workers=2)
+    assert side.batch_size == 1 and side.workers == 2
+    ref, got = one.predict(frames), side.predict(frames)
+    assert torch.get_num_threads() == 2
+    assert len(side._side_by_side._spares) == 1 and sum(len(d) for d in ref) > 0
+    for r, g in zip(ref, got):  # one frame per forward on both sides; only the thread count differs
+        assert len(r) == len(g)
+        np.testing.assert_allclose(g.boxes, r.boxes, atol=1e-3)
+        np.testing.assert_allclose(g.scores, r.scores, atol=1e-5)
+        np.testing.assert_allclose(g.features, r.features, atol=1e-4, rtol=1e-4)
+    if backend == "onnxruntime":
+        assert side._backbone.num_threads == 1 and side._backbone.shapes == [(1, 160, 256)]
+
+
+def test_torchvision_detector_side_by_side_matches_one_forward():
+    from pseudolabel.detectors.torchvision_detector import TorchvisionDetector
+
+    torch.manual_seed(0)
+    builder = "fasterrcnn_mobilenet_v3_large_320_fpn"
+    one = TorchvisionDetector(builder, weights=None, num_classes=2, box_score_thresh=0.0, backend="torch")
+    side = TorchvisionDetector(builder, model=one.model, backend="torch", forward_batch=1, workers=2)
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 255, (240, 320, 3), dtype=np.uint8) for _ in range(3)]
+    ref = [one.predict([im])[0] for im in images]
+    got = side.predict(images)
+    assert sum(len(d) for d in ref) > 0
+    for r, g in zip(ref, got):
+        assert len(r) == len(g)
+        np.testing.assert_allclose(g.boxes, r.boxes, atol=1e-3)
+        np.testing.assert_allclose(g.scores, r.scores, atol=1e-5)
+        np.testing.assert_array_equal(g.labels, r.labels)
+    with pytest.raises(ValueError, match="forward_batch and workers"):
+        TorchvisionDetector(builder, model=one.model, workers=0)
+
+
+def test_shipped_config_runs_replicas_side_by_side(tmp_path):
+    """relabel.workers=null: one student replica per labelling thread; forward_batch frames per forward."""
+    from pseudolabel import pipeline
+    from pseudolabel.safe_config import instantiate
+    from pseudolabel.student.model import save_student_checkpoint
+    from tests.test_config import compose_cfg
+
+    cfg = compose_cfg(f"paths.root_dir={tmp_path}")
+    assert cfg.relabel.workers is None and cfg.relabel.batch_size >= 2 * cfg.relabel.forward_batch
+    ckpt = save_student_checkpoint(instantiate(cfg.student.model, pretrained=False), tmp_path / "student.pt")
+    torch.set_num_threads(2)
+    det = pipeline._build_student(cfg, ckpt)
+    assert (det.workers, det.batch_size) == (2, 1)
+    det = pipeline._build_student(compose_cfg("relabel.workers=1", "relabel.forward_batch=4"), ckpt)
+    assert (det.workers, det.batch_size) == (1, 4)
