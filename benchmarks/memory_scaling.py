@@ -5,7 +5,7 @@ Each size runs in a fresh subprocess (the real path: ``pipeline.stage_sample`` t
 (``ru_maxrss`` from ``os.wait4``) and prints both, their ratio (goal <= 1.2) and the growth per extra
 frame. The child also reports its peak before labelling (imports, sampling, detector built and run
 once on a full batch), so the part of the peak that labelling adds is visible. Pick N of at least a
-few batches (``teacher.batch_size`` / ``relabel.batch_size`` = 4 frames): a smaller N never fills a
+few batches (``teacher.batch_size`` = 4 frames, ``relabel.batch_size`` = 4 on 2 cores): a smaller N never fills a
 batch and measures the batch size, not N.
 
     .venv/bin/python benchmarks/memory_scaling.py                    # N = 16, offline teacher, 320-px tiles
@@ -58,7 +58,7 @@ def child(args) -> None:
                               backend=str(cfg.relabel.backend),  # as a relabel runs it (auto: ONNX Runtime)
                               workers=None if workers is None else int(workers))
         label = dict(class_ids=[1], score_threshold=float(cfg.relabel.score_threshold),
-                     batch_size=int(cfg.relabel.batch_size))
+                     batch_size=int(cfg.relabel.batch_size or det.frames_per_call))
     else:
         det = instantiate(cfg.teacher.detector)
         label = dict(class_ids=list(cfg.teacher.class_ids), score_threshold=float(cfg.teacher.score_threshold),

@@ -113,11 +113,12 @@ def check_part(doc: dict[str, Any], *, frames: Sequence[Frame], settings: dict[s
 
 def label_parts(detector_factory: Callable[[], Detector], frames: Sequence[Frame], *, parts_dir: str | Path,
                 video_ids: Sequence[str], frames_dir: str | Path, round: int, class_ids: Sequence[int] | None,
-                score_threshold: float, batch_size: int, category_id: int = 1,
+                score_threshold: float, batch_size: int | None, category_id: int = 1,
                 progress: bool = True) -> dict[str, list[str]]:
     """Label the videos of ``video_ids`` that have no part yet, writing each part when its video is done.
 
-    The detector is built (``detector_factory()``) only when some video needs labelling.
+    The detector is built (``detector_factory()``) only when some video needs labelling. ``batch_size``
+    (frames per detector call) None: the detector's ``frames_per_call`` (4 if it has none).
 
     Returns
     -------
@@ -147,6 +148,8 @@ def label_parts(detector_factory: Callable[[], Detector], frames: Sequence[Frame
     # (the merged stage removes stale temps, and the parts with it)
     parts_dir.mkdir(parents=True, exist_ok=True)
     detector = detector_factory()
+    if batch_size is None:
+        batch_size = int(getattr(detector, "frames_per_call", 4))
     ordered = [f for vid in todo for f in by_video[vid]]
     remaining = {vid: len(by_video[vid]) for vid in todo}
     boxes: list[Box] = []

@@ -121,7 +121,7 @@ def label_shard(cfg: DictConfig) -> tuple[int | None, int]:
 
 
 def stage_label(cfg: DictConfig, k: int, frames: Dataset, detector_factory: Callable[[], Any], *,
-                class_ids, score_threshold: float, batch_size: int, policy: str = "fixed") -> None:
+                class_ids, score_threshold: float, batch_size: int | None, policy: str = "fixed") -> None:
     """Run a detector over every sampled frame -> ``labels.json`` (and ``features.npz`` if any).
 
     Videos are labelled one by one into ``label_parts/<video_id>.json`` (:mod:`pseudolabel.parts`);
@@ -159,7 +159,7 @@ def stage_label(cfg: DictConfig, k: int, frames: Dataset, detector_factory: Call
     try:
         done = label_parts(detector, frames.frames, parts_dir=parts_dir, video_ids=videos,
                            frames_dir=frames_dir(cfg), round=k, class_ids=class_ids, score_threshold=floor,
-                           batch_size=int(batch_size))
+                           batch_size=None if batch_size is None else int(batch_size))
         if shard is not None:
             log.info("round %d, label shard %d of %d: %d video(s) labelled, %d already done; once every shard "
                      "is done, merge with the same command without label.shard", k, shard, num_shards,

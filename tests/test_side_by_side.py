@@ -42,7 +42,7 @@ def test_map_keeps_order_and_uses_each_replica_from_one_thread_at_a_time():
     assert len(made) == 2  # replicas are kept, not made again
 
 
-def test_one_worker_or_one_chunk_runs_in_the_calling_thread_with_threads_unchanged():
+def test_one_worker_or_one_chunk_runs_in_the_calling_thread():
     torch.set_num_threads(2)
     seen = []
 
@@ -51,9 +51,10 @@ def test_one_worker_or_one_chunk_runs_in_the_calling_thread_with_threads_unchang
         return list(chunk)
 
     side = SideBySide("primary", lambda: pytest.fail("no replica needed"), library="torch")
-    assert side.map(fn, [[1, 2], [3]], workers=1) == [1, 2, 3]
-    assert side.map(fn, [[4]], workers=4) == [4]
-    assert seen == [(threading.current_thread(), 2, "primary")] * 3
+    assert side.map(fn, [[1, 2], [3]], workers=1) == [1, 2, 3]  # one model on all threads
+    assert seen == [(threading.current_thread(), 2, "primary")] * 2
+    assert side.map(fn, [[4]], workers=4) == [4]  # a lone chunk: one thread, as in a worker
+    assert seen[-1] == (threading.current_thread(), 1, "primary") and torch.get_num_threads() == 2
 
 
 def test_a_copy_makes_its_own_pool():
@@ -123,10 +124,41 @@ def test_shipped_config_runs_replicas_side_by_side(tmp_path):
     from tests.test_config import compose_cfg
 
     cfg = compose_cfg(f"paths.root_dir={tmp_path}")
-    assert cfg.relabel.workers is None and cfg.relabel.batch_size >= 2 * cfg.relabel.forward_batch
+    assert cfg.relabel.workers is None and cfg.relabel.batch_size is None
     ckpt = save_student_checkpoint(instantiate(cfg.student.model, pretrained=False), tmp_path / "student.pt")
     torch.set_num_threads(2)
     det = pipeline._build_student(cfg, ckpt)
-    assert (det.workers, det.batch_size) == (2, 1)
+    assert (det.workers, det.batch_size, det.frames_per_call) == (2, 1, 4)
     det = pipeline._build_student(compose_cfg("relabel.workers=1", "relabel.forward_batch=4"), ckpt)
-    assert (det.workers, det.batch_size) == (1, 4)
+    assert (det.workers, det.batch_size, det.frames_per_call) == (1, 4, 8)
+
+
+def test_label_stage_sizes_its_calls_from_the_detector_when_batch_size_is_null(tmp_path):
+    import cv2
+
+    from pseudolabel.detectors.base import Detections
+    from pseudolabel.parts import label_parts
+    from pseudolabel.records import Frame
+
+    calls = []
+
+    class Probe:
+        name = "probe"
+        frames_per_call = 3
+
+        def predict(self, images):
+            calls.append(len(images))
+            return [Detections(np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64)) for _ in images]
+
+    frames = [Frame(id=i + 1, file_name=f"v/{i}.jpg", width=8, height=8, video_id="v", frame_index=i)
+              for i in range(7)]
+    (tmp_path / "frames" / "v").mkdir(parents=True)
+    for f in frames:
+        cv2.imwrite(str(tmp_path / "frames" / f.file_name), np.zeros((8, 8, 3), np.uint8))
+    kwargs = dict(parts_dir=tmp_path / "parts", video_ids=["v"], frames_dir=tmp_path / "frames", round=0,
+                  class_ids=None, score_threshold=0.5, progress=False)
+    label_parts(Probe, frames, batch_size=None, **kwargs)
+    assert calls == [3, 3, 1]
+    calls.clear()
+    label_parts(Probe, frames, batch_size=2, **{**kwargs, "parts_dir": tmp_path / "parts2"})
+    assert calls == [2, 2, 2, 1]

@@ -85,11 +85,20 @@ class SideBySide:
     def map(self, fn: Callable[[Any, T], list[R]], chunks: Sequence[T], *, workers: int) -> list[R]:
         """``[r for c in chunks for r in fn(replica, c)]``, chunks in order, on at most ``workers`` threads.
 
-        One worker (or one chunk) runs in the calling thread with the library's threads unchanged.
+        ``workers=1`` runs in the calling thread with the library's threads unchanged. Otherwise every
+        chunk runs on one thread, a lone chunk too (in the calling thread): a frame's result then does
+        not depend on how many frames shared its call.
         """
-        workers = max(1, min(len(chunks), int(workers)))
-        if workers == 1:
+        if int(workers) <= 1:
             return [r for c in chunks for r in fn(self.primary, c)]
+        workers = min(len(chunks), int(workers))
+        previous = get_threads(self.library)
+        if workers <= 1:
+            set_threads(self.library, 1)
+            try:
+                return [r for c in chunks for r in fn(self.primary, c)]
+            finally:
+                set_threads(self.library, previous)
         while len(self._spares) < workers - 1:
             self._spares.append(self.make_replica())
         if self._pool is None or self._pool_size < workers:
@@ -110,7 +119,6 @@ class SideBySide:
             finally:
                 free.put(replica)
 
-        previous = get_threads(self.library)
         set_threads(self.library, 1)
         try:
             return [r for part in self._pool.map(run, chunks) for r in part]

@@ -369,6 +369,12 @@ class StudentDetector:
         self._side_by_side = SideBySide(self.model, lambda: copy.deepcopy(self.model), library="torch",
                                         name="student")
 
+    @property
+    def frames_per_call(self) -> int:
+        """Frames per ``predict`` call that give every worker two forwards: the label stage's batch when
+        ``relabel.batch_size`` is null (measured on 2 cores: 4 frames per call beat 2, and equalled 8)."""
+        return 2 * self.workers * self.batch_size
+
     @classmethod
     def from_checkpoint(cls, path: str | Path, *, model_factory: Callable[[], Any], **kwargs: Any) -> "StudentDetector":
         """Rebuild with ``model_factory()`` (e.g. ``partial(build_efficientnet_lite0_frcnn, pretrained=False)``)
