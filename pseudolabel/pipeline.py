@@ -159,7 +159,7 @@ def stage_label(cfg: DictConfig, k: int, frames: Dataset, detector_factory: Call
     try:
         done = label_parts(detector, frames.frames, parts_dir=parts_dir, video_ids=videos,
                            frames_dir=frames_dir(cfg), round=k, class_ids=class_ids, score_threshold=floor,
-                           batch_size=None if batch_size is None else int(batch_size))
+                           batch_size=batch_size)
         if shard is not None:
             log.info("round %d, label shard %d of %d: %d video(s) labelled, %d already done; once every shard "
                      "is done, merge with the same command without label.shard", k, shard, num_shards,
@@ -253,12 +253,11 @@ def _build_student(cfg: DictConfig, checkpoint: Path):
 
     from .student.model import StudentDetector
 
-    workers = cfg.relabel.get("workers")
     return StudentDetector.from_checkpoint(checkpoint, model_factory=lambda: instantiate(cfg.student.model,
                                                                                        pretrained=False),
                                            backend=str(cfg.relabel.get("backend") or "auto"),
                                            batch_size=int(cfg.relabel.get("forward_batch") or 1),
-                                           workers=None if workers is None else int(workers))
+                                           workers=cfg.relabel.get("workers"))
 
 
 def stage_prune(cfg: DictConfig, k: int) -> None:

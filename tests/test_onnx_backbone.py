@@ -5,18 +5,9 @@ import numpy as np
 import pytest
 import torch
 
+from tests.detection_checks import assert_same_detections
+
 pytest.importorskip("onnxruntime")
-
-
-def _assert_same(ref, got, *, features: bool):
-    assert sum(len(d) for d in ref) > 0
-    for r, g in zip(ref, got):
-        assert len(r) == len(g)
-        np.testing.assert_allclose(g.boxes, r.boxes, atol=1e-2)
-        np.testing.assert_allclose(g.scores, r.scores, atol=1e-4)
-        np.testing.assert_array_equal(g.labels, r.labels)
-        if features:
-            np.testing.assert_allclose(g.features, r.features, atol=1e-3, rtol=1e-3)
 
 
 def test_student_onnxruntime_backend_matches_pytorch():
@@ -30,7 +21,7 @@ def test_student_onnxruntime_backend_matches_pytorch():
     onnx = StudentDetector(model, batch_size=2, backend="onnxruntime", workers=1)
     assert onnx.backend == "onnxruntime"
     got = onnx.predict(frames)  # a batch of 2 then 1: one static graph per (N, H, W)
-    _assert_same(ref, got, features=True)
+    assert_same_detections(ref, got, features=True)
     assert onnx._backbone.shapes == [(2, 160, 256), (1, 160, 256)]
     onnx.predict(frames)
     assert onnx._backbone.shapes == [(2, 160, 256), (1, 160, 256)]  # reused, not exported again
@@ -46,7 +37,7 @@ def test_torchvision_detector_onnxruntime_backend_matches_pytorch():
     assert (ref.backend, onnx.backend) == ("torch", "onnxruntime")
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 255, (240, 320, 3), dtype=np.uint8) for _ in range(2)]
-    _assert_same(ref.predict(images), onnx.predict(images), features=False)
+    assert_same_detections(ref.predict(images), onnx.predict(images), features=False)
     assert onnx._backbone.shapes == [(2, 320, 448)]  # the transform resizes 240x320 to 320x427, pads to 32s
 
 

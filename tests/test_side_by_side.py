@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from pseudolabel.detectors.side_by_side import SideBySide
+from tests.detection_checks import assert_same_detections
 
 
 def test_map_keeps_order_and_uses_each_replica_from_one_thread_at_a_time():
@@ -85,12 +86,9 @@ def test_student_side_by_side_matches_one_replica(backend):
     assert side.batch_size == 1 and side.workers == 2
     ref, got = one.predict(frames), side.predict(frames)
     assert torch.get_num_threads() == 2
-    assert len(side._side_by_side._spares) == 1 and sum(len(d) for d in ref) > 0
-    for r, g in zip(ref, got):  # one frame per forward on both sides; only the thread count differs
-        assert len(r) == len(g)
-        np.testing.assert_allclose(g.boxes, r.boxes, atol=1e-3)
-        np.testing.assert_allclose(g.scores, r.scores, atol=1e-5)
-        np.testing.assert_allclose(g.features, r.features, atol=1e-4, rtol=1e-4)
+    assert len(side._side_by_side._spares) == 1
+    # one frame per forward on both sides; only the thread count differs
+    assert_same_detections(ref, got, features=True, box_atol=1e-3, score_atol=1e-5, feature_tol=1e-4)
     if backend == "onnxruntime":
         assert side._backbone.num_threads == 1 and side._backbone.shapes == [(1, 160, 256)]
 
@@ -106,12 +104,7 @@ def test_torchvision_detector_side_by_side_matches_one_forward():
     images = [rng.integers(0, 255, (240, 320, 3), dtype=np.uint8) for _ in range(3)]
     ref = [one.predict([im])[0] for im in images]
     got = side.predict(images)
-    assert sum(len(d) for d in ref) > 0
-    for r, g in zip(ref, got):
-        assert len(r) == len(g)
-        np.testing.assert_allclose(g.boxes, r.boxes, atol=1e-3)
-        np.testing.assert_allclose(g.scores, r.scores, atol=1e-5)
-        np.testing.assert_array_equal(g.labels, r.labels)
+    assert_same_detections(ref, got, features=False, box_atol=1e-3, score_atol=1e-5)
     with pytest.raises(ValueError, match="forward_batch and workers"):
         TorchvisionDetector(builder, model=one.model, workers=0)
 

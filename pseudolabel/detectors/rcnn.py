@@ -17,6 +17,25 @@ def is_two_stage(model: Any) -> bool:
     return all(hasattr(model, a) for a in ("transform", "backbone", "rpn", "roi_heads"))
 
 
+def inference_runtime(model: Any, *, backend: str, workers: int, name: str) -> tuple[Any, Any]:
+    """What runs a torchvision detector's inference: ``(backbone, replicas)``.
+
+    ``backbone`` is an :class:`~pseudolabel.detectors.onnx_backbone.OnnxBackbone` holding the RPN head
+    when ``backend == "onnxruntime"`` (single-threaded when ``workers > 1``: one ONNX Runtime session
+    may run from several threads at once, so all replicas share it), else None (the model's own).
+    ``replicas`` is a :class:`~pseudolabel.detectors.side_by_side.SideBySide` over deep copies of
+    ``model``: torchvision's RoI pooler sets attributes while it runs, so threads must not share one.
+    """
+    import copy
+
+    from .onnx_backbone import OnnxBackbone
+    from .side_by_side import SideBySide
+
+    backbone = (OnnxBackbone(model.backbone, rpn_head=model.rpn.head, num_threads=1 if workers > 1 else None)
+                if backend == "onnxruntime" else None)
+    return backbone, SideBySide(model, lambda: copy.deepcopy(model), library="torch", name=name)
+
+
 def to_tensors(images: Sequence[np.ndarray], device: str = "cpu") -> list:
     """RGB uint8 images (H, W, 3) -> float tensors (3, H, W) in [0, 1], as torchvision detectors take."""
     import torch

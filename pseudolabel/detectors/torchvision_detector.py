@@ -87,13 +87,10 @@ class TorchvisionDetector:
                  name: str | None = None, box_score_thresh: float = 0.05, num_threads: int | None = None,
                  model_kwargs: dict | None = None, backend: str = "torch", forward_batch: int | None = None,
                  workers: int | None = 1):
-        import copy
-
         import torch
 
-        from .onnx_backbone import OnnxBackbone, resolve_backend
-        from .rcnn import is_two_stage
-        from .side_by_side import SideBySide
+        from .onnx_backbone import resolve_backend
+        from .rcnn import inference_runtime, is_two_stage
 
         if num_threads is not None:
             torch.set_num_threads(int(num_threads))
@@ -114,11 +111,8 @@ class TorchvisionDetector:
                              f"{type(self.model).__name__}: use backend torch or auto")
         resolved = resolve_backend(backend)  # also refuses unknown names
         self.backend = resolved if is_two_stage(self.model) else "torch"
-        self._backbone = (OnnxBackbone(self.model.backbone, rpn_head=self.model.rpn.head,
-                                       num_threads=1 if self.workers > 1 else None)
-                          if self.backend == "onnxruntime" else None)
-        self._side_by_side = SideBySide(self.model, lambda: copy.deepcopy(self.model), library="torch",
-                                        name=self.name)
+        self._backbone, self._side_by_side = inference_runtime(self.model, backend=self.backend,
+                                                               workers=self.workers, name=self.name)
 
     def predict(self, images: Sequence[np.ndarray]) -> list[Detections]:
         if len(images) == 0:

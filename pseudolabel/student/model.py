@@ -104,17 +104,17 @@ def _native_transform_class():
         """
 
         def shrunk_size(self, h: int, w: int) -> tuple[int, int]:
-            """(H, W) that :meth:`resize` turns an (h, w) image into (F.interpolate's floor rule)."""
+            """(H, W) that :meth:`resize` turns an (h, w) image into (the floor rule of F.interpolate's
+            ``scale_factor``, which this resize used before it took sizes)."""
             scale = min(1.0, self.max_size / max(h, w))
             return (h, w) if scale >= 1.0 else (math.floor(h * scale), math.floor(w * scale))
 
         def resize(self, image, target=None):
             h, w = image.shape[-2:]
-            scale = min(1.0, self.max_size / max(h, w))
-            if scale >= 1.0:
+            size = self.shrunk_size(h, w)
+            if size == (h, w):
                 return image, target
-            image = F.interpolate(image[None], scale_factor=scale, mode="bilinear",
-                                  recompute_scale_factor=True, align_corners=False)[0]
+            image = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0]
             if target is not None:
                 target["boxes"] = resize_boxes(target["boxes"], (h, w), image.shape[-2:])
             return image, target
@@ -124,7 +124,8 @@ def _native_transform_class():
 
 def shrink_to_model_input(images: Sequence[np.ndarray], transform) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Downscale, in uint8 with OpenCV, the images that ``transform`` (a native-resolution transform)
-    would downscale itself, to the size it would give them; other transforms and images pass unchanged.
+    would downscale itself, to the size it would give them; other transforms (or None) and images pass
+    unchanged.
 
     Why: torchvision's transform resizes the float tensor of the whole frame, which for a 1080p frame
     took ~70 ms of one core (tensor conversion and interpolation) against ~1 ms for ``cv2.resize``.
@@ -347,8 +348,8 @@ class StudentDetector:
                  workers: int | None = None, uint8_resize: bool = True) -> None:
         import torch
 
-        from ..detectors.onnx_backbone import OnnxBackbone, resolve_backend
-        from ..detectors.side_by_side import SideBySide
+        from ..detectors.onnx_backbone import resolve_backend
+        from ..detectors.rcnn import inference_runtime
 
         self.backend = resolve_backend(backend, device)
         self.model = model.to(device).eval()
@@ -361,13 +362,8 @@ class StudentDetector:
         if score_threshold is not None:
             self.model.roi_heads.score_thresh = float(score_threshold)
         self.workers = (int(workers) if workers is not None else torch.get_num_threads()) if device == "cpu" else 1
-        self._backbone = (OnnxBackbone(self.model.backbone, rpn_head=self.model.rpn.head,
-                                       num_threads=1 if self.workers > 1 else None)
-                          if self.backend == "onnxruntime" else None)
-        # each worker has its own heads (torchvision's RoI pooler sets attributes while it runs); the
-        # ONNX Runtime backbone is shared (a session may be run from several threads at once)
-        self._side_by_side = SideBySide(self.model, lambda: copy.deepcopy(self.model), library="torch",
-                                        name="student")
+        self._backbone, self._side_by_side = inference_runtime(self.model, backend=self.backend,
+                                                               workers=self.workers, name="student")
 
     @property
     def frames_per_call(self) -> int:
@@ -395,10 +391,7 @@ class StudentDetector:
     def _predict_batch(self, model, images: Sequence[np.ndarray]) -> list[Detections]:
         from ..detectors.rcnn import to_tensors, two_stage_predict
 
-        if self.uint8_resize:
-            images, factors = shrink_to_model_input(images, model.transform)
-        else:
-            factors = [np.ones(4)] * len(images)
+        images, factors = shrink_to_model_input(images, model.transform if self.uint8_resize else None)
         dets, box_feats = two_stage_predict(model, to_tensors(images, self.device), backbone=self._backbone,
                                             box_features=True)
         out, offset = [], 0
