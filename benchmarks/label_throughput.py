@@ -5,7 +5,8 @@
     batching), written with a synchronous ``cv2.imwrite`` and appended to a JSON-lines file.
 (b) ours: the real package path: ``pipeline.stage_sample`` (``grab`` for skipped frames, JPEG writes
     in a background thread) then ``pipeline.stage_label`` (decode thread, batched frames and tiles,
-    ``inference_mode``, threads sized to the CPUs, per-video parts and their merge).
+    ``inference_mode``, threads sized to the CPUs, replicas side by side fed without a wait between
+    calls, with ONNX Runtime the lean proposal and RoI stages, per-video parts and their merge).
 
 Both sides label the same frame indices with the same detector object (built once, outside the
 timings; one warm-up call first) under the same thread settings; only the loop differs. Prints
@@ -122,7 +123,8 @@ def build(args, cfg):
                      batch_size=int(cfg.relabel.batch_size or ours.frames_per_call))
         desc = (f"student EfficientNet-Lite0 FRCNN as configured (max_size {cfg.student.model.max_size}, "
                 f"native_resolution {cfg.student.model.native_resolution}; ImageNet backbone, untrained heads "
-                f"seeded); (b) backend {backend} -> {ours.backend}, {ours.workers} replica(s) side by side, "
+                f"seeded); (b) backend {backend} -> {ours.backend}, lean heads {ours.lean_heads}, "
+                f"{ours.workers} replica(s) side by side (streamed), "
                 f"{ours.batch_size} frame(s) per forward, {label['batch_size']} per call, large frames shrunk in uint8; "
                 "(a) eager PyTorch, one frame per forward, resized by the model's transform")
         return ours, ref, label, desc
@@ -149,6 +151,7 @@ def build(args, cfg):
             f"network(s) side by side, {inner.forward_batch} view(s) per forward; (a) one network"
             if args.teacher == "opencv"
             else f"torchvision {cfg.teacher.detector.detector.builder}, (b) backend {inner.backend}, "
+                 f"lean heads {inner.lean_heads}, "
                  f"{inner.workers} replica(s) side by side, {inner.forward_batch or 'all'} view(s) per forward; "
                  "(a) eager PyTorch")
     desc = (f"{ours.name} via {kind}; tiles {ours.tile_size or 'none'}"

@@ -19,7 +19,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from .detectors.base import Detections, Detector
+from .detectors.base import Detections, Detector, stream_predictions
 from .records import Box, Dataset, Frame
 
 
@@ -112,13 +112,23 @@ def iter_detections(detector: Detector, frames: Sequence[Frame], *, frames_dir: 
                     split_by_video: bool = False, progress: bool = True,
                     desc: str = "label") -> Iterator[tuple[Frame, Detections]]:
     """Yield ``(frame, detections)`` for every frame in order: the target detections above
-    ``score_threshold``, sorted by decreasing score (stable). See :func:`iter_batches` for batching."""
+    ``score_threshold``, sorted by decreasing score (stable). See :func:`iter_batches` for batching;
+    the batches go through :func:`~pseudolabel.detectors.base.stream_predictions`, so a detector with
+    ``predict_stream`` works on the next batches while this generator hands out a batch's frames."""
     from tqdm.auto import tqdm
+
+    chunks: deque = deque()  # frames of the batches handed to the detector, oldest first
+
+    def images():
+        for chunk, imgs in iter_batches(frames, frames_dir, batch_size=batch_size, split_by_video=split_by_video):
+            chunks.append(chunk)
+            yield imgs
 
     bar = tqdm(total=len(frames), desc=desc, unit="frame", disable=not progress)
     try:
-        for chunk, images in iter_batches(frames, frames_dir, batch_size=batch_size, split_by_video=split_by_video):
-            for frame, det in zip(chunk, detector.predict(images)):
+        for dets in stream_predictions(detector, images()):
+            chunk = chunks.popleft()
+            for frame, det in zip(chunk, dets):
                 det = select_targets(det, class_ids=class_ids, score_threshold=score_threshold)
                 yield frame, det.select(np.argsort(-det.scores, kind="stable"))
             bar.update(len(chunk))

@@ -181,5 +181,56 @@ def test_opencv_networks_side_by_side_give_the_same_detections_and_restore_threa
         np.testing.assert_array_equal(g.boxes, r.boxes)
         np.testing.assert_array_equal(g.scores, r.scores)
         np.testing.assert_array_equal(g.labels, r.labels)
+    streamed = [d for out in side.predict_stream(iter([frames[:1], frames[1:]])) for d in out]
+    assert cv2.getNumThreads() == 2
+    for r, g in zip(ref, streamed):
+        np.testing.assert_array_equal(g.boxes, r.boxes)
+        np.testing.assert_array_equal(g.scores, r.scores)
     with pytest.raises(ValueError, match="forward_batch and workers"):
         OpenCVDnnDetector(**spec, workers=0)
+
+
+class StreamingBlobDetector(BlobDetector):
+    """BlobDetector with a ``predict_stream`` that records the batches it is given."""
+
+    def __init__(self):
+        super().__init__()
+        self.streamed = []
+
+    def predict_stream(self, batches):
+        for batch in batches:
+            self.streamed.append(len(batch))
+            yield self.predict(batch)
+
+
+def test_tiled_predict_stream_gives_predicts_results_and_groups():
+    ims = [frame_with_ball(100, 100), frame_with_ball(900, 500), frame_with_ball(40, 600), frame_with_ball(600, 60)]
+    batches = [ims[:3], [], ims[3:]]
+    plain, streaming = BlobDetector(), StreamingBlobDetector()
+    ref = [TiledDetector(plain, tile_size=160, batch_size=10).predict(b) for b in batches]
+    got = list(TiledDetector(streaming, tile_size=160, batch_size=10).predict_stream(iter(batches)))
+    assert [len(r) for r in got] == [3, 0, 1]
+    for r, g in zip(ref, got):
+        for a, b in zip(r, g):
+            np.testing.assert_array_equal(a.boxes, b.boxes)
+            np.testing.assert_array_equal(a.scores, b.scores)
+    assert streaming.streamed == plain.calls  # the same groups of views reached the wrapped detector
+    assert max(plain.calls) == 10
+
+
+def test_label_frames_streams_through_a_detector_that_can(tmp_path):
+    import cv2
+
+    from pseudolabel.records import Frame
+
+    frames = [Frame(id=i + 1, file_name=f"v/{i}.jpg", width=1280, height=720, video_id="v", frame_index=i)
+              for i in range(5)]
+    (tmp_path / "v").mkdir()
+    for i, f in enumerate(frames):
+        cv2.imwrite(str(tmp_path / f.file_name), frame_with_ball(100 + 150 * i, 300, size=40))
+    det = StreamingBlobDetector()
+    ds, _ = label_frames(det, frames, frames_dir=tmp_path, round=0, class_ids=[37], score_threshold=0.5,
+                         batch_size=2, progress=False)
+    assert det.streamed == [2, 2, 1]
+    assert [b.image_id for b in ds.boxes] == [1, 2, 3, 4, 5]
+    np.testing.assert_allclose([b.xyxy[0] for b in ds.boxes], [100 + 150 * i for i in range(5)], atol=4)  # JPEG, 300 px

@@ -34,7 +34,7 @@ def test_torchvision_detector_onnxruntime_backend_matches_pytorch():
     torch.manual_seed(0)
     ref = TorchvisionDetector(builder, weights=None, num_classes=2, box_score_thresh=0.0)
     onnx = TorchvisionDetector(builder, model=ref.model, backend="onnxruntime")
-    assert (ref.backend, onnx.backend) == ("torch", "onnxruntime")
+    assert (ref.backend, onnx.backend, ref.lean_heads, onnx.lean_heads) == ("torch", "onnxruntime", False, True)
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 255, (240, 320, 3), dtype=np.uint8) for _ in range(2)]
     assert_same_detections(ref.predict(images), onnx.predict(images), features=False)

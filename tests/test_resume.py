@@ -111,7 +111,7 @@ def reference(tmp_path_factory):
 
 
 KILLS = {  # name: (kill point, nth), in the order one command meets them
-    "label": ("call:pseudolabel.detectors.tiling:TiledDetector.predict", 2),  # round 0, second video (of 2)
+    "label": ("call:pseudolabel.detectors.tiling:TiledDetector._fuse", 2),  # round 0, second video (of 2)
     "train": ("call:pseudolabel.student.module:DetectionModule.training_step", 2),  # round 1, after one step
     "merge": ("replace:*/runs/t/round_1/annotations.json", 1),  # round 1: merged file complete, not renamed
 }

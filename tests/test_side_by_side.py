@@ -105,6 +105,8 @@ def test_torchvision_detector_side_by_side_matches_one_forward():
     ref = [one.predict([im])[0] for im in images]
     got = side.predict(images)
     assert_same_detections(ref, got, features=False, box_atol=1e-3, score_atol=1e-5)
+    streamed = [d for out in side.predict_stream(iter([images[:2], images[2:]])) for d in out]
+    assert_same_detections(got, streamed, features=False, box_atol=0.0, score_atol=0.0)
     with pytest.raises(ValueError, match="forward_batch and workers"):
         TorchvisionDetector(builder, model=one.model, workers=0)
 
@@ -155,3 +157,85 @@ def test_label_stage_sizes_its_calls_from_the_detector_when_batch_size_is_null(t
     calls.clear()
     label_parts(Probe, frames, batch_size=2, **{**kwargs, "parts_dir": tmp_path / "parts2"})
     assert calls == [2, 2, 2, 1]
+
+
+def _slow_echo(replica, chunk):
+    assert torch.get_num_threads() == 1
+    time.sleep(0.005 * (1 + chunk[0] % 3))  # uneven chunks: an early finisher must not wait
+    return [(x, id(replica)) for x in chunk]
+
+
+def test_stream_gives_each_batch_what_map_gives_it_in_order():
+    torch.set_num_threads(2)
+    side = SideBySide("primary", lambda: object(), library="torch", name="s")
+    batches = [[[i, i + 1], [i + 2]] for i in range(0, 30, 3)]
+    streamed = [[x for x, _ in out] for out in side.stream(_slow_echo, iter(batches), workers=2)]
+    mapped = [[x for x, _ in side.map(_slow_echo, b, workers=2)] for b in batches]
+    assert streamed == mapped == [[x for c in b for x in c] for b in batches]
+    assert torch.get_num_threads() == 2  # restored when the stream ends
+    assert [list(out) for out in SideBySide("p", lambda: pytest.fail("no replica"), library="torch")
+            .stream(lambda r, c: list(c), iter([[[1], [2]], [[3]]]), workers=1)] == [[1, 2], [3]]
+
+
+def test_stream_runs_ahead_of_its_consumer_with_bounded_chunks_in_flight():
+    started: list[int] = []
+    lock = threading.Lock()
+
+    def fn(replica, chunk):
+        with lock:
+            started.append(chunk[0])
+        time.sleep(0.01)
+        return list(chunk)
+
+    side = SideBySide("primary", lambda: object(), library="torch")
+    stream = side.stream(fn, ([[i]] for i in range(20)), workers=2)
+    assert next(stream) == [0]
+    time.sleep(0.1)  # the consumer is busy: the workers keep going, but only so far ahead
+    with lock:
+        ahead = max(started)
+    assert 1 <= ahead <= 3  # the chunk being consumed + `workers` chunks queued behind it
+    assert [x for out in stream for x in out] == list(range(1, 20))
+
+
+def test_stream_closed_early_or_failing_leaves_no_replica_busy():
+    busy = set()
+    lock = threading.Lock()
+
+    def fn(replica, chunk):
+        with lock:
+            assert id(replica) not in busy, "a replica ran in two threads at once"
+            busy.add(id(replica))
+        time.sleep(0.01)
+        with lock:
+            busy.discard(id(replica))
+        if chunk == ["boom"]:
+            raise RuntimeError("boom")
+        return list(chunk)
+
+    side = SideBySide("primary", lambda: object(), library="torch")
+    stream = side.stream(fn, ([[i]] for i in range(50)), workers=2)
+    assert next(stream) == [0]
+    stream.close()  # waits for the chunks already running
+    assert not busy
+    with pytest.raises(RuntimeError, match="boom"):
+        list(side.stream(fn, iter([[[1]], [["boom"]], [[3]], [[4]]]), workers=2))
+    assert not busy
+    assert side.map(fn, [[5], [6]], workers=2) == [5, 6]  # the replicas are all free again
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_student_predict_stream_equals_predict(backend):
+    if backend == "onnxruntime":
+        pytest.importorskip("onnxruntime")
+    from pseudolabel.student.model import StudentDetector, build_efficientnet_lite0_frcnn
+    from pseudolabel.synth import _render_frames
+
+    torch.manual_seed(0)
+    model = build_efficientnet_lite0_frcnn(pretrained=False, box_detections_per_img=20).eval()
+    frames, _ = _render_frames(seed=3, venue="clay", n_frames=7, width=256, height=144, fps=25.0)
+    torch.set_num_threads(2)
+    det = StudentDetector(model, backend=backend, workers=2)
+    batches = [frames[0:3], frames[3:4], frames[4:7]]
+    ref = [d for b in batches for d in det.predict(b)]
+    got = [d for out in det.predict_stream(iter(batches)) for d in out]
+    assert_same_detections(ref, got, features=True, box_atol=0.0, score_atol=0.0, feature_tol=0.0)

@@ -3,11 +3,15 @@
 A detector takes a batch of RGB uint8 images (H, W, 3) and returns one :class:`Detections` per image:
 ``boxes`` (N, 4) xyxy float pixels of that image, ``scores`` (N,), ``labels`` (N,) int64 in the
 detector's own label space, and optionally ``features`` (N, D) float32 (e.g. RoI box-head features).
+
+A detector may also have ``predict_stream(batches)``: an iterator of ``predict(batch)`` for each batch
+of an iterable, in order, that may start on later batches before an earlier one's results are taken
+(:func:`stream_predictions` uses it when it is there).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Iterable, Iterator, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -53,3 +57,12 @@ class Detector(Protocol):
 
     def predict(self, images: Sequence[np.ndarray]) -> list[Detections]:
         ...
+
+
+def stream_predictions(detector: Detector, batches: Iterable[Sequence[np.ndarray]]) -> Iterator[list[Detections]]:
+    """``detector.predict(batch)`` for each batch, in order: through ``detector.predict_stream`` when the
+    detector has one (its workers then never wait between batches), else one call per batch."""
+    stream = getattr(detector, "predict_stream", None)
+    if stream is not None:
+        return iter(stream(batches))
+    return (detector.predict(batch) for batch in batches)

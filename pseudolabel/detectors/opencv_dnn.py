@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib.metadata as md
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -129,10 +129,17 @@ class OpenCVDnnDetector:
         return out
 
     def predict(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        return self._side_by_side.map(self._forward, self._chunks(images), workers=self._workers())
+
+    def predict_stream(self, batches: Iterable[Sequence[np.ndarray]]) -> Iterator[list[Detections]]:
+        """``predict`` of each batch, in order, the networks never waiting between batches
+        (:meth:`~pseudolabel.detectors.side_by_side.SideBySide.stream`); same detections as ``predict``."""
+        return self._side_by_side.stream(self._forward, map(self._chunks, batches), workers=self._workers())
+
+    def _chunks(self, images: Sequence[np.ndarray]) -> list[list[np.ndarray]]:
+        return [list(images[i:i + self.forward_batch]) for i in range(0, len(images), self.forward_batch)]
+
+    def _workers(self) -> int:
         import cv2
 
-        if len(images) == 0:
-            return []
-        chunks = [list(images[i:i + self.forward_batch]) for i in range(0, len(images), self.forward_batch)]
-        workers = self.workers if self.workers is not None else max(1, cv2.getNumThreads())
-        return self._side_by_side.map(self._forward, chunks, workers=workers)
+        return self.workers if self.workers is not None else max(1, cv2.getNumThreads())

@@ -50,19 +50,23 @@ def to_tensors(images: Sequence[np.ndarray], device: str = "cpu") -> list:
 
 
 def two_stage_predict(model: Any, tensors: list, *, backbone: Callable | None = None,
-                      box_features: bool = False) -> tuple[list[dict], np.ndarray | None]:
+                      box_features: bool = False, lean_heads: bool = False) -> tuple[list[dict], np.ndarray | None]:
     """What ``model(tensors)`` returns in eval mode, with the backbone call replaceable.
 
     Parameters
     ----------
     model : torchvision GeneralizedRCNN in eval mode.
-    tensors : list of (3, H, W) float tensors in [0, 1].
+    tensors : list of (3, H, W) float tensors in [0, 1]; or a torchvision ``ImageList`` that is
+        already what ``model.transform`` makes of the images, at their own size
+        (:func:`~pseudolabel.detectors.lean_heads.native_batch`).
     backbone : callable (N, 3, H', W') tensor -> OrderedDict of feature maps (or one tensor);
         default ``model.backbone``. One with a ``with_rpn_head`` method (an
         :class:`~pseudolabel.detectors.onnx_backbone.OnnxBackbone` holding the RPN head) also returns
         the RPN head's outputs, and ``model.rpn.head`` is not called.
     box_features : also return the box-head features of the returned boxes, pooled from the same
         feature maps.
+    lean_heads : run the proposal and RoI stages with :mod:`pseudolabel.detectors.lean_heads` (same
+        results up to float rounding, faster on CPU) where it supports the model.
 
     Returns
     -------
@@ -70,11 +74,17 @@ def two_stage_predict(model: Any, tensors: list, *, backbone: Callable | None = 
     features : (sum K, D) float32 in detection order, or None when ``box_features`` is False.
     """
     import torch
+    from torchvision.models.detection.image_list import ImageList
+
+    from . import lean_heads as lean
 
     backbone = model.backbone if backbone is None else backbone
     with torch.inference_mode():
-        original_sizes = [tuple(t.shape[-2:]) for t in tensors]
-        batch, _ = model.transform(tensors)
+        if isinstance(tensors, ImageList):  # transformed already, without resizing
+            batch, original_sizes = tensors, list(tensors.image_sizes)
+        else:
+            original_sizes = [tuple(t.shape[-2:]) for t in tensors]
+            batch, _ = model.transform(tensors)
         head = None
         if hasattr(backbone, "with_rpn_head"):  # the RPN's convolutions ran with the backbone
             feats, head = backbone.with_rpn_head(batch.tensors)
@@ -82,11 +92,21 @@ def two_stage_predict(model: Any, tensors: list, *, backbone: Callable | None = 
             feats = backbone(batch.tensors)
         if isinstance(feats, torch.Tensor):
             feats = OrderedDict([("0", feats)])
-        proposals = model.rpn(batch, feats)[0] if head is None else _proposals(model.rpn, batch, feats, *head)
-        dets, _ = model.roi_heads(feats, proposals, batch.image_sizes)
+        if lean_heads and lean.supports(model):
+            if head is None:
+                head = model.rpn.head(list(feats.values()))
+            proposals = lean.propose(model.rpn, batch, feats, *head)
+            pool = lean.Pooler(model.roi_heads.box_roi_pool, feats, batch.image_sizes)
+            dets = lean.detect(model.roi_heads, pool, proposals, batch.image_sizes)
+        else:
+            proposals = model.rpn(batch, feats)[0] if head is None else _proposals(model.rpn, batch, feats, *head)
+            dets, _ = model.roi_heads(feats, proposals, batch.image_sizes)
+
+            def pool(boxes):
+                return model.roi_heads.box_roi_pool(feats, boxes, batch.image_sizes)
         features = None
         if box_features:
-            pooled = model.roi_heads.box_roi_pool(feats, [d["boxes"] for d in dets], batch.image_sizes)
+            pooled = pool([d["boxes"] for d in dets])
             features = model.roi_heads.box_head(pooled).float().cpu().numpy()  # float32 already
         dets = model.transform.postprocess(dets, batch.image_sizes, original_sizes)
     return dets, features

@@ -13,8 +13,10 @@ rounding of a different thread count (tests).
 from __future__ import annotations
 
 import queue
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Sequence, TypeVar
+from concurrent.futures import wait as wait_all
+from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -99,6 +101,54 @@ class SideBySide:
                 return [r for c in chunks for r in fn(self.primary, c)]
             finally:
                 set_threads(self.library, previous)
+        run = self._runner(fn, workers)
+        set_threads(self.library, 1)
+        try:
+            return [r for part in self._pool.map(run, chunks) for r in part]
+        finally:
+            set_threads(self.library, previous)
+
+    def stream(self, fn: Callable[[Any, T], list[R]], batches: Iterable[Sequence[T]], *,
+               workers: int) -> Iterator[list[R]]:
+        """Per batch of chunks, what :meth:`map` returns for it, in batch order; with ``workers > 1`` the
+        chunks of later batches run while an earlier batch's results are consumed.
+
+        Why: :meth:`map` returns when its last chunk is done, so a worker that finishes early waits
+        for the others, and for the caller's own work between calls (measured on 2 cores, student at
+        640x360, 4 frames per call: 10 % of the CPU time idle). Here every worker always has a chunk
+        queued: at most the oldest unfinished batch plus ``workers`` chunks are in flight, so memory
+        stays bounded. Each chunk runs on one thread, so the results equal :meth:`map`'s.
+        """
+        workers = int(workers)
+        if workers <= 1:
+            for batch in batches:
+                yield self.map(fn, batch, workers=1)
+            return
+        run = self._runner(fn, workers)
+        pending: deque = deque()  # futures of each submitted batch, oldest first
+        queued = 0  # chunks submitted and not yet handed back
+        previous = get_threads(self.library)
+        set_threads(self.library, 1)
+        try:
+            for batch in batches:
+                futures = [self._pool.submit(run, chunk) for chunk in batch]
+                pending.append(futures)
+                queued += len(futures)
+                while pending and queued - len(pending[0]) >= workers:
+                    futures = pending.popleft()
+                    queued -= len(futures)
+                    yield [r for f in futures for r in f.result()]
+            while pending:
+                yield [r for f in pending.popleft() for r in f.result()]
+        finally:  # a consumer that stops early: no chunk may still hold a replica when this returns
+            left = [f for futures in pending for f in futures]
+            for f in left:
+                f.cancel()
+            wait_all(left)
+            set_threads(self.library, previous)
+
+    def _runner(self, fn: Callable[[Any, T], list[R]], workers: int) -> Callable[[T], list[R]]:
+        """The pool (at least ``workers`` threads, replicas made) and a task that runs ``fn`` on a free replica."""
         while len(self._spares) < workers - 1:
             self._spares.append(self.make_replica())
         if self._pool is None or self._pool_size < workers:
@@ -119,8 +169,4 @@ class SideBySide:
             finally:
                 free.put(replica)
 
-        set_threads(self.library, 1)
-        try:
-            return [r for part in self._pool.map(run, chunks) for r in part]
-        finally:
-            set_threads(self.library, previous)
+        return run

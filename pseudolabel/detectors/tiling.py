@@ -7,11 +7,12 @@ fused across tiles with class-wise NMS.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections import deque
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from .base import Detections, Detector
+from .base import Detections, Detector, stream_predictions
 
 
 def tile_origins(length: int, *, tile: int, overlap: int) -> list[int]:
@@ -108,19 +109,51 @@ class TiledDetector:
         return np.concatenate(views)
 
     def predict(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        jobs, groups = self._plan(images)
+        return self._fuse(images, jobs, [d for crops in groups for d in self.detector.predict(crops)])
+
+    def predict_stream(self, batches: Iterable[Sequence[np.ndarray]]) -> Iterator[list[Detections]]:
+        """``predict`` of each batch, in order: the wrapped detector gets the same groups of views as
+        ``predict`` gives it, through its own ``predict_stream`` when it has one (no wait between calls)."""
+        plans: deque = deque()  # (images, jobs, number of view groups) of each batch, oldest first
+
+        def view_groups():
+            for images in batches:
+                jobs, groups = self._plan(images)
+                plans.append((images, jobs, len(groups)))
+                yield from groups
+
+        results = stream_predictions(self.detector, view_groups())
+        got: list[list[Detections]] = []  # results of the oldest planned batch's groups so far
+        done = False
+        while not done:
+            try:
+                got.append(next(results))
+            except StopIteration:
+                done = True
+            while plans and len(got) >= plans[0][2]:  # a batch without views (no images) needs none
+                images, jobs, n_groups = plans.popleft()
+                yield self._fuse(images, jobs, [d for part in got[:n_groups] for d in part])
+                del got[:n_groups]
+
+    def _plan(self, images: Sequence[np.ndarray]) -> tuple[list, list[list[np.ndarray]]]:
+        """Every (image index, view) of the batch, and their crops in groups of ``batch_size``."""
         jobs = [(i, view) for i, im in enumerate(images) for view in self._views(im)]
+        groups = [[np.ascontiguousarray(images[i][v[1]:v[3], v[0]:v[2]]) for i, v in jobs[s:s + self.batch_size]]
+                  for s in range(0, len(jobs), self.batch_size)]
+        return jobs, groups
+
+    def _fuse(self, images: Sequence[np.ndarray], jobs: list, dets: list[Detections]) -> list[Detections]:
+        """Views' detections (one per job) -> one Detections per image, in frame pixels, fused."""
         per_image: list[list[Detections]] = [[] for _ in images]
-        for start in range(0, len(jobs), self.batch_size):
-            chunk = jobs[start:start + self.batch_size]
-            crops = [np.ascontiguousarray(images[i][v[1]:v[3], v[0]:v[2]]) for i, v in chunk]
-            for (i, view), det in zip(chunk, self.detector.predict(crops)):
-                if len(det) == 0:
-                    continue
-                det = det.select(slice(None))
-                det.boxes = det.boxes + np.array([view[0], view[1], view[0], view[1]], dtype=np.float64)
-                h, w = images[i].shape[:2]
-                is_tile = not (view[0] == 0 and view[1] == 0 and view[2] == w and view[3] == h)
-                if is_tile and self.drop_edge_boxes:
-                    det = det.select(~touches_inner_edge(det.boxes, view, width=w, height=h))
-                per_image[i].append(det)
+        for (i, view), det in zip(jobs, dets):
+            if len(det) == 0:
+                continue
+            det = det.select(slice(None))
+            det.boxes = det.boxes + np.array([view[0], view[1], view[0], view[1]], dtype=np.float64)
+            h, w = images[i].shape[:2]
+            is_tile = not (view[0] == 0 and view[1] == 0 and view[2] == w and view[3] == h)
+            if is_tile and self.drop_edge_boxes:
+                det = det.select(~touches_inner_edge(det.boxes, view, width=w, height=h))
+            per_image[i].append(det)
         return [fuse(Detections.concat(parts), iou_threshold=self.fusion_iou) for parts in per_image]

@@ -7,7 +7,7 @@ file there or pass ``weights_path`` (a state dict, loaded with ``weights_only=Tr
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -80,13 +80,16 @@ class TorchvisionDetector:
         call (:mod:`pseudolabel.detectors.side_by_side`); None: ``torch.get_num_threads()`` at
         construction. 1 (default): one model on torch's threads. Each replica holds a copy of the
         weights (~160 MB for ResNet-50 FPN).
+    lean_heads : bool or None
+        Run a Faster R-CNN's proposal and RoI stages with :mod:`pseudolabel.detectors.lean_heads`
+        (same boxes up to float rounding; None: with the ONNX Runtime backend).
     """
 
     def __init__(self, builder: str = "fasterrcnn_resnet50_fpn", *, weights: str | None = "DEFAULT",
                  weights_path: str | None = None, num_classes: int | None = None, model=None,
                  name: str | None = None, box_score_thresh: float = 0.05, num_threads: int | None = None,
                  model_kwargs: dict | None = None, backend: str = "torch", forward_batch: int | None = None,
-                 workers: int | None = 1):
+                 workers: int | None = 1, lean_heads: bool | None = None):
         import torch
 
         from .onnx_backbone import resolve_backend
@@ -111,24 +114,31 @@ class TorchvisionDetector:
                              f"{type(self.model).__name__}: use backend torch or auto")
         resolved = resolve_backend(backend)  # also refuses unknown names
         self.backend = resolved if is_two_stage(self.model) else "torch"
+        # None: the lean proposal and RoI stages with the ONNX Runtime backbone (CPU), as the student
+        self.lean_heads = self.backend == "onnxruntime" if lean_heads is None else bool(lean_heads)
         self._backbone, self._side_by_side = inference_runtime(self.model, backend=self.backend,
                                                                workers=self.workers, name=self.name)
 
     def predict(self, images: Sequence[np.ndarray]) -> list[Detections]:
-        if len(images) == 0:
-            return []
-        step = self.forward_batch or len(images)
-        chunks = [images[i:i + step] for i in range(0, len(images), step)]
-        return self._side_by_side.map(self._forward, chunks, workers=self.workers)
+        return self._side_by_side.map(self._forward, self._chunks(images), workers=self.workers)
+
+    def predict_stream(self, batches: Iterable[Sequence[np.ndarray]]) -> Iterator[list[Detections]]:
+        """``predict`` of each batch, in order, the replicas never waiting between batches
+        (:meth:`~pseudolabel.detectors.side_by_side.SideBySide.stream`); same detections as ``predict``."""
+        return self._side_by_side.stream(self._forward, map(self._chunks, batches), workers=self.workers)
+
+    def _chunks(self, images: Sequence[np.ndarray]) -> list[Sequence[np.ndarray]]:
+        step = self.forward_batch or max(1, len(images))
+        return [images[i:i + step] for i in range(0, len(images), step)]
 
     def _forward(self, model, images: Sequence[np.ndarray]) -> list[Detections]:
         import torch
 
-        from .rcnn import to_tensors, two_stage_predict
+        from .rcnn import is_two_stage, to_tensors, two_stage_predict
 
         tensors = to_tensors(images)
-        if self._backbone is not None:
-            outputs, _ = two_stage_predict(model, tensors, backbone=self._backbone)
+        if self._backbone is not None or (self.lean_heads and is_two_stage(model)):
+            outputs, _ = two_stage_predict(model, tensors, backbone=self._backbone, lean_heads=self.lean_heads)
         else:
             with torch.inference_mode():
                 outputs = model(tensors)

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import copy
 import io
-import math
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -71,55 +70,6 @@ def load_efficientnet_lite0_state_dict(weights_path: str | Path | None = None) -
                              f"{dst_key} has {tuple(dst.shape)}; the file does not map onto {TIMM_NAME}")
         out[dst_key] = tensor
     return out
-
-
-def _timm_fpn_backbone_class():
-    import torch.nn as nn
-    from torchvision.ops import FeaturePyramidNetwork
-
-    class TimmFPNBackbone(nn.Module):
-        """``body`` (a timm ``features_only`` model) followed by an FPN; returns OrderedDict '0', '1', ..."""
-
-        def __init__(self, body: nn.Module, in_channels_list: list[int], out_channels: int) -> None:
-            super().__init__()
-            self.body = body
-            self.fpn = FeaturePyramidNetwork(in_channels_list, out_channels)
-            self.out_channels = out_channels
-
-        def forward(self, x):
-            feats = self.body(x)
-            return self.fpn(OrderedDict((str(i), f) for i, f in enumerate(feats)))
-
-    return TimmFPNBackbone
-
-
-def _native_transform_class():
-    import torch.nn.functional as F
-    from torchvision.models.detection.transform import GeneralizedRCNNTransform, resize_boxes
-
-    class NativeResolutionTransform(GeneralizedRCNNTransform):
-        """Normalise and batch, but keep the image's own scale (tiny balls must not shrink).
-
-        Images whose longest side exceeds ``max_size`` are downscaled to it; nothing is upscaled.
-        """
-
-        def shrunk_size(self, h: int, w: int) -> tuple[int, int]:
-            """(H, W) that :meth:`resize` turns an (h, w) image into (the floor rule of F.interpolate's
-            ``scale_factor``, which this resize used before it took sizes)."""
-            scale = min(1.0, self.max_size / max(h, w))
-            return (h, w) if scale >= 1.0 else (math.floor(h * scale), math.floor(w * scale))
-
-        def resize(self, image, target=None):
-            h, w = image.shape[-2:]
-            size = self.shrunk_size(h, w)
-            if size == (h, w):
-                return image, target
-            image = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0]
-            if target is not None:
-                target["boxes"] = resize_boxes(target["boxes"], (h, w), image.shape[-2:])
-            return image, target
-
-    return NativeResolutionTransform
 
 
 def shrink_to_model_input(images: Sequence[np.ndarray], transform) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -202,6 +152,8 @@ def build_efficientnet_lite0_frcnn(
     from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
     from torchvision.ops import MultiScaleRoIAlign
 
+    from .layers import NativeResolutionTransform, TimmFPNBackbone
+
     out_indices = tuple(int(i) for i in out_indices)
     if len(anchor_sizes) != len(out_indices):
         raise ValueError(f"anchor_sizes has {len(anchor_sizes)} levels but out_indices {len(out_indices)}")
@@ -222,7 +174,7 @@ def build_efficientnet_lite0_frcnn(
         for p in body.parameters():
             p.requires_grad_(False)
 
-    backbone = _timm_fpn_backbone_class()(body, list(body.feature_info.channels()), fpn_channels)
+    backbone = TimmFPNBackbone(body, list(body.feature_info.channels()), fpn_channels)
     names = [str(i) for i in range(len(out_indices))]
     anchors = AnchorGenerator(sizes=tuple(tuple(int(s) for s in lv) for lv in anchor_sizes),
                               aspect_ratios=(tuple(float(a) for a in aspect_ratios),) * len(anchor_sizes))
@@ -241,7 +193,7 @@ def build_efficientnet_lite0_frcnn(
         box_score_thresh=box_score_thresh,
     )
     if native_resolution:
-        model.transform = _native_transform_class()(min_size, max_size, list(EFFICIENTNET_MEAN),
+        model.transform = NativeResolutionTransform(min_size, max_size, list(EFFICIENTNET_MEAN),
                                                     list(EFFICIENTNET_STD))
     return model
 
@@ -339,13 +291,17 @@ class StudentDetector:
 
     ``uint8_resize``: frames longer than the model's ``max_size`` are shrunk with OpenCV before the
     tensor conversion (:func:`shrink_to_model_input`) rather than by the transform on float tensors.
+
+    ``lean_heads`` (None: on with the ONNX Runtime backend, on CPU): the input batch is built in NumPy
+    and the proposal and RoI stages run in fewer, larger operations
+    (:mod:`pseudolabel.detectors.lean_heads`); same detections up to float rounding.
     """
 
     name = "student"
 
     def __init__(self, model, *, batch_size: int = 1, score_threshold: float | None = None,
                  device: str = "cpu", meta: dict[str, Any] | None = None, backend: str = "torch",
-                 workers: int | None = None, uint8_resize: bool = True) -> None:
+                 workers: int | None = None, uint8_resize: bool = True, lean_heads: bool | None = None) -> None:
         import torch
 
         from ..detectors.onnx_backbone import resolve_backend
@@ -359,6 +315,8 @@ class StudentDetector:
         self.device = device
         self.meta = dict(meta or {})
         self.uint8_resize = bool(uint8_resize)
+        # None: with the ONNX Runtime backbone, the CPU inference path (tensors built in NumPy, lean heads)
+        self.lean_heads = (self.backend == "onnxruntime" if lean_heads is None else bool(lean_heads)) and device == "cpu"
         if score_threshold is not None:
             self.model.roi_heads.score_thresh = float(score_threshold)
         self.workers = (int(workers) if workers is not None else torch.get_num_threads()) if device == "cpu" else 1
@@ -385,15 +343,24 @@ class StudentDetector:
         return cls(model, meta=ckpt.get("meta"), **kwargs)
 
     def predict(self, images: Sequence[np.ndarray]) -> list[Detections]:
-        chunks = [images[i:i + self.batch_size] for i in range(0, len(images), self.batch_size)]
-        return self._side_by_side.map(self._predict_batch, chunks, workers=self.workers)
+        return self._side_by_side.map(self._predict_batch, self._chunks(images), workers=self.workers)
+
+    def predict_stream(self, batches: Iterable[Sequence[np.ndarray]]) -> Iterator[list[Detections]]:
+        """``predict`` of each batch, in order, the workers never waiting between batches (see
+        :meth:`~pseudolabel.detectors.side_by_side.SideBySide.stream`); same detections as ``predict``."""
+        return self._side_by_side.stream(self._predict_batch, map(self._chunks, batches), workers=self.workers)
+
+    def _chunks(self, images: Sequence[np.ndarray]) -> list[Sequence[np.ndarray]]:
+        return [images[i:i + self.batch_size] for i in range(0, len(images), self.batch_size)]
 
     def _predict_batch(self, model, images: Sequence[np.ndarray]) -> list[Detections]:
+        from ..detectors.lean_heads import native_batch
         from ..detectors.rcnn import to_tensors, two_stage_predict
 
         images, factors = shrink_to_model_input(images, model.transform if self.uint8_resize else None)
-        dets, box_feats = two_stage_predict(model, to_tensors(images, self.device), backbone=self._backbone,
-                                            box_features=True)
+        batch = native_batch(model.transform, images) if self.lean_heads else None
+        dets, box_feats = two_stage_predict(model, batch if batch is not None else to_tensors(images, self.device),
+                                            backbone=self._backbone, box_features=True, lean_heads=self.lean_heads)
         out, offset = [], 0
         for d, factor in zip(dets, factors):
             n = len(d["scores"])
