@@ -101,7 +101,7 @@ def propose(rpn, batch, feats, objectness: list, deltas: list) -> list:
 
     anchors = anchors_per_level(rpn.anchor_generator, batch, list(feats.values()))
     n_images = batch.tensors.shape[0]
-    rows = torch.arange(n_images)[:, None]
+    rows = torch.arange(n_images, device=batch.tensors.device)[:, None]
     scores, boxes, levels = [], [], []
     for level, (obj, dlt, anc) in enumerate(zip(objectness, deltas, anchors)):
         n, a, h, w = obj.shape
@@ -134,8 +134,8 @@ def _samples(start, length, *, bins: int, ratio: int, size: int):
     import torch
 
     step = length.clamp(min=1.0) / bins
-    offsets = (torch.arange(bins, dtype=start.dtype)[:, None]
-               + (torch.arange(ratio, dtype=start.dtype)[None, :] + 0.5) / ratio)
+    offsets = (torch.arange(bins, dtype=start.dtype, device=start.device)[:, None]
+               + (torch.arange(ratio, dtype=start.dtype, device=start.device)[None, :] + 0.5) / ratio)
     at = start[:, None, None] + step[:, None, None] * offsets
     inside = (at >= -1.0) & (at <= size)
     at = at.clamp(min=0.0)
@@ -212,12 +212,14 @@ class Pooler:
 
         pool = self.roi_pool
         flat = torch.cat(boxes)
-        image_index = torch.cat([torch.full((len(b),), i, dtype=torch.int64) for i, b in enumerate(boxes)])
+        image_index = torch.cat([torch.full((len(b),), i, dtype=torch.int64, device=flat.device)
+                                 for i, b in enumerate(boxes)])
         channels = self.maps[0].shape[1]
         size = pool.output_size
         if size[0] != size[1]:
             raise ValueError(f"square RoI output expected, got {size}")
-        levels = pool.map_levels(boxes) if len(self.maps) > 1 else torch.zeros(len(flat), dtype=torch.int64)
+        levels = (pool.map_levels(boxes) if len(self.maps) > 1
+                  else torch.zeros(len(flat), dtype=torch.int64, device=flat.device))
         out = None
         for level, scale in enumerate(pool.scales):
             where = torch.where(levels == level)[0]
@@ -232,9 +234,9 @@ class Pooler:
             if every:
                 return pooled
             if out is None:
-                out = torch.zeros((len(flat), channels, size[0], size[1]), dtype=self.maps[0].dtype)
+                out = torch.zeros((len(flat), channels, size[0], size[1]), dtype=fmap.dtype, device=fmap.device)
             out[where] = pooled
-        return out if out is not None else torch.zeros((0, channels, size[0], size[1]), dtype=self.maps[0].dtype)
+        return out if out is not None else self.maps[0].new_zeros((0, channels, size[0], size[1]))
 
 
 def detect(roi_heads, pooler: Pooler, proposals: list, image_sizes) -> list[dict]:

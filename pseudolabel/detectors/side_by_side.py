@@ -8,7 +8,8 @@ Python between them). Independent frames on separate cores need no barrier. Meas
 single-threaded replicas against 109-115 ms with one replica on two threads, in the same run.
 
 Every image is forwarded exactly as with one replica, so the detections are the same up to the float
-rounding of a different thread count (tests).
+rounding of a different thread count (tests). :meth:`SideBySide.stream` does the same over a stream of
+calls without waiting at the end of each one (the label stage's path).
 """
 from __future__ import annotations
 
