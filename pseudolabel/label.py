@@ -125,14 +125,16 @@ def iter_detections(detector: Detector, frames: Sequence[Frame], *, frames_dir: 
             yield imgs
 
     bar = tqdm(total=len(frames), desc=desc, unit="frame", disable=not progress)
+    results = stream_predictions(detector, images())
     try:
-        for dets in stream_predictions(detector, images()):
+        for dets in results:
             chunk = chunks.popleft()
             for frame, det in zip(chunk, dets):
                 det = select_targets(det, class_ids=class_ids, score_threshold=score_threshold)
                 yield frame, det.select(np.argsort(-det.scores, kind="stable"))
             bar.update(len(chunk))
-    finally:
+    finally:  # stopped early: the detector's stream finishes what it started now, not when collected
+        getattr(results, "close", lambda: None)()
         bar.close()
 
 

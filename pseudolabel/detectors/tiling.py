@@ -126,15 +126,18 @@ class TiledDetector:
         results = stream_predictions(self.detector, view_groups())
         got: list[list[Detections]] = []  # results of the oldest planned batch's groups so far
         done = False
-        while not done:
-            try:
-                got.append(next(results))
-            except StopIteration:
-                done = True
-            while plans and len(got) >= plans[0][2]:  # a batch without views (no images) needs none
-                images, jobs, n_groups = plans.popleft()
-                yield self._fuse(images, jobs, [d for part in got[:n_groups] for d in part])
-                del got[:n_groups]
+        try:
+            while not done:
+                try:
+                    got.append(next(results))
+                except StopIteration:
+                    done = True
+                while plans and len(got) >= plans[0][2]:  # a batch without views (no images) needs none
+                    images, jobs, n_groups = plans.popleft()
+                    yield self._fuse(images, jobs, [d for part in got[:n_groups] for d in part])
+                    del got[:n_groups]
+        finally:  # stopped early: the wrapped stream finishes what it started now, not when collected
+            getattr(results, "close", lambda: None)()
 
     def _plan(self, images: Sequence[np.ndarray]) -> tuple[list, list[list[np.ndarray]]]:
         """Every (image index, view) of the batch, and their crops in groups of ``batch_size``."""
