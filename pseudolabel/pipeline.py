@@ -257,7 +257,8 @@ def _build_student(cfg: DictConfig, checkpoint: Path):
                                                                                        pretrained=False),
                                            backend=str(cfg.relabel.get("backend") or "auto"),
                                            batch_size=int(cfg.relabel.get("forward_batch") or 1),
-                                           workers=cfg.relabel.get("workers"))
+                                           workers=cfg.relabel.get("workers"),
+                                           lean_heads=cfg.relabel.get("lean_heads"))
 
 
 def stage_prune(cfg: DictConfig, k: int) -> None:

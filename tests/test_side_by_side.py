@@ -128,6 +128,8 @@ def test_shipped_config_runs_replicas_side_by_side(tmp_path):
     assert (det.workers, det.batch_size, det.frames_per_call) == (2, 1, 4)
     det = pipeline._build_student(compose_cfg("relabel.workers=1", "relabel.forward_batch=4"), ckpt)
     assert (det.workers, det.batch_size, det.frames_per_call) == (1, 4, 8)
+    assert det.lean_heads == (det.backend == "onnxruntime")  # null: on with ONNX Runtime
+    assert not pipeline._build_student(compose_cfg("relabel.lean_heads=false"), ckpt).lean_heads
 
 
 def test_label_stage_sizes_its_calls_from_the_detector_when_batch_size_is_null(tmp_path):
