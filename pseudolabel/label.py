@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from itertools import islice
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -124,18 +125,15 @@ def iter_detections(detector: Detector, frames: Sequence[Frame], *, frames_dir: 
             chunks.append(chunk)
             yield imgs
 
-    bar = tqdm(total=len(frames), desc=desc, unit="frame", disable=not progress)
-    results = stream_predictions(detector, images())
-    try:
+    # closing: stopped early, the detector's stream finishes what it started now, not when collected
+    with tqdm(total=len(frames), desc=desc, unit="frame", disable=not progress) as bar, \
+            closing(stream_predictions(detector, images())) as results:
         for dets in results:
             chunk = chunks.popleft()
             for frame, det in zip(chunk, dets):
                 det = select_targets(det, class_ids=class_ids, score_threshold=score_threshold)
                 yield frame, det.select(np.argsort(-det.scores, kind="stable"))
             bar.update(len(chunk))
-    finally:  # stopped early: the detector's stream finishes what it started now, not when collected
-        getattr(results, "close", lambda: None)()
-        bar.close()
 
 
 def label_frames(detector: Detector, frames: Sequence[Frame], *, frames_dir: str | Path, round: int,

@@ -61,8 +61,13 @@ class Detector(Protocol):
 
 def stream_predictions(detector: Detector, batches: Iterable[Sequence[np.ndarray]]) -> Iterator[list[Detections]]:
     """``detector.predict(batch)`` for each batch, in order: through ``detector.predict_stream`` when the
-    detector has one (its workers then never wait between batches), else one call per batch."""
+    detector has one (its workers then never wait between batches), else one call per batch.
+
+    A generator: closing it (``contextlib.closing``) closes the detector's stream too, which then finishes
+    the work it started before returning."""
     stream = getattr(detector, "predict_stream", None)
     if stream is not None:
-        return iter(stream(batches))
-    return (detector.predict(batch) for batch in batches)
+        yield from stream(batches)
+    else:
+        for batch in batches:
+            yield detector.predict(batch)

@@ -8,6 +8,7 @@ fused across tiles with class-wise NMS.
 from __future__ import annotations
 
 from collections import deque
+from contextlib import closing
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
@@ -123,10 +124,10 @@ class TiledDetector:
                 plans.append((images, jobs, len(groups)))
                 yield from groups
 
-        results = stream_predictions(self.detector, view_groups())
         got: list[list[Detections]] = []  # results of the oldest planned batch's groups so far
         done = False
-        try:
+        # closing: stopped early, the wrapped stream finishes what it started now, not when collected
+        with closing(stream_predictions(self.detector, view_groups())) as results:
             while not done:
                 try:
                     got.append(next(results))
@@ -136,8 +137,6 @@ class TiledDetector:
                     images, jobs, n_groups = plans.popleft()
                     yield self._fuse(images, jobs, [d for part in got[:n_groups] for d in part])
                     del got[:n_groups]
-        finally:  # stopped early: the wrapped stream finishes what it started now, not when collected
-            getattr(results, "close", lambda: None)()
 
     def _plan(self, images: Sequence[np.ndarray]) -> tuple[list, list[list[np.ndarray]]]:
         """Every (image index, view) of the batch, and their crops in groups of ``batch_size``."""
