@@ -10,6 +10,7 @@ N never fills a batch and measures the batch size, not N.
 
     .venv/bin/python benchmarks/memory_scaling.py                    # N = 16, offline teacher, 320-px tiles
     .venv/bin/python benchmarks/memory_scaling.py --frames 30 --teacher student
+    .venv/bin/python benchmarks/memory_scaling.py --frames 30 --teacher student --backend openvino --precision bf16
 """
 from __future__ import annotations
 
@@ -54,8 +55,8 @@ def child(args) -> None:
 
         torch.manual_seed(0)  # the same untrained heads in both children
         det = StudentDetector(instantiate(cfg.student.model), batch_size=int(cfg.relabel.forward_batch),
-                              backend=str(cfg.relabel.backend),  # as a relabel runs it (auto: ONNX Runtime)
-                              workers=cfg.relabel.workers)
+                              backend=args.backend or str(cfg.relabel.backend),  # auto: ONNX Runtime
+                              workers=cfg.relabel.workers, precision=args.precision or str(cfg.relabel.precision))
         label = dict(class_ids=[1], score_threshold=float(cfg.relabel.score_threshold),
                      batch_size=int(cfg.relabel.batch_size or det.frames_per_call))
     else:
@@ -77,6 +78,8 @@ def child(args) -> None:
 def run_child(args, video: Path, frames: int, root: Path) -> dict:
     cmd = [sys.executable, __file__, "--child", "--video", str(video), "--frames", str(frames), "--root", str(root),
            "--teacher", args.teacher, "--tile-size", str(args.tile_size)]
+    cmd += ["--backend", args.backend] if args.backend else []
+    cmd += ["--precision", args.precision] if args.precision else []
     env = {**os.environ, "WANDB_MODE": "disabled"}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env)
     _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage, not the max over all children
@@ -95,6 +98,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--teacher", choices=["opencv", "student"], default="opencv")
     ap.add_argument("--tile-size", type=int, default=320, help="opencv teacher tile size (0: whole frame only)")
     ap.add_argument("--size", default="640x360", help="synthetic video WxH")
+    ap.add_argument("--backend", choices=["auto", "torch", "onnxruntime", "openvino"], default=None,
+                    help="student backbone runtime (default: relabel.backend)")
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default=None,
+                    help="student backbone precision, bf16 with --backend openvino (default: relabel.precision)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--video", help=argparse.SUPPRESS)
     ap.add_argument("--root", help=argparse.SUPPRESS)
@@ -117,7 +124,9 @@ def main(argv=None) -> dict:
     added_large = large["peak_rss_mb"] - large["peak_before_label_mb"]
     per_frame_kb = (large["peak_rss_mb"] - small["peak_rss_mb"]) * 1024 / (9 * n)
     tiles = "whole frame" if args.tile_size == 0 else f"{args.tile_size}-px tiles"
-    print(f"teacher {args.teacher}{'' if args.teacher == 'student' else f' ({tiles})'}, synthetic {width}x{height}")
+    what = (f" (backend {args.backend or 'as configured'}, {args.precision or 'precision as configured'})"
+            if args.teacher == "student" else f" ({tiles})")
+    print(f"teacher {args.teacher}{what}, synthetic {width}x{height}")
     for name, r in (("N", small), ("10N", large)):
         print(f"{name:>4s}: {r['frames']:5d} frames, {r['boxes']:5d} boxes: peak RSS {r['peak_rss_mb']:8.1f} MB "
               f"(before labelling {r['peak_before_label_mb']:.1f} MB; labels.json {r['labels_json_kb']:.0f} kB, "
