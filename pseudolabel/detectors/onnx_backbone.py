@@ -22,8 +22,8 @@ Why OpenVINO too: the same exported graph, compiled by OpenVINO's CPU plugin. In
 than ONNX Runtime here (53 vs 51 ms per 384x640 student frame, one core), so ``auto`` keeps ONNX Runtime.
 With ``precision="bf16"`` it runs the convolutions in bfloat16 on CPUs that have AMX or AVX512-BF16
 (measured: 22 ms against 51 ms, and 71 against 25-29 forwards/s on two cores). That changes the
-numbers (features within ~2 % of their mean magnitude), so it is opt-in, never ``auto``; on a CPU
-without bf16 OpenVINO runs fp32 and :attr:`OnnxBackbone.precision` says so.
+numbers (feature maps off by 2-5 % of their mean magnitude, measured), so it is opt-in, never
+``auto``; on a CPU without bf16 OpenVINO runs fp32 and :attr:`OnnxBackbone.precision` says so.
 """
 from __future__ import annotations
 
