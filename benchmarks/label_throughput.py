@@ -9,7 +9,9 @@
     calls, with ONNX Runtime the lean proposal and RoI stages, per-video parts and their merge).
 
 Both sides label the same frame indices with the same detector object (built once, outside the
-timings; one warm-up call first) under the same thread settings; only the loop differs. Prints
+timings; one warm-up call first) under the same thread settings; only the loop differs (with
+``--teacher openvino``, (a) runs the same SSD files in ``cv2.dnn``, the runtime the reference-style
+loop had, and (b) in OpenVINO; torch models run eager PyTorch in (a) likewise). Prints
 frames/s of both, their ratio, how many boxes agree, and the compute (b) achieves in GFLOP/s next to
 an fp32 matmul measured in the same run (after every run; the fastest counts); with ``--precision bf16``
 also next to a bf16 matmul, the compute-bound limit of bf16 work. FLOPs:
@@ -18,6 +20,7 @@ where the Python binding rejects the shape argument, as in opencv-python 5.0.0, 
 layer by layer: 2 x MACs of every convolution).
 
     .venv/bin/python benchmarks/label_throughput.py                                  # offline COCO teacher
+    .venv/bin/python benchmarks/label_throughput.py --teacher openvino              # the same, on OpenVINO
     .venv/bin/python benchmarks/label_throughput.py --teacher fasterrcnn            # mobilenet_v3_large_320_fpn
     .venv/bin/python benchmarks/label_throughput.py --teacher fasterrcnn --builder fasterrcnn_resnet50_fpn
     .venv/bin/python benchmarks/label_throughput.py --teacher student               # EfficientNet-Lite0 student
@@ -81,7 +84,14 @@ def compose_cfg(args, root: Path, video: Path):
                  "data.sampling.dedup_threshold=null",
                  f"data.sampling.max_frames_per_video={'null' if max_kept is None else max_kept}"]
     note = ""
+    if args.teacher == "openvino":
+        overrides.append("teacher=ssd_mobilenet_v2_openvino")
+        if args.workers is not None:
+            overrides.append(f"teacher.detector.detector.workers={args.workers}")
+        if args.precision:
+            overrides.append(f"teacher.detector.detector.precision={args.precision}")
     if args.teacher == "opencv":
+        overrides.append("teacher=ssd_mobilenet_v2")
         if args.engine != "auto":
             overrides.append(f"+teacher.detector.detector.engine={args.engine}")
         if args.workers is not None:
@@ -148,6 +158,11 @@ def build(args, cfg):
         from pseudolabel.detectors.torchvision_detector import TorchvisionDetector
 
         ref.detector = TorchvisionDetector(model=inner.model, name=inner.name, backend="torch", workers=1)
+    elif args.teacher == "openvino":  # the same files in cv2.dnn, one network on OpenCV's threads
+        from pseudolabel.detectors.opencv_dnn import OpenCVDnnDetector
+
+        ref.detector = OpenCVDnnDetector(inner.model_path, inner.config_path, input_size=inner.input_size,
+                                         swap_rb=inner.swap_rb, name=inner.name, min_score=inner.min_score, workers=1)
     else:  # one network on OpenCV's own threads, as the reference ran it
         ref.detector = copy.copy(inner)
         ref.detector.workers = 1
@@ -156,6 +171,9 @@ def build(args, cfg):
     kind = (f"cv2.dnn engine={getattr(inner, 'engine', 'auto')}, (b) {inner.workers or 'one per thread'} "
             f"network(s) side by side, {inner.forward_batch} view(s) per forward; (a) one network"
             if args.teacher == "opencv"
+            else f"(b) OpenVINO {inner.requested_precision}, {inner.workers or 'one per thread'} stream(s) side by "
+                 f"side, {inner.forward_batch} view(s) per forward; (a) cv2.dnn, one network"
+            if args.teacher == "openvino"
             else f"torchvision {cfg.teacher.detector.detector.builder}, (b) backend {inner.backend} "
                  f"{cfg.teacher.detector.detector.get('precision', 'fp32')}, "
                  f"lean heads {inner.lean_heads}, "
@@ -188,7 +206,7 @@ def opencv_flops_per_view(inner) -> tuple[float | None, str]:
 
 
 def flops_per_frame(args, detector, frame_rgb: np.ndarray) -> tuple[float | None, str]:
-    if args.teacher == "opencv":
+    if args.teacher in ("opencv", "openvino"):  # detector: (a)'s, a cv2.dnn network on the same files
         per_view, how = opencv_flops_per_view(detector.detector)
         views = len(detector._views(frame_rgb))
         return (None if per_view is None else per_view * views), f"{how}; {views} views/frame"
@@ -279,7 +297,8 @@ def agreement(ref: dict, got: dict, iou: float = 0.5) -> tuple[int, int, int]:
 # ------------------------------------------------------------------ main
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--teacher", choices=["opencv", "fasterrcnn", "student"], default="opencv")
+    ap.add_argument("--teacher", choices=["opencv", "openvino", "fasterrcnn", "student"], default="opencv",
+                    help="opencv: the offline SSD teacher in cv2.dnn; openvino: the same SSD in OpenVINO ((a): cv2.dnn)")
     ap.add_argument("--builder", default="fasterrcnn_mobilenet_v3_large_320_fpn",
                     help="torchvision builder for --teacher fasterrcnn (e.g. fasterrcnn_resnet50_fpn)")
     ap.add_argument("--engine", choices=["auto", "new", "classic"], default="auto", help="cv2.dnn engine (opencv)")

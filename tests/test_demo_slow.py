@@ -16,6 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # the demo subprocess has its own 3000 s limit
 def test_demo_three_rounds_end_to_end(tmp_path):
     env = {**os.environ, "WANDB_MODE": "offline"}
     t0 = time.perf_counter()

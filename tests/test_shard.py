@@ -217,7 +217,7 @@ def test_opencv_teacher_feeds_rgb_without_channel_copies_and_same_output():
     from pseudolabel.safe_config import instantiate
 
     with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
-        det = instantiate(compose("config").teacher.detector.detector)
+        det = instantiate(compose("config", overrides=["teacher=ssd_mobilenet_v2"]).teacher.detector.detector)
     rng = np.random.default_rng(1)
     images = [rng.integers(0, 256, (160, 200, 3), dtype=np.uint8) for _ in range(2)]
     images[1][40:80, 60:100] = (240, 120, 20)

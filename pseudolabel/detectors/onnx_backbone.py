@@ -116,6 +116,7 @@ class _OpenVinoGraph:
         hint = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()  # "f32", "bf16", ...
         self.precision = {"f32": "fp32"}.get(hint, hint)
         self._local = threading.local()
+        warm_up(self.compiled)
 
     def run(self, images) -> list:
         request = getattr(self._local, "request", None)
@@ -123,6 +124,21 @@ class _OpenVinoGraph:
             request = self._local.request = self.compiled.create_infer_request()
         out = request.infer({0: images})  # copies the outputs (share_outputs=False)
         return [out[port] for port in self.compiled.outputs]
+
+
+def warm_up(compiled) -> None:
+    """One inference on zeros, from this thread alone, before worker threads share ``compiled``.
+
+    Why: the first NumPy array that OpenVINO's Python binding converts initialises a process-wide
+    static; two threads doing that at once deadlocked here (pybind11's ``gil_safe_call_once_and_store``
+    for the NumPy API, seen with two student replicas). It also moves the first run's kernel
+    preparation (~3 s for the SSD teacher) out of the workers.
+    """
+    import numpy as np
+
+    request = compiled.create_infer_request()
+    request.infer({i: np.zeros(tuple(p.get_shape()), dtype=p.get_element_type().to_dtype())
+                   for i, p in enumerate(compiled.inputs)})
 
 
 class OnnxBackbone:
