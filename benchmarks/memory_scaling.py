@@ -9,6 +9,7 @@ few batches (``teacher.batch_size`` = 4 frames; ``relabel.batch_size`` null = 4 
 N never fills a batch and measures the batch size, not N.
 
     .venv/bin/python benchmarks/memory_scaling.py                    # N = 16, offline teacher, 320-px tiles
+    .venv/bin/python benchmarks/memory_scaling.py --teacher openvino
     .venv/bin/python benchmarks/memory_scaling.py --frames 30 --teacher student
     .venv/bin/python benchmarks/memory_scaling.py --frames 30 --teacher student --backend openvino --precision bf16
 """
@@ -42,7 +43,8 @@ def child(args) -> None:
     overrides = [f"paths.root_dir={args.root}", "exp=mem", "logger=none", "data=folder",
                  f"data.inputs=[{args.video}]", "data.sampling.stride=1", "data.sampling.target_fps=null",
                  "data.sampling.dedup_threshold=null", f"data.sampling.max_frames_per_video={args.frames}"]
-    if args.teacher == "opencv":
+    if args.teacher in ("opencv", "openvino"):
+        overrides.append("teacher=" + {"opencv": "ssd_mobilenet_v2", "openvino": "ssd_mobilenet_v2_openvino"}[args.teacher])
         overrides.append(f"teacher.detector.tile_size={'null' if args.tile_size == 0 else args.tile_size}")
     with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=overrides)
@@ -95,7 +97,8 @@ def run_child(args, video: Path, frames: int, root: Path) -> dict:
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=16, help="N: the small run labels N frames, the large 10 x N")
-    ap.add_argument("--teacher", choices=["opencv", "student"], default="opencv")
+    ap.add_argument("--teacher", choices=["opencv", "openvino", "student"], default="opencv",
+                    help="the offline SSD teacher in cv2.dnn or in OpenVINO (the default teacher), or the student")
     ap.add_argument("--tile-size", type=int, default=320, help="opencv teacher tile size (0: whole frame only)")
     ap.add_argument("--size", default="640x360", help="synthetic video WxH")
     ap.add_argument("--backend", choices=["auto", "torch", "onnxruntime", "openvino"], default=None,
