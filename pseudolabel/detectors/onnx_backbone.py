@@ -104,19 +104,9 @@ class _OpenVinoGraph:
     threads run it at once (each thread keeps its own infer request: requests are not thread-safe)."""
 
     def __init__(self, path: Path, *, num_threads: int, concurrency: int, precision: str) -> None:
-        import openvino as ov
-
-        self.compiled = ov.Core().compile_model(str(path), "CPU", {
-            "INFERENCE_PRECISION_HINT": {"fp32": "f32", "bf16": "bf16"}[precision],
-            "NUM_STREAMS": concurrency,
-            "INFERENCE_NUM_THREADS": concurrency * num_threads,
-            # pinned streams of two compiled models (student replicas, teacher) could share one core
-            "ENABLE_CPU_PINNING": False,
-        })
-        hint = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()  # "f32", "bf16", ...
-        self.precision = {"f32": "fp32"}.get(hint, hint)
+        self.compiled, self.precision = compile_on_cpu(str(path), precision=precision, streams=concurrency,
+                                                       threads=concurrency * num_threads)
         self._local = threading.local()
-        warm_up(self.compiled)
 
     def run(self, images) -> list:
         request = getattr(self._local, "request", None)
@@ -124,6 +114,24 @@ class _OpenVinoGraph:
             request = self._local.request = self.compiled.create_infer_request()
         out = request.infer({0: images})  # copies the outputs (share_outputs=False)
         return [out[port] for port in self.compiled.outputs]
+
+
+def compile_on_cpu(model, *, precision: str, streams: int, threads: int) -> tuple[Any, str]:
+    """``model`` (an ``openvino.Model`` or a model file) compiled for the CPU with ``streams`` streams
+    over ``threads`` threads, warmed up (:func:`warm_up`); returns it and the precision it runs in
+    (``"fp32"``, or ``"bf16"`` where asked for and the CPU has it)."""
+    import openvino as ov
+
+    compiled = ov.Core().compile_model(model, "CPU", {
+        "INFERENCE_PRECISION_HINT": {"fp32": "f32", "bf16": "bf16"}[precision],
+        "NUM_STREAMS": streams,
+        "INFERENCE_NUM_THREADS": threads,
+        # pinned streams of two compiled models (student replicas, teacher) could share one core
+        "ENABLE_CPU_PINNING": False,
+    })
+    hint = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()  # "f32", "bf16", ...
+    warm_up(compiled)
+    return compiled, {"f32": "fp32"}.get(hint, hint)
 
 
 def warm_up(compiled) -> None:

@@ -29,7 +29,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from .base import Detections
-from .onnx_backbone import warm_up
+from .onnx_backbone import compile_on_cpu
 from .opencv_dnn import resolve_model_file
 from .side_by_side import SideBySide
 
@@ -39,26 +39,19 @@ class _CompiledSSD:
     per thread and batch size: requests are not thread-safe)."""
 
     def __init__(self, model, *, streams: int, precision: str) -> None:
-        self.model, self.streams, self.precision_hint = model, streams, {"fp32": "f32", "bf16": "bf16"}[precision]
+        self.model, self.streams, self.requested_precision = model, streams, precision
         self._compiled: dict[int, object] = {}
         self._lock = threading.Lock()
         self._local = threading.local()
         self.precision: str | None = None
 
     def _compile(self, n: int, height: int, width: int):
-        import openvino as ov
-
         with self._lock:
             if n not in self._compiled:
                 m = self.model.clone()
                 m.reshape({m.inputs[0].get_any_name(): [n, height, width, 3]})
-                compiled = ov.Core().compile_model(m, "CPU", {
-                    "INFERENCE_PRECISION_HINT": self.precision_hint, "NUM_STREAMS": self.streams,
-                    "INFERENCE_NUM_THREADS": self.streams, "ENABLE_CPU_PINNING": False})
-                hint = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
-                self.precision = {"f32": "fp32"}.get(hint, hint)
-                warm_up(compiled)  # before any worker thread uses it (see warm_up)
-                self._compiled[n] = compiled
+                self._compiled[n], self.precision = compile_on_cpu(m, precision=self.requested_precision,
+                                                                   streams=self.streams, threads=self.streams)
             return self._compiled[n]
 
     def run(self, views: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
