@@ -12,7 +12,9 @@ Both sides label the same frame indices with the same detector object (built onc
 timings; one warm-up call first) under the same thread settings; only the loop differs (with
 ``--teacher openvino``, (a) runs the same SSD files in ``cv2.dnn``, the runtime the reference-style
 loop had, and (b) in OpenVINO; torch models run eager PyTorch in (a) likewise). Prints
-frames/s of both, their ratio, how many boxes agree, and the compute (b) achieves in GFLOP/s next to
+frames/s of both, their ratio, how many boxes agree, the rate of (b)'s detector alone on the same frames
+in memory (what (b) would reach if decoding, writing and the label stage cost nothing), and the
+compute (b) achieves in GFLOP/s next to
 an fp32 matmul measured in the same run (after every run; the fastest counts); with ``--precision bf16``
 also next to a bf16 matmul, the compute-bound limit of bf16 work. FLOPs:
 ``torch.utils.flop_counter.FlopCounterMode`` for torch models; ``net.getFLOPS`` for cv2.dnn (or,
@@ -280,6 +282,58 @@ def ours(cfg, detector, label: dict) -> tuple[dict, float, float, int]:
     return {k: np.array(v).reshape(-1, 4) for k, v in boxes.items()}, t1 - t0, t2 - t1, read
 
 
+def detector_alone(detector, frames: list, *, batch_size: int, repeats: int) -> list[float]:
+    """Seconds of each of ``repeats`` passes of the detector alone over ``frames`` (RGB arrays in memory),
+    fed as the label stage feeds it (batches of ``batch_size``, streamed): (b) without decoding, sampling,
+    writing or the label stage's own work. The rate (b) could reach with all of that free."""
+    from pseudolabel.detectors.base import stream_predictions
+
+    batches = [frames[i:i + batch_size] for i in range(0, len(frames), batch_size)]
+    runs = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in stream_predictions(detector, batches):
+            pass
+        runs.append(time.perf_counter() - t0)
+    return runs
+
+
+def graph_alone(detector, frame: np.ndarray, *, frames: int, repeats: int) -> list[float] | None:
+    """Seconds of each of ``repeats`` passes of ``frames`` runs of the student's exported graph alone
+    (backbone, FPN, RPN head: nearly all its FLOPs) on ``frame``'s input tensor, split over the detector's
+    ``workers`` threads as its replicas run it: the detector without its heads. None when the student
+    runs no exported graph (``backend=torch``) or the detector is another kind."""
+    import threading
+
+    import torch
+
+    backbone = getattr(detector, "exported_backbone", None)
+    if backbone is None:
+        return None
+    from pseudolabel.detectors.rcnn import to_tensors
+
+    batch, _ = detector.model.transform(to_tensors([frame] * detector.batch_size))
+    images = batch.tensors
+    backbone.with_rpn_head(images)  # exported and warmed up already: the same shape as the label stage's
+    workers = detector.workers
+    runs = []
+    for _ in range(repeats):
+        def work(n: int) -> None:
+            with torch.inference_mode():
+                for _ in range(n):
+                    backbone.with_rpn_head(images)
+
+        share = [frames // workers + (w < frames % workers) for w in range(workers)]
+        threads = [threading.Thread(target=work, args=(n,)) for n in share]
+        t0 = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        runs.append(time.perf_counter() - t0)
+    return runs
+
+
 def agreement(ref: dict, got: dict, iou: float = 0.5) -> tuple[int, int, int]:
     from pseudolabel.boxes import iou_matrix
 
@@ -384,7 +438,13 @@ def main(argv=None) -> dict:
         if sorted(ref_boxes) != sorted(our_boxes):
             print(f"WARNING: the sides labelled different frames: {sorted(set(ref_boxes) ^ set(our_boxes))}",
                   file=sys.stderr)
-        frame0 = read_rgb(sorted((work / "ours_0" / "runs" / "bench" / "frames").rglob("*.jpg"))[0])
+        stored = sorted((work / "ours_0" / "runs" / "bench" / "frames").rglob("*.jpg"))
+        frame0 = read_rgb(stored[0])
+        alone_runs = detector_alone(det_ours, [read_rgb(p) for p in stored], batch_size=label["batch_size"],
+                                    repeats=args.repeats)
+        graph_runs = (graph_alone(det_ours, frame0, frames=len(stored) // det_ours.batch_size, repeats=args.repeats)
+                      if args.teacher == "student" else None)
+        mm_runs.append(matmul_gflops())
         # counted on (a)'s detector: same model and math, always PyTorch (ONNX Runtime ops are invisible
         # to FlopCounterMode); the view count of a tiled teacher does not depend on its batch size
         fpf, flop_how = flops_per_frame(args, det_ref, frame0)
@@ -404,6 +464,7 @@ def main(argv=None) -> dict:
         "boxes": {"reference": n_ref_boxes, "ours": n_our_boxes, "matched_iou_0.5": matched},
         "flops_per_frame": fpf, "flops_counted_by": flop_how, "matmul_gflops": mm, "matmul_gflops_all": mm_runs,
         "precision_ours": precision,
+        "detector_alone": {"seconds": min(alone_runs), "all_seconds": alone_runs, "frames": len(stored)},
     }
     if mm_bf16_runs:
         res["matmul_gflops_bf16"], res["matmul_gflops_bf16_all"] = max(mm_bf16_runs), mm_bf16_runs
@@ -418,6 +479,10 @@ def main(argv=None) -> dict:
         res["ours"]["gflops_end_to_end"] = fpf * n / t_ours / 1e9
         res["ours"]["gflops_label_stage"] = fpf * n / t_label / 1e9
         res["reference"]["gflops"] = fpf * len(ref_boxes) / t_ref / 1e9
+        res["detector_alone"]["gflops"] = fpf * len(stored) / min(alone_runs) / 1e9
+        if graph_runs:
+            res["graph_alone"] = {"seconds": min(graph_runs), "all_seconds": graph_runs,
+                                  "frames": len(stored) // det_ours.batch_size * det_ours.batch_size}
 
     print(f"video     : {video_desc}; stride {args.stride} -> {n} labelled frames on both sides")
     print(f"detector  : {det_desc}" + (f"\n            {weights_note}" if weights_note else ""))
@@ -432,6 +497,19 @@ def main(argv=None) -> dict:
         "" if args.repeats == 1 else f"  (fastest of {args.repeats} runs per side; all (a) "
         f"{', '.join(f'{t:.2f}' for t in res['all_seconds']['reference'])} s, all (b) "
         f"{', '.join(f'{t:.2f}' for t in res['all_seconds']['ours'])} s)"))
+    al = res["detector_alone"]
+    al_fps = al["frames"] / al["seconds"]
+    print(f"detector alone: {al['frames']} frames in {al['seconds']:7.2f} s = {al_fps:6.3f} frames/s ((b)'s detector "
+          f"on its stored frames in memory, same batches, no decode, writes or label stage; fastest of "
+          f"{len(alone_runs)}) -> (b) runs at {100 * o['fps'] / al_fps:.0f}% of it; the detector alone beats (a) by "
+          f"{al_fps / r['fps']:.2f}x" + ("" if fpf is None else f", at {100 * al['gflops'] / mm:.0f}% of matmul"))
+    if "graph_alone" in res:
+        g = res["graph_alone"]
+        g_fps = g["frames"] / g["seconds"]
+        print(f"graph alone   : {g['frames']} frames in {g['seconds']:7.2f} s = {g_fps:6.3f} frames/s ((b)'s exported "
+              f"backbone + FPN + RPN-head graph, {det_ours.workers} thread(s) side by side, no heads; fastest of "
+              f"{len(graph_runs)}) -> the detector alone runs at {100 * al_fps / g_fps:.0f}% of it; the graph alone "
+              f"beats (a) by {g_fps / r['fps']:.2f}x")
     print(f"boxes     : (a) {n_ref_boxes}, (b) {n_our_boxes}, matched at IoU>=0.5: {matched} "
           "((b) labels the JPEG it stored, (a) the decoded frame)")
     if fpf is None:

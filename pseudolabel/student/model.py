@@ -329,6 +329,12 @@ class StudentDetector:
                                                                precision=precision)
 
     @property
+    def exported_backbone(self):
+        """The :class:`~pseudolabel.detectors.onnx_backbone.OnnxBackbone` that runs the backbone, FPN and
+        RPN head (shared by the replicas); None with ``backend="torch"``."""
+        return self._backbone
+
+    @property
     def precision(self) -> str:
         """What the backbone last ran in: ``"bf16"`` only where bf16 was asked for and the CPU has it."""
         from ..detectors.onnx_backbone import effective_precision

@@ -1,0 +1,42 @@
+"""The benchmark scripts run end to end on a tiny input and report consistent figures (not their speed:
+timings on a shared machine are never asserted)."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("onnxruntime")
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_label_throughput_student_reports_every_level(tmp_path, capsys):
+    bench = _load("label_throughput")
+    res = bench.main(["--teacher", "student", "--frames", "8", "--size", "320x192", "--json", str(tmp_path / "r.json")])
+    assert res["labelled_frames"] == 4 and res["reference"]["frames_decoded"] == 8
+    assert res["boxes"]["matched_iou_0.5"] <= min(res["boxes"]["reference"], res["boxes"]["ours"])
+    # (b)'s detector alone and its exported graph alone ran on the same 4 stored frames
+    assert res["detector_alone"]["frames"] == 4 and res["detector_alone"]["seconds"] > 0
+    assert res["graph_alone"]["frames"] == 4 and res["graph_alone"]["seconds"] > 0
+    assert res["speedup"] == pytest.approx(res["ours"]["fps"] / res["reference"]["fps"])
+    assert res["roofline"]["max_speedup"] == pytest.approx(
+        res["reference"]["seconds"] / (res["flops_per_frame"] * 4 / (res["matmul_gflops"] * 1e9)))
+    out = capsys.readouterr().out
+    for line in ("(a) reference:", "(b) ours     :", "detector alone:", "graph alone   :", "roofline  :"):
+        assert line in out
+    assert (tmp_path / "r.json").is_file()
+
+
+def test_graph_alone_is_none_without_an_exported_graph():
+    import numpy as np
+
+    bench = _load("label_throughput")
+    assert bench.graph_alone(object(), np.zeros((32, 32, 3), np.uint8), frames=1, repeats=1) is None
