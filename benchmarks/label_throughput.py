@@ -21,15 +21,15 @@ also next to a bf16 matmul, the compute-bound limit of bf16 work. FLOPs:
 where the Python binding rejects the shape argument, as in opencv-python 5.0.0, the same count done
 layer by layer: 2 x MACs of every convolution).
 
-    .venv/bin/python benchmarks/label_throughput.py                                  # offline COCO teacher
-    .venv/bin/python benchmarks/label_throughput.py --teacher openvino              # the same, on OpenVINO
+    .venv/bin/python benchmarks/label_throughput.py                                  # default teacher: SSD on OpenVINO
+    .venv/bin/python benchmarks/label_throughput.py --teacher opencv                # the same SSD in cv2.dnn on both sides
     .venv/bin/python benchmarks/label_throughput.py --teacher fasterrcnn            # mobilenet_v3_large_320_fpn
     .venv/bin/python benchmarks/label_throughput.py --teacher fasterrcnn --builder fasterrcnn_resnet50_fpn
     .venv/bin/python benchmarks/label_throughput.py --teacher student               # EfficientNet-Lite0 student
     .venv/bin/python benchmarks/label_throughput.py --teacher student --backend onnxruntime
     .venv/bin/python benchmarks/label_throughput.py --teacher student --backend openvino --precision bf16
     .venv/bin/python benchmarks/label_throughput.py --video tennis --tile-size 320 --stride 3
-    .venv/bin/python benchmarks/label_throughput.py --tile-batch 1 --workers 1 --engine classic   # cv2.dnn settings
+    .venv/bin/python benchmarks/label_throughput.py --teacher opencv --tile-batch 1 --workers 1 --engine classic
 """
 from __future__ import annotations
 
@@ -351,8 +351,9 @@ def agreement(ref: dict, got: dict, iou: float = 0.5) -> tuple[int, int, int]:
 # ------------------------------------------------------------------ main
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--teacher", choices=["opencv", "openvino", "fasterrcnn", "student"], default="opencv",
-                    help="opencv: the offline SSD teacher in cv2.dnn; openvino: the same SSD in OpenVINO ((a): cv2.dnn)")
+    ap.add_argument("--teacher", choices=["opencv", "openvino", "fasterrcnn", "student"], default="openvino",
+                    help="openvino (default, the pipeline's default teacher): the offline SSD in OpenVINO ((a): "
+                         "cv2.dnn); opencv: the same SSD in cv2.dnn on both sides")
     ap.add_argument("--builder", default="fasterrcnn_mobilenet_v3_large_320_fpn",
                     help="torchvision builder for --teacher fasterrcnn (e.g. fasterrcnn_resnet50_fpn)")
     ap.add_argument("--engine", choices=["auto", "new", "classic"], default="auto", help="cv2.dnn engine (opencv)")

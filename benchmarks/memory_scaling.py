@@ -8,8 +8,8 @@ once on a full batch), so the part of the peak that labelling adds is visible. P
 few batches (``teacher.batch_size`` = 4 frames; ``relabel.batch_size`` null = 4 on 2 cores): a smaller
 N never fills a batch and measures the batch size, not N.
 
-    .venv/bin/python benchmarks/memory_scaling.py                    # N = 16, offline teacher, 320-px tiles
-    .venv/bin/python benchmarks/memory_scaling.py --teacher openvino
+    .venv/bin/python benchmarks/memory_scaling.py                    # N = 16, the default teacher (SSD on OpenVINO), 320-px tiles
+    .venv/bin/python benchmarks/memory_scaling.py --teacher opencv     # the same SSD in cv2.dnn
     .venv/bin/python benchmarks/memory_scaling.py --frames 30 --teacher student
     .venv/bin/python benchmarks/memory_scaling.py --frames 30 --teacher student --backend openvino --precision bf16
 """
@@ -97,9 +97,10 @@ def run_child(args, video: Path, frames: int, root: Path) -> dict:
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=16, help="N: the small run labels N frames, the large 10 x N")
-    ap.add_argument("--teacher", choices=["opencv", "openvino", "student"], default="opencv",
-                    help="the offline SSD teacher in cv2.dnn or in OpenVINO (the default teacher), or the student")
-    ap.add_argument("--tile-size", type=int, default=320, help="opencv teacher tile size (0: whole frame only)")
+    ap.add_argument("--teacher", choices=["opencv", "openvino", "student"], default="openvino",
+                    help="the offline SSD teacher in OpenVINO (the pipeline's default teacher, and this default) "
+                         "or in cv2.dnn, or the student")
+    ap.add_argument("--tile-size", type=int, default=320, help="SSD teacher tile size (0: whole frame only)")
     ap.add_argument("--size", default="640x360", help="synthetic video WxH")
     ap.add_argument("--backend", choices=["auto", "torch", "onnxruntime", "openvino"], default=None,
                     help="student backbone runtime (default: relabel.backend)")
