@@ -298,11 +298,12 @@ def detector_alone(detector, frames: list, *, batch_size: int, repeats: int) -> 
     return runs
 
 
-def graph_alone(detector, frame: np.ndarray, *, frames: int, repeats: int) -> list[float] | None:
-    """Seconds of each of ``repeats`` passes of ``frames`` runs of the student's exported graph alone
-    (backbone, FPN, RPN head: nearly all its FLOPs) on ``frame``'s input tensor, split over the detector's
-    ``workers`` threads as its replicas run it: the detector without its heads. None when the student
-    runs no exported graph (``backend=torch``) or the detector is another kind."""
+def graph_alone(detector, frame: np.ndarray, *, forwards: int, repeats: int) -> list[float] | None:
+    """Seconds of each of ``repeats`` passes of ``forwards`` runs of the student's exported graph alone
+    (backbone, FPN, RPN head: nearly all its FLOPs) on ``frame``'s input tensor (``detector.batch_size``
+    copies of it: one forward's batch), split over the detector's ``workers`` threads as its replicas run
+    it: the detector without its heads. None when the student runs no exported graph (``backend=torch``)
+    or the detector is another kind."""
     import threading
 
     import torch
@@ -312,18 +313,18 @@ def graph_alone(detector, frame: np.ndarray, *, frames: int, repeats: int) -> li
         return None
     from pseudolabel.detectors.rcnn import to_tensors
 
-    batch, _ = detector.model.transform(to_tensors([frame] * detector.batch_size))
-    images = batch.tensors
+    images = detector.model.transform(to_tensors([frame] * detector.batch_size))[0].tensors
     backbone.with_rpn_head(images)  # exported and warmed up already: the same shape as the label stage's
+
+    def work(n: int) -> None:
+        with torch.inference_mode():
+            for _ in range(n):
+                backbone.with_rpn_head(images)
+
     workers = detector.workers
+    share = [forwards // workers + (w < forwards % workers) for w in range(workers)]
     runs = []
     for _ in range(repeats):
-        def work(n: int) -> None:
-            with torch.inference_mode():
-                for _ in range(n):
-                    backbone.with_rpn_head(images)
-
-        share = [frames // workers + (w < frames % workers) for w in range(workers)]
         threads = [threading.Thread(target=work, args=(n,)) for n in share]
         t0 = time.perf_counter()
         for t in threads:
@@ -443,7 +444,8 @@ def main(argv=None) -> dict:
         frame0 = read_rgb(stored[0])
         alone_runs = detector_alone(det_ours, [read_rgb(p) for p in stored], batch_size=label["batch_size"],
                                     repeats=args.repeats)
-        graph_runs = (graph_alone(det_ours, frame0, frames=len(stored) // det_ours.batch_size, repeats=args.repeats)
+        graph_forwards = len(stored) // getattr(det_ours, "batch_size", 1)
+        graph_runs = (graph_alone(det_ours, frame0, forwards=graph_forwards, repeats=args.repeats)
                       if args.teacher == "student" else None)
         mm_runs.append(matmul_gflops())
         # counted on (a)'s detector: same model and math, always PyTorch (ONNX Runtime ops are invisible
@@ -467,6 +469,9 @@ def main(argv=None) -> dict:
         "precision_ours": precision,
         "detector_alone": {"seconds": min(alone_runs), "all_seconds": alone_runs, "frames": len(stored)},
     }
+    if graph_runs:
+        res["graph_alone"] = {"seconds": min(graph_runs), "all_seconds": graph_runs,
+                              "frames": graph_forwards * det_ours.batch_size}
     if mm_bf16_runs:
         res["matmul_gflops_bf16"], res["matmul_gflops_bf16_all"] = max(mm_bf16_runs), mm_bf16_runs
     res["warmup_seconds"] = warmup
@@ -481,9 +486,6 @@ def main(argv=None) -> dict:
         res["ours"]["gflops_label_stage"] = fpf * n / t_label / 1e9
         res["reference"]["gflops"] = fpf * len(ref_boxes) / t_ref / 1e9
         res["detector_alone"]["gflops"] = fpf * len(stored) / min(alone_runs) / 1e9
-        if graph_runs:
-            res["graph_alone"] = {"seconds": min(graph_runs), "all_seconds": graph_runs,
-                                  "frames": len(stored) // det_ours.batch_size * det_ours.batch_size}
 
     print(f"video     : {video_desc}; stride {args.stride} -> {n} labelled frames on both sides")
     print(f"detector  : {det_desc}" + (f"\n            {weights_note}" if weights_note else ""))

@@ -39,4 +39,4 @@ def test_graph_alone_is_none_without_an_exported_graph():
     import numpy as np
 
     bench = _load("label_throughput")
-    assert bench.graph_alone(object(), np.zeros((32, 32, 3), np.uint8), frames=1, repeats=1) is None
+    assert bench.graph_alone(object(), np.zeros((32, 32, 3), np.uint8), forwards=1, repeats=1) is None

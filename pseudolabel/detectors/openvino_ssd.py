@@ -29,7 +29,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from .base import Detections
-from .onnx_backbone import compile_on_cpu
+from .onnx_backbone import compile_on_cpu, resolve_backend
 from .opencv_dnn import resolve_model_file
 from .side_by_side import SideBySide
 
@@ -107,8 +107,7 @@ class OpenVinoSSDDetector:
                  cache_dir: str | None = None) -> None:
         if int(forward_batch) < 1 or (workers is not None and int(workers) < 1):
             raise ValueError(f"forward_batch and workers must be >= 1, got {forward_batch} and {workers}")
-        if precision not in ("fp32", "bf16"):
-            raise ValueError(f"precision must be fp32 or bf16, got {precision!r}")
+        resolve_backend("openvino", precision=precision)  # checks the precision
         self.model_path, self.config_path = resolve_model_file(model), resolve_model_file(config)
         self.input_size = tuple(int(v) for v in input_size)
         self.swap_rb, self.name, self.min_score = bool(swap_rb), name, float(min_score)
