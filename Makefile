@@ -1,4 +1,4 @@
-# pseudolabel: make setup | test | demo | round | test-slow   (targets and paths are a contract)
+# pseudolabel: make setup | test | demo | round | test-slow | lock   (targets and paths are a contract)
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -8,12 +8,22 @@ N ?= 0
 ARGS ?=
 SWEEP ?= grid
 
-.PHONY: setup test test-slow demo round synth sweep export report clean-demo
+.PHONY: setup lock test test-slow demo round synth sweep export report clean-demo
 
+# exact versions from requirements.lock (make lock rewrites it from pyproject's ranges); pip check: nothing missing
 setup:
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --upgrade --quiet pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet "$$(grep '^pip==' requirements.lock)"
+	$(PY) -m pip install --quiet --no-deps -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m pip check
+
+# re-resolve pyproject's ranges (newest allowed versions) into requirements.lock; then make setup && make test
+lock:
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --dry-run --ignore-installed --quiet --report .lock-report.json -e '.[dev]'
+	$(PY) tools/lock_from_report.py .lock-report.json requirements.lock "$$($(PY) -m pip --version | cut -d' ' -f2)"
+	rm -f .lock-report.json
 
 test:
 	$(PY) -m pytest

@@ -53,10 +53,7 @@ def run(cfg: DictConfig) -> object:
     if stage in ("label", "relabel"):
         return p.stage_label_round(cfg, k, p.stage_sample(cfg))
     stages = {"train": p.stage_train, "prune": p.stage_prune, "merge": p.stage_merge, "evaluate": p.stage_evaluate}
-    if stage not in stages:
-        raise p.PipelineError(f"unknown stage {stage!r}; one of demo, round, export, synth, sample, label, relabel, "
-                              f"{', '.join(stages)}")
-    return stages[stage](cfg, k)
+    return stages[stage](cfg, k)  # config_schema.validate has refused any other stage
 
 
 def trial_name() -> str:
@@ -72,7 +69,8 @@ def trial_name() -> str:
 def user_errors() -> tuple[type[Exception], ...]:
     """Failures caused by the user's inputs or settings: reported as one message, no traceback."""
     from .coco import CocoFormatError
-    from .detectors.opencv_dnn import ModelFileNotFound
+    from .config_schema import ConfigError
+    from .detectors.opencv_dnn import ModelFileNotFound, UnreadableModelError
     from .download import DownloadInputError
     from .export import ExportError
     from .frames import NoUsableInputError
@@ -80,17 +78,28 @@ def user_errors() -> tuple[type[Exception], ...]:
     from .pipeline import PipelineError
     from .safe_config import UnsafeTargetError
 
-    return (PipelineError, NoUsableInputError, CocoFormatError, GroundTruthError, ModelFileNotFound,
-            DownloadInputError, ExportError, UnsafeTargetError)
+    return (PipelineError, NoUsableInputError, CocoFormatError, GroundTruthError, ModelFileNotFound, UnreadableModelError,
+            DownloadInputError, ExportError, UnsafeTargetError, ConfigError)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def hydra_main(cfg: DictConfig) -> object:
     logging.getLogger("pseudolabel").setLevel(logging.INFO)
+    from hydra.errors import InstantiationException
+
     try:
         safe_config.check_targets(cfg)  # every _target_ of the composed config, before anything runs
+        from .config_schema import validate
+        from .pipeline import check_round_inputs
+
+        validate(cfg)  # types and ranges of the settings (config_schema.SCHEMA)
+        check_round_inputs(cfg)  # the round asked for can run: the rounds and stages it reads exist
         return run(cfg)  # a sweep trial returns its objective (Optuna reads it)
-    except user_errors() as e:
+    except (InstantiationException, *user_errors()) as e:
+        if isinstance(e, InstantiationException):  # Hydra wraps what a constructor raised
+            if not isinstance(e.__cause__, user_errors()):
+                raise
+            e = e.__cause__
         if str(cfg.get("stage")) == "sweep_trial":
             raise  # one failed trial: Hydra records it and the sweep goes on
         print(f"pseudolabel: {e}", file=sys.stderr)

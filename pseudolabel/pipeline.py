@@ -147,6 +147,10 @@ def stage_label(cfg: DictConfig, k: int, frames: Dataset, detector_factory: Call
     shard, num_shards = label_shard(cfg)
     parts_dir = rdir / PARTS_DIRNAME
     floor = float(cfg.relabel.min_threshold) if policy == "adaptive" else float(score_threshold)
+    hysteresis_floor = _hysteresis_floor(cfg)
+    keep_floor = min(float(score_threshold), hysteresis_floor) if hysteresis_floor is not None else None
+    if keep_floor is not None:  # labels.json keeps the boxes a track may confirm (prune.hysteresis)
+        floor = min(floor, keep_floor)
     class_ids = None if class_ids is None else [int(c) for c in class_ids]
     videos = select_videos([f.video_id for f in frames.frames], shard=shard, num_shards=num_shards)
 
@@ -174,7 +178,10 @@ def stage_label(cfg: DictConfig, k: int, frames: Dataset, detector_factory: Call
             if policy == "adaptive":
                 calib = _calibrate(cfg, k, ds)
                 info["score_threshold"], info["calibration"] = calib["threshold"], calib
-                ds.boxes = [b for b in ds.boxes if b.score >= calib["threshold"]]
+                lowest = calib["threshold"] if keep_floor is None else min(calib["threshold"], keep_floor)
+                ds.boxes = [b for b in ds.boxes if b.score >= lowest]
+            if keep_floor is not None:
+                info["label_floor"] = keep_floor
             ds.info = info
             save_coco(ds, rdir / "labels.json")
             feats = {b.id: feats[b.id] for b in ds.boxes if b.id in feats}
@@ -187,6 +194,12 @@ def stage_label(cfg: DictConfig, k: int, frames: Dataset, detector_factory: Call
     except PartMismatchError as e:
         raise PipelineError(f"{e}. Delete {parts_dir} to label round {k} again with the current settings.") from None
     shutil.rmtree(parts_dir, ignore_errors=True)
+
+
+def _hysteresis_floor(cfg: DictConfig) -> float | None:
+    """The label floor when ``prune.hysteresis`` is on (boxes between it and the threshold wait for a track)."""
+    h = OmegaConf.select(cfg, "prune.hysteresis")
+    return float(h.floor) if h and h.get("enabled", True) else None
 
 
 def stage_label_round(cfg: DictConfig, k: int, frames: Dataset) -> None:
@@ -222,6 +235,18 @@ def _calibrate(cfg: DictConfig, k: int, ds: Dataset) -> dict:
     return calib
 
 
+def refuse_training_on_nothing(cfg: DictConfig, k: int) -> None:
+    """Round k would train its student on round k-1's kept boxes: stop when there are none."""
+    prev = round_dir(cfg, k - 1) / "annotations.json"
+    if io.is_done(round_dir(cfg, k), "train") or not prev.is_file() or load_coco(prev).kept_boxes():
+        return
+    raise PipelineError(
+        f"round {k - 1} kept no box, so round {k} has nothing to train on; stopped before training. Try a lower "
+        f"teacher.score_threshold (now {OmegaConf.select(cfg, 'teacher.score_threshold')}), a smaller "
+        f"teacher.detector.tile_size (now {OmegaConf.select(cfg, 'teacher.detector.tile_size')}), "
+        f"or make sweep EXP={cfg.exp} to choose them")
+
+
 def stage_train(cfg: DictConfig, k: int) -> Path:
     """Fine-tune the student on round k-1's kept boxes -> ``round_k/student/student.pt``."""
     from .safe_config import instantiate
@@ -230,6 +255,7 @@ def stage_train(cfg: DictConfig, k: int) -> Path:
 
     rdir, prev = round_dir(cfg, k), round_dir(cfg, k - 1) / "annotations.json"
     out = rdir / "student"
+    refuse_training_on_nothing(cfg, k)
 
     def run():
         scfg = cfg.student
@@ -275,13 +301,19 @@ def stage_prune(cfg: DictConfig, k: int) -> None:
         pcfg = OmegaConf.to_container(cfg.prune, resolve=True)
         if pcfg.get("heuristics"):
             counts.update(apply_heuristics(ds, HeuristicsConfig(**pcfg["heuristics"]), round=k))
+        if pcfg.get("hysteresis"):  # boxes below the round's threshold stay only where a seeded track links them
+            from .prune.temporal import HysteresisConfig, apply_hysteresis
+
+            high = float(ds.info.get("score_threshold", 0.0))
+            counts.update(apply_hysteresis(ds, HysteresisConfig(**pcfg["hysteresis"]), round=k, high=high))
+            confirmed = counts.pop("track_confirmed")
         if pcfg.get("features"):
             from .prune.features import FeatureOutlierConfig, apply_feature_outliers, load_features
 
             counts.update(apply_feature_outliers(ds, load_features(rdir / "features.npz"),
                                                  FeatureOutlierConfig(**pcfg["features"]), round=k,
                                                  frames_dir=frames_dir(cfg)))
-        added = {}
+        added = {"track_confirmed": confirmed} if pcfg.get("hysteresis") else {}
         if pcfg.get("temporal"):  # after feature outliers: interpolated boxes have no detector features
             from .prune.temporal import TemporalConfig, apply_temporal
 
@@ -329,7 +361,9 @@ def check_collapse(prev_kept: int, new_kept: int, *, k: int, max_factor: float |
     if max_factor is None:
         return
     lo, hi = prev_kept / max_factor, prev_kept * max_factor
-    if prev_kept == 0 or not (lo <= new_kept <= hi):
+    if prev_kept == 0:
+        return  # nothing to compare with: stage_train refuses to train on an empty round
+    if not (lo <= new_kept <= hi):
         raise CollapseError(
             f"collapse guard: round {k} keeps {new_kept} boxes against {prev_kept} in round {k - 1} "
             f"(allowed factor {max_factor}). Pseudo-labels are "
@@ -362,6 +396,10 @@ def stage_evaluate(cfg: DictConfig, k: int) -> dict:
             metrics.update(evaluate(ds, gt, iou_threshold=iou))
             loose = evaluate(ds, gt, iou_threshold=0.3)
             metrics["at_iou_0.3"] = {k: loose[k] for k in ("precision", "recall", "f1", "tp", "fp", "fn")}
+            px = float(cfg.evaluate.get("centre_distance", 4.0))
+            near = evaluate(ds, gt, max_centre_distance=px)
+            metrics["at_centre"] = {"max_distance_px": px,
+                                    **{k: near[k] for k in ("precision", "recall", "f1", "tp", "fp", "fn")}}
         io.atomic_write_json(rdir / "metrics.json", metrics)
         return {}
 
@@ -370,6 +408,26 @@ def stage_evaluate(cfg: DictConfig, k: int) -> dict:
 
 
 # ---------------------------------------------------------------- rounds
+ROUND_STAGES_NEEDING_PREVIOUS = ("round", "train", "label", "relabel")
+STAGE_INPUTS = {"prune": "label", "merge": "prune", "evaluate": "merge"}  # stage -> stage of the same round it reads
+
+
+def check_round_inputs(cfg: DictConfig) -> None:
+    """Refuse, before any work, a round whose inputs do not exist: round k >= 1 (and its train / relabel
+    stages) needs round k-1 finished; prune, merge and evaluate need the stage before them in round k."""
+    stage, k = str(cfg.stage), int(cfg.round)
+    if stage in ROUND_STAGES_NEEDING_PREVIOUS and k > 0 and not io.is_done(round_dir(cfg, k - 1), "evaluate"):
+        finished = sorted(int(d.name.split("_")[1]) for d in exp_dir(cfg).glob("round_*")
+                          if d.name.split("_")[1].isdigit() and io.is_done(d, "evaluate"))
+        raise PipelineError(f"round={k}: round {k - 1} of experiment {cfg.exp!r} does not exist or is not finished "
+                            f"(finished: {finished or 'none'}); run it first: make round N={k - 1} EXP={cfg.exp}")
+    if stage in ("round", "train") and k > 0:
+        refuse_training_on_nothing(cfg, k)
+    if stage in STAGE_INPUTS and not io.is_done(round_dir(cfg, k), STAGE_INPUTS[stage]):
+        raise PipelineError(f"stage={stage} round={k}: round {k} of experiment {cfg.exp!r} has no finished "
+                            f"{STAGE_INPUTS[stage]} stage ({round_dir(cfg, k)}); run make round N={k} EXP={cfg.exp}")
+
+
 def run_round(cfg: DictConfig, k: int, *, logger=None) -> dict:
     """Run round ``k`` (0: teacher; k >= 1: train -> relabel from round k-1), then prune, merge, evaluate."""
     if k > 0 and not io.is_done(round_dir(cfg, k - 1), "evaluate"):

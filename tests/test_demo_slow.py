@@ -37,22 +37,13 @@ def test_demo_three_rounds_end_to_end(tmp_path):
 
 
 def check_wandb_rounds(exp: Path) -> None:
-    """One offline W&B run per round, each with the round's dataset artifact; students from round 1."""
-    from tests.wandb_offline import read_run
-
-    runs = {}
-    for d in (exp / "wandb").glob("offline-run-*"):
-        rec = read_run(d)
-        runs[rec["run"]["name"]] = rec
-    assert sorted(runs) == ["demo/round_0", "demo/round_1", "demo/round_2"]
-    for k in range(3):
-        rec = runs[f"demo/round_{k}"]
-        arts = {a["name"]: a for a in rec["artifacts"]}
-        assert arts["demo-dataset"]["metadata"]["round"] == k
-        assert arts["demo-dataset"]["metadata"]["parent"] == (f"demo-dataset:round_{k - 1}" if k else None)
-        assert ("demo-student" in arts) == (k > 0)
-        logged = {key: v for row in rec["history"] for key, v in row.items()}
-        assert logged["samples"]["nrows"] == 16 and "round/f1" in logged
+    """One offline W&B run per round (what each run holds is checked through wandb's public API in
+    tests/test_tracking.py; wandb's record file layout is not read here)."""
+    runs = sorted((exp / "wandb").glob("offline-run-*"))
+    assert len(runs) == 3, runs
+    for d in runs:
+        assert any(d.glob("run-*.wandb")), d
+        assert any((d / "files" / "media" / "table").glob("samples_*.table.json")), d
 
 
 def check_review_notebook(exp: Path) -> None:

@@ -223,3 +223,22 @@ def test_cli_writes_json(tmp_path: Path, capsys):
     printed = capsys.readouterr().out
     assert "P=0.500" in printed and "R=1.000" in printed
     assert main(["--pred", str(tmp_path / "missing.json"), "--gt", str(images)]) == 2
+
+
+def test_centre_distance_match_counts_small_offsets_that_iou_misses():
+    from pseudolabel.evaluate import match_boxes
+
+    gt = [[100, 100, 108, 108], [200, 200, 208, 208]]
+    pred = [[103, 103, 111, 111],   # centre 4.24 px away: IoU 0.29, a miss at IoU 0.5
+            [201, 201, 209, 209],   # 1.41 px away
+            [300, 300, 308, 308]]   # far from both
+    scores = [0.9, 0.8, 0.7]
+    tp_iou, _ = match_boxes(pred, scores, gt, iou_threshold=0.5)
+    assert tp_iou.tolist() == [False, True, False]
+    tp, idx = match_boxes(pred, scores, gt, max_centre_distance=4.0)
+    assert tp.tolist() == [False, True, False] and idx.tolist() == [-1, 1, -1]
+    tp, idx = match_boxes(pred, scores, gt, max_centre_distance=5.0)
+    assert tp.tolist() == [True, True, False] and idx.tolist() == [0, 1, -1]
+    # one-to-one: a second prediction on the same ball is a false positive
+    tp, _ = match_boxes([[100, 100, 108, 108], [101, 100, 109, 108]], [0.5, 0.9], [gt[0]], max_centre_distance=4)
+    assert tp.tolist() == [False, True]

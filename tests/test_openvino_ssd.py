@@ -1,5 +1,7 @@
 """The SSD teacher on OpenVINO gives cv2.dnn's detections; the DetectionOutput re-implementation
 matches a plain per-class loop."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -64,17 +66,82 @@ def test_decode_center_size():
 
 
 @pytest.fixture(scope="module")
-def detectors(tmp_path_factory):
+def ov_detector(tmp_path_factory):
     pytest.importorskip("openvino")
-    from pseudolabel.detectors.opencv_dnn import ModelFileNotFound, OpenCVDnnDetector
+    from pseudolabel.detectors.opencv_dnn import ModelFileNotFound
     from pseudolabel.detectors.openvino_ssd import OpenVinoSSDDetector
 
     cache = tmp_path_factory.mktemp("ov-cache")
     try:
-        cv = OpenCVDnnDetector(MODEL, CONFIG, workers=2, name="ssd", min_score=0.02)
+        return OpenVinoSSDDetector(MODEL, CONFIG, workers=2, name="ssd", min_score=0.02, cache_dir=cache), cache
     except ModelFileNotFound as e:
         pytest.skip(str(e))
-    return cv, OpenVinoSSDDetector(MODEL, CONFIG, workers=2, name="ssd", min_score=0.02, cache_dir=cache), cache
+
+
+@pytest.fixture(scope="module")
+def detectors(ov_detector):
+    from pseudolabel.detectors.opencv_dnn import OpenCVDnnDetector, UnreadableModelError
+
+    try:
+        cv = OpenCVDnnDetector(MODEL, CONFIG, workers=2, name="ssd", min_score=0.02)
+    except UnreadableModelError as e:
+        pytest.skip(f"the cv2.dnn side needs an OpenCV that reads TensorFlow graphs: {e}")
+    return cv, *ov_detector
+
+
+def _grid_sizes(width, height):
+    """SSD-MobileNetV2's six grids at an input size (SAME padding: stride 16, then halving from 32)."""
+    import math
+
+    sizes = [(math.ceil(height / 16), math.ceil(width / 16))]
+    h, w = math.ceil(height / 32), math.ceil(width / 32)
+    for _ in range(5):
+        sizes.append((h, w))
+        h, w = math.ceil(h / 2), math.ceil(w / 2)
+    return sizes
+
+
+FIXTURE = Path(__file__).parent / "fixtures" / "ssd_mobilenet_v2_cv2_priors.npz"
+
+
+@pytest.mark.parametrize("size", [(300, 300), (320, 256)])
+def test_prior_boxes_match_the_priors_cv2_dnn_produced(size):
+    """The fixture holds ``PriorBox/concat`` as cv2.dnn 5.0 computed it from the same text graph."""
+    from pseudolabel.detectors.opencv_dnn import ModelFileNotFound, resolve_model_file
+    from pseudolabel.detectors.ssd_output import prior_box_layers, prior_boxes
+
+    try:
+        layers = prior_box_layers(resolve_model_file(CONFIG))
+    except ModelFileNotFound as e:
+        pytest.skip(str(e))
+    w, h = size
+    want = np.load(FIXTURE)
+    priors, variances = prior_boxes(layers, _grid_sizes(w, h), image_size=(w, h))
+    np.testing.assert_allclose(priors, want[f"priors_{w}x{h}"], atol=1e-6)
+    np.testing.assert_allclose(variances, want[f"variances_{w}x{h}"], atol=1e-6)
+
+
+def test_openvino_ssd_priors_come_from_its_own_graph(ov_detector):
+    ov, _ = ov_detector
+    want = np.load(FIXTURE)
+    np.testing.assert_allclose(ov.priors, want["priors_300x300"], atol=1e-6)
+    np.testing.assert_allclose(ov.variances, want["variances_300x300"], atol=1e-6)
+
+
+def test_cv2_dnn_teacher_that_cannot_read_a_tf_graph_says_so_in_one_line():
+    import cv2
+
+    from pseudolabel.detectors.opencv_dnn import ModelFileNotFound, OpenCVDnnDetector, UnreadableModelError
+
+    try:
+        OpenCVDnnDetector(MODEL, CONFIG)
+    except UnreadableModelError as e:
+        msg = str(e)
+        assert "\n" not in msg and cv2.__version__ in msg and "teacher=ssd_mobilenet_v2_openvino" in msg
+    except ModelFileNotFound as e:
+        pytest.skip(str(e))
+    else:
+        pytest.skip(f"OpenCV {cv2.__version__} still reads TensorFlow graphs")
 
 
 def _views():

@@ -145,3 +145,34 @@ def test_disabled_does_nothing():
     ds = _dataset_with_ball(frames, [0])
     assert apply_temporal(ds, TemporalConfig(enabled=False), round=1) == {"isolated": 0, "interpolated": 0}
     assert ds.boxes[0].kept and "track_id" not in ds.boxes[0].extra
+
+
+def test_hysteresis_keeps_low_boxes_a_seeded_track_confirms_and_prunes_the_rest():
+    from pseudolabel.prune.temporal import HysteresisConfig, apply_hysteresis, seeded_track_mask
+    from pseudolabel.records import Box, Dataset, Frame
+
+    assert seeded_track_mask([0, 0, 1, 2], [0.9, 0.3, 0.4, 0.8], high=0.7).tolist() == [True, True, False, True]
+    frames = [Frame(id=i + 1, file_name=f"v/{i:06d}.jpg", width=640, height=360, video_id="v", frame_index=i)
+              for i in range(6)]
+    frames.append(Frame(id=99, file_name="still.jpg", width=640, height=360, video_id="still", frame_index=0))
+    boxes = []
+    for i in range(6):  # a ball moving 20 px a frame: seed in frame 2 only, low scores elsewhere
+        x = 100 + 20 * i
+        boxes.append(Box(image_id=i + 1, xyxy=(x, 100, x + 10, 110), score=0.9 if i == 2 else 0.3, id=len(boxes) + 1))
+    for i in range(6):  # a low-score blob wandering far away, never above the threshold
+        boxes.append(Box(image_id=i + 1, xyxy=(500, 300 - 3 * i, 510, 310 - 3 * i), score=0.4, id=len(boxes) + 1))
+    boxes.append(Box(image_id=99, xyxy=(10, 10, 20, 20), score=0.5, id=len(boxes) + 1))
+    boxes.append(Box(image_id=99, xyxy=(50, 10, 60, 20), score=0.95, id=len(boxes) + 1))
+    ds = Dataset(frames=frames, boxes=boxes)
+    counts = apply_hysteresis(ds, HysteresisConfig(), round=0, high=0.7)
+    assert counts == {"track_confirmed": 5, "unconfirmed": 6, "below_threshold": 1}
+    ball, blob, still = boxes[:6], boxes[6:12], boxes[12:]
+    assert all(b.kept for b in ball) and ball[2].source == "teacher"
+    assert {b.source for b in ball[:2] + ball[3:]} == {"track_confirmed"}
+    assert ball[0].extra["detector"] == "teacher" and ball[0].extra["track_id"] == ball[5].extra["track_id"]
+    assert all(not b.kept and b.reason == "unconfirmed" for b in blob)
+    assert not still[0].kept and still[0].reason == "below_threshold" and still[1].kept
+    # off: nothing changes
+    ds2 = Dataset(frames=frames, boxes=[Box(image_id=1, xyxy=(0, 0, 9, 9), score=0.1, id=1)])
+    assert sum(apply_hysteresis(ds2, HysteresisConfig(enabled=False), round=0, high=0.7).values()) == 0
+    assert ds2.boxes[0].kept

@@ -20,6 +20,10 @@ class ModelFileNotFound(FileNotFoundError):
     pass
 
 
+class UnreadableModelError(ValueError):
+    """The installed OpenCV cannot read this model file (e.g. a TensorFlow graph on OpenCV >= 5.1)."""
+
+
 def resolve_model_file(spec: str | dict) -> Path:
     """A model file given as a path, or as ``{"package": dist_name, "file": basename}`` inside an
     installed distribution (resolved with :mod:`importlib.metadata`, never a machine-specific path)."""
@@ -105,10 +109,18 @@ class OpenCVDnnDetector:
         import cv2
 
         config_file = str(self.config_path) if self.config_path else ""
-        if self.engine == "auto":
-            return cv2.dnn.readNet(str(self.model_path), config_file)
-        flag = cv2.dnn.ENGINE_NEW if self.engine == "new" else cv2.dnn.ENGINE_CLASSIC
-        return cv2.dnn.readNet(str(self.model_path), config_file, "", flag)
+        try:
+            if self.engine == "auto":
+                return cv2.dnn.readNet(str(self.model_path), config_file)
+            flag = cv2.dnn.ENGINE_NEW if self.engine == "new" else cv2.dnn.ENGINE_CLASSIC
+            return cv2.dnn.readNet(str(self.model_path), config_file, "", flag)
+        except cv2.error as e:
+            if "importer has been removed" in str(e) or "TensorFlow" in str(e) and self.model_path.suffix == ".pb":
+                raise UnreadableModelError(
+                    f"OpenCV {cv2.__version__} cannot read the TensorFlow graph {self.model_path.name} (its TensorFlow "
+                    "importer was removed in 5.1): use teacher=ssd_mobilenet_v2_openvino (the same SSD on OpenVINO), "
+                    "an ONNX export of the model, or opencv-python-headless<5.1") from None
+            raise
 
     def _forward(self, net, images: Sequence[np.ndarray]) -> list[Detections]:
         import cv2

@@ -8,8 +8,9 @@ What runs where, so that the boxes are ``cv2.dnn``'s:
 - OpenVINO reads the frozen graph itself and runs it from ``image_tensor`` (its own preprocessing)
   to the box encodings and class logits (nodes ``concat`` and ``concat_1`` of TF object-detection
   exports), cut before TF's postprocessing.
-- The prior boxes are ``cv2.dnn``'s own (its ``PriorBox/concat`` layer from the text graph, computed
-  once per input size), and :func:`~pseudolabel.detectors.ssd_output.detection_output` decodes and
+- The prior boxes are computed as ``cv2.dnn``'s ``PriorBox`` layers would from the text graph's settings
+  (:func:`~pseudolabel.detectors.ssd_output.prior_boxes`; no OpenCV importer is needed, and
+  ``tests/test_openvino_ssd.py`` checks them against priors ``cv2.dnn`` produced), and :func:`~pseudolabel.detectors.ssd_output.detection_output` decodes and
   suppresses as ``cv2.dnn``'s ``DetectionOutput`` layer, with the text graph's settings.
 - Views are resized to the input size with ``cv2.resize`` (bilinear), as ``cv2.dnn.blobFromImages``.
 
@@ -115,9 +116,9 @@ class OpenVinoSSDDetector:
         self.workers = None if workers is None else int(workers)
         self.requested_precision = precision
         self.output_settings = _detection_output_settings(self.config_path)
-        self.priors, self.variances = self._priors(priors_layer)
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
         self._graph = _cut_graph(self.model_path, (box_encodings, class_logits), self.cache_dir)
+        self.priors, self.variances = self._priors(priors_layer)
         self._compiled: _CompiledSSD | None = None
         self._init_lock = threading.Lock()
         self._side_by_side = SideBySide(self, lambda: self, library="cv2", name="ovssd")  # shared: per-thread requests
@@ -128,15 +129,26 @@ class OpenVinoSSDDetector:
         return (self._compiled and self._compiled.precision) or self.requested_precision
 
     def _priors(self, layer: str) -> tuple[np.ndarray, np.ndarray]:
-        import cv2
+        """The text graph's prior boxes, computed as ``cv2.dnn``'s ``PriorBox`` layers would (no OpenCV
+        importer needed): widths, heights and variances from the ``.pbtxt``, each layer's grid from the
+        OpenVINO graph's shapes at this input size."""
+        from .ssd_output import prior_box_layers, prior_boxes
 
-        flag = getattr(cv2.dnn, "ENGINE_CLASSIC", None)  # OpenCV 5's new engine returns the last layer only
-        net = (cv2.dnn.readNet(str(self.model_path), str(self.config_path), "", flag) if flag is not None
-               else cv2.dnn.readNet(str(self.model_path), str(self.config_path)))
+        layers = prior_box_layers(self.config_path)
+        if layer != "PriorBox/concat":
+            raise ValueError(f"priors_layer={layer!r}: only the text graph's 'PriorBox/concat' is supported")
         w, h = self.input_size
-        net.setInput(np.zeros((1, 3, h, w), np.float32))
-        out = net.forward(layer).reshape(2, -1, 4)
-        return out[0].astype(np.float64), out[1].astype(np.float64)
+        model = self._graph.clone()
+        model.reshape({model.inputs[0].get_any_name(): [1, h, w, 3]})
+        ops = {op.get_friendly_name(): op for op in model.get_ops()}
+        missing = [lay["feature_node"] for lay in layers if lay["feature_node"] not in ops]
+        if missing:
+            raise ValueError(f"{self.model_path.name}: no node {missing} for the priors of {self.config_path.name}")
+        sizes = []
+        for lay in layers:
+            shape = ops[lay["feature_node"]].output(0).get_shape()  # NHWC, as the TF graph
+            sizes.append((int(shape[1]), int(shape[2])))
+        return prior_boxes(layers, sizes, image_size=(w, h))
 
     def _runtime(self) -> _CompiledSSD:
         """The compiled graph, with one stream per worker. Called from the caller's thread first

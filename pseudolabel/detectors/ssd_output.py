@@ -78,3 +78,87 @@ def detection_output(boxes: np.ndarray, scores: np.ndarray, *, confidence_thresh
                        torch.from_numpy(label), float(nms_threshold)).numpy()
     keep = keep[np.argsort(-s[keep], kind="stable")[:int(keep_top_k)]]
     return cand[keep], s[keep], label[keep].astype(np.int64)
+
+
+def prior_box_layers(pbtxt) -> list[dict]:
+    """The ``PriorBox`` nodes of an OpenCV text graph (``.pbtxt``), in the order ``PriorBox/concat`` joins them.
+
+    Returns
+    -------
+    One dict per layer: ``name``, ``feature_node`` (the node whose spatial size is the layer's grid),
+    ``widths`` and ``heights`` (pixels of the network input), ``variance`` (4,), ``offset`` (cell centre,
+    0.5 unless set), ``step`` (pixels, None: input size / grid size), ``clip``.
+    """
+    import re
+    from pathlib import Path
+
+    text = Path(pbtxt).read_text()
+    nodes = re.split(r"\nnode \{", text)
+    layers = []
+    for node in nodes:
+        if not re.search(r'op: "PriorBox"', node):
+            continue
+        name = re.search(r'name: "([^"]+)"', node).group(1)
+        inputs = re.findall(r'input: "([^"]+)"', node)
+
+        def floats(key, node=node):
+            m = re.search(r'key: "%s"\s*value \{(.*?)\n  \}' % key, node, re.S)
+            return [float(v) for v in re.findall(r"(?:float_val|f): ([-0-9.e]+)", m.group(1))] if m else None
+
+        def flag(key, node=node, default=False):
+            m = re.search(r'key: "%s"\s*value \{\s*b: (true|false)' % key, node)
+            return default if m is None else m.group(1) == "true"
+
+        widths, heights = floats("width"), floats("height")
+        if not widths or not heights or len(widths) != len(heights):
+            raise ValueError(f"{pbtxt}: PriorBox {name} needs explicit width and height lists of one length "
+                             "(TF object-detection text graphs have them)")
+        if flag("flip"):
+            raise ValueError(f"{pbtxt}: PriorBox {name} flip=true is not supported")
+        step, offset = floats("step"), floats("offset")
+        layers.append(dict(name=name, feature_node=inputs[0], widths=widths, heights=heights,
+                           variance=floats("variance") or [0.1, 0.1, 0.2, 0.2], offset=offset[0] if offset else 0.5,
+                           step=step[0] if step else None, clip=flag("clip")))
+    concat = re.search(r'name: "PriorBox/concat"(.*?)(?:\nnode \{|\Z)', text, re.S)
+    if concat:
+        order = re.findall(r'input: "([^"]+)"', concat.group(1))
+        by_name = {layer["name"]: layer for layer in layers}
+        layers = [by_name[n] for n in order if n in by_name]
+    if not layers:
+        raise ValueError(f"{pbtxt}: no PriorBox node")
+    return layers
+
+
+def prior_boxes(layers: list[dict], feature_sizes: list[tuple[int, int]], *, image_size: tuple[int, int]
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Prior boxes as OpenCV's ``PriorBox`` layer computes them from explicit widths and heights.
+
+    Parameters
+    ----------
+    layers : the dicts of :func:`prior_box_layers`.
+    feature_sizes : one ``(height, width)`` grid per layer.
+    image_size : ``(width, height)`` of the network input, in pixels.
+
+    Returns
+    -------
+    priors : (A, 4) float64 xyxy, normalised by the image size; rows run over grid rows, then columns,
+        then the layer's boxes, layer after layer.
+    variances : (A, 4) float64.
+    """
+    img_w, img_h = (float(v) for v in image_size)
+    priors, variances = [], []
+    for layer, (fh, fw) in zip(layers, feature_sizes, strict=True):
+        step_x = layer["step"] or img_w / fw
+        step_y = layer["step"] or img_h / fh
+        cy, cx = np.meshgrid((np.arange(fh) + layer["offset"]) * step_y,
+                             (np.arange(fw) + layer["offset"]) * step_x, indexing="ij")
+        half_w = np.asarray(layer["widths"], dtype=np.float64) / 2
+        half_h = np.asarray(layer["heights"], dtype=np.float64) / 2
+        cx, cy = cx.reshape(-1, 1), cy.reshape(-1, 1)
+        boxes = np.stack([(cx - half_w) / img_w, (cy - half_h) / img_h,
+                          (cx + half_w) / img_w, (cy + half_h) / img_h], axis=-1).reshape(-1, 4)
+        if layer["clip"]:
+            boxes = np.clip(boxes, 0.0, 1.0)
+        priors.append(boxes)
+        variances.append(np.broadcast_to(np.asarray(layer["variance"], dtype=np.float64), boxes.shape))
+    return np.concatenate(priors), np.concatenate(variances)

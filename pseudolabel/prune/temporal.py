@@ -89,10 +89,13 @@ class _Track:
 
 
 def _pair_cost(track: _Track, step: int, c: np.ndarray, wh: np.ndarray, diag: np.ndarray, *,
-               gate: float, max_size_ratio: float, iou_weight: float) -> np.ndarray:
+               gate: float, max_size_ratio: float, iou_weight: float,
+               max_displacement: float | None = None) -> np.ndarray:
     """(M,) association cost of one track with the M detections of a frame (``_INFEASIBLE`` if gated out)."""
     p = track.predict_centre(step)
     radius = gate * track.diag * (step - track.step)
+    if max_displacement is not None:
+        radius = min(radius, float(max_displacement) * (step - track.step))
     dist = np.hypot(c[:, 0] - p[0], c[:, 1] - p[1])
     # IoU of the predicted box (track size at the predicted centre) with each detection.
     half = track.wh / 2
@@ -107,7 +110,8 @@ def _pair_cost(track: _Track, step: int, c: np.ndarray, wh: np.ndarray, diag: np
 
 
 def track_boxes(steps, boxes, *, max_gap: int = 3, gate: float = 3.0, max_size_ratio: float = 2.5,
-                iou_weight: float = 0.5, accel: float = 0.5, meas: float = 0.1, v0: float = 3.0) -> np.ndarray:
+                iou_weight: float = 0.5, accel: float = 0.5, meas: float = 0.1, v0: float = 3.0,
+                max_displacement: float | None = None) -> np.ndarray:
     """Link the boxes of one video into tracks.
 
     Parameters
@@ -128,6 +132,8 @@ def track_boxes(steps, boxes, *, max_gap: int = 3, gate: float = 3.0, max_size_r
         IoU between the predicted box and the detection.
     accel, meas, v0 : float
         Kalman noise, in box diagonals: acceleration per step^2, measurement error, prior velocity.
+    max_displacement : float or None
+        If set, the gate radius is also capped at this many pixels per step elapsed.
 
     Returns
     -------
@@ -151,7 +157,7 @@ def track_boxes(steps, boxes, *, max_gap: int = 3, gate: float = 3.0, max_size_r
         matched: dict[int, _Track] = {}
         if live:
             cost = np.stack([_pair_cost(t, int(step), c, wh, diag, gate=gate, max_size_ratio=max_size_ratio,
-                                        iou_weight=iou_weight) for t in live])
+                                        iou_weight=iou_weight, max_displacement=max_displacement) for t in live])
             for r, j in zip(*linear_sum_assignment(cost)):
                 if cost[r, j] < _INFEASIBLE:
                     matched[int(j)] = live[r]
@@ -296,4 +302,88 @@ def apply_temporal(ds: Dataset, cfg: TemporalConfig, *, round: int) -> dict[str,
             kept_by_image.setdefault(frame.id, []).append(nb)
     ds.boxes.extend(new_boxes)
     counts["interpolated"] = len(new_boxes)
+    return counts
+
+
+# ------------------------------------------------------------------------ hysteresis in time
+@dataclass
+class HysteresisConfig:
+    """Options of :func:`apply_hysteresis`: a box below the round's score threshold is kept only when it
+    links to a track that holds a box above it (a seed)."""
+
+    enabled: bool = True
+    floor: float = 0.2             # labels.json keeps detections down to this score
+    max_gap: int = 2               # sampled frames a track may go undetected
+    gate: float = 3.0              # box diagonals per sampled frame around the predicted centre
+    max_displacement: float | None = None  # px per sampled frame at most (None: the gate alone)
+    max_size_ratio: float = 2.5
+    iou_weight: float = 0.2        # association cost weight of IoU (small balls: distance matters most)
+
+
+def seeded_track_mask(track_ids, scores, *, high: float) -> np.ndarray:
+    """(N,) bool: ``True`` for boxes whose track holds at least one box scoring ``>= high``.
+
+    Parameters
+    ----------
+    track_ids : array_like of int, shape (N,)
+    scores : array_like of float, shape (N,)
+    high : float
+        The seed threshold (the round's score threshold).
+    """
+    track_ids = np.asarray(track_ids)
+    seeded = np.unique(track_ids[np.asarray(scores, dtype=np.float64) >= high])
+    return np.isin(track_ids, seeded)
+
+
+def apply_hysteresis(ds: Dataset, cfg: HysteresisConfig, *, round: int, high: float) -> dict[str, int]:
+    """Keep the kept boxes below ``high`` that a seeded track confirms; prune the others, in place.
+
+    Per video, every kept box (down to the label floor) is tracked (:func:`track_boxes`). A box scoring
+    ``>= high`` is a seed and stays as it is. A box below ``high`` on a track with a seed stays kept with
+    ``source="track_confirmed"`` (``extra["detector"]`` = its detector, ``extra["track_id"]``); every other box
+    below ``high`` is pruned with reason ``unconfirmed``. A still image (a video of one sampled frame) has no
+    time axis: its boxes below ``high`` are pruned with reason ``below_threshold``.
+
+    Returns
+    -------
+    dict
+        ``{"unconfirmed": pruned, "below_threshold": pruned on stills, "track_confirmed": kept by a track}``.
+    """
+    counts = {"unconfirmed": 0, "below_threshold": 0, "track_confirmed": 0}
+    if not cfg.enabled:
+        return counts
+    frames = {f.id: f for f in ds.frames}
+    n_frames: dict[str, int] = {}
+    for f in ds.frames:
+        n_frames[f.video_id] = n_frames.get(f.video_id, 0) + 1
+    by_video: dict[str, list[Box]] = {}
+    for b in ds.kept_boxes():
+        by_video.setdefault(frames[b.image_id].video_id, []).append(b)
+    for vid, boxes in by_video.items():
+        low = np.array([b.score < high for b in boxes])
+        if not low.any():
+            continue
+        if n_frames[vid] < 2:
+            for b, is_low in zip(boxes, low):
+                if is_low:
+                    b.prune("below_threshold", pruned_round=round)
+            counts["below_threshold"] += int(low.sum())
+            continue
+        vframes = sorted((f for f in ds.frames if f.video_id == vid), key=lambda f: (f.frame_index, f.id))
+        step_of = {f.id: s for s, f in enumerate(vframes)}
+        steps = np.array([step_of[b.image_id] for b in boxes], dtype=np.int64)
+        xyxy = ds.xyxy(boxes)
+        tids = track_boxes(steps, xyxy, max_gap=cfg.max_gap, gate=cfg.gate, max_size_ratio=cfg.max_size_ratio,
+                           iou_weight=cfg.iou_weight, max_displacement=cfg.max_displacement)
+        confirmed = seeded_track_mask(tids, [b.score for b in boxes], high=high)
+        for b, t, is_low, ok in zip(boxes, tids, low, confirmed):
+            if not is_low:
+                continue
+            if ok:
+                b.extra.update(detector=b.source, track_id=f"{vid}:{int(t)}")
+                b.source = "track_confirmed"
+                counts["track_confirmed"] += 1
+            else:
+                b.prune("unconfirmed", pruned_round=round)
+                counts["unconfirmed"] += 1
     return counts

@@ -1,0 +1,172 @@
+"""One validation step for the composed config: every setting a user is likely to mistype, checked before any
+work starts.
+
+The schema is a table (:data:`SCHEMA`): dotted key -> :class:`Rule` (type, range or choices, null allowed).
+Keys absent from the composed config (another teacher, another pruner set) are not checked. A violation
+raises :class:`ConfigError` with one line naming the key, the value and what is allowed; the command line
+prints it and exits with code 2.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+STAGES: tuple[str, ...] = ("demo", "round", "download", "synth", "sample", "label", "relabel", "train", "prune",
+                           "merge", "evaluate", "export", "report", "sweep_trial")
+
+
+class ConfigError(ValueError):
+    """A setting of the wrong type, out of its range, or naming something that does not exist."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What one key may hold.
+
+    ``kind`` is ``"int"``, ``"float"``, ``"bool"`` or ``"str"``; ``lo``/``hi`` bound numbers (inclusive unless
+    ``lo_open``/``hi_open``); ``choices`` lists the allowed strings; ``nullable`` allows null.
+    """
+
+    kind: str
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+    choices: tuple[str, ...] | None = None
+    nullable: bool = False
+
+    def allowed(self) -> str:
+        if self.choices:
+            text = "one of " + ", ".join(self.choices)
+        elif self.kind in ("int", "float"):
+            noun = "an integer" if self.kind == "int" else "a number"
+            if self.lo is not None and self.hi is not None:
+                text = (f"{noun} in {'(' if self.lo_open else '['}{_fmt(self.lo)}, "
+                        f"{_fmt(self.hi)}{')' if self.hi_open else ']'}")
+            elif self.lo is not None:
+                text = f"{noun} {'>' if self.lo_open else '>='} {_fmt(self.lo)}"
+            else:
+                text = noun
+        else:
+            text = {"bool": "true or false", "str": "a string"}[self.kind]
+        return text + (" or null" if self.nullable else "")
+
+    def check(self, value: Any) -> bool:
+        if value is None:
+            return self.nullable
+        if self.kind == "bool":
+            return isinstance(value, bool)
+        if self.kind == "str":
+            return isinstance(value, str) and (self.choices is None or value in self.choices)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        if self.kind == "int" and not (isinstance(value, int) or float(value).is_integer()):
+            return False
+        if not math.isfinite(float(value)):
+            return False
+        if self.lo is not None and (value < self.lo or (self.lo_open and value == self.lo)):
+            return False
+        if self.hi is not None and (value > self.hi or (self.hi_open and value == self.hi)):
+            return False
+        return True
+
+
+def _fmt(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else str(v)
+
+
+UNIT = Rule("float", 0.0, 1.0)
+IOU = Rule("float", 0.0, 1.0, lo_open=True)
+COUNT = Rule("int", 1)
+OPTIONAL_COUNT = Rule("int", 1, nullable=True)
+
+SCHEMA: dict[str, Rule] = {
+    "stage": Rule("str", choices=STAGES),
+    "exp": Rule("str"),
+    "round": Rule("int", 0),
+    "rounds": Rule("int", 0),
+    "seed": Rule("int", 0),
+    # teacher
+    "teacher.score_threshold": UNIT,
+    "teacher.batch_size": COUNT,
+    "teacher.detector.tile_size": Rule("int", 32, nullable=True),
+    "teacher.detector.overlap": Rule("float", 0.0, 1.0, hi_open=True),
+    "teacher.detector.fusion_iou": IOU,
+    "teacher.detector.batch_size": COUNT,
+    "teacher.detector.full_frame": Rule("bool"),
+    "teacher.detector.detector.forward_batch": OPTIONAL_COUNT,
+    "teacher.detector.detector.workers": OPTIONAL_COUNT,
+    "teacher.detector.detector.min_score": UNIT,
+    "teacher.detector.detector.precision": Rule("str", choices=("fp32", "bf16")),
+    # student training and relabelling
+    "student.datamodule.batch_size": COUNT,
+    "student.datamodule.crop_size": Rule("int", 32),
+    "student.datamodule.val_fraction": Rule("float", 0.0, 1.0, hi_open=True),
+    "student.datamodule.negatives_fraction": Rule("float", 0.0, 1.0, hi_open=True),
+    "student.module.optimizer.lr": Rule("float", 0.0, lo_open=True),
+    "student.trainer.max_epochs": COUNT,
+    "student.trainer.max_steps": Rule("int", -1),
+    "relabel.policy": Rule("str", choices=("fixed", "adaptive")),
+    "relabel.score_threshold": UNIT,
+    "relabel.target_precision": UNIT,
+    "relabel.min_threshold": UNIT,
+    "relabel.batch_size": OPTIONAL_COUNT,
+    "relabel.forward_batch": COUNT,
+    "relabel.workers": OPTIONAL_COUNT,
+    "relabel.backend": Rule("str", choices=("auto", "torch", "onnxruntime", "openvino")),
+    "relabel.precision": Rule("str", choices=("fp32", "bf16")),
+    "label.num_shards": COUNT,
+    "label.shard": Rule("int", 0, nullable=True),
+    "label.num_threads": OPTIONAL_COUNT,
+    # pruners, merge, evaluation
+    "prune.heuristics.min_visible": UNIT,
+    "prune.heuristics.min_size": Rule("float", 0.0, nullable=True),
+    "prune.heuristics.max_size": Rule("float", 0.0, lo_open=True, nullable=True),
+    "prune.heuristics.max_aspect": Rule("float", 1.0, nullable=True),
+    "prune.heuristics.log_size_k": Rule("float", 0.0, lo_open=True),
+    "prune.heuristics.overlap_iou": Rule("float", 0.0, 1.0, lo_open=True, nullable=True),
+    "prune.heuristics.static_iou": IOU,
+    "prune.heuristics.static_min_fraction": UNIT,
+    "prune.heuristics.static_min_frames": COUNT,
+    "prune.hysteresis.enabled": Rule("bool"),
+    "prune.hysteresis.floor": UNIT,
+    "prune.hysteresis.max_gap": Rule("int", 0),
+    "prune.hysteresis.gate": Rule("float", 0.0, lo_open=True),
+    "prune.hysteresis.max_displacement": Rule("float", 0.0, lo_open=True, nullable=True),
+    "merge.iou_threshold": IOU,
+    "merge.geometry": Rule("str", choices=("new", "prev", "fused")),
+    "evaluate.iou_threshold": IOU,
+    "evaluate.centre_distance": Rule("float", 0.0, lo_open=True),
+    "collapse_guard.max_factor": Rule("float", 1.0, lo_open=True, nullable=True),
+    "sweep.rounds": Rule("int", 0),
+    "sweep.label_floor": UNIT,
+    "sweep.repeats": COUNT,
+    "data.sampling.stride": OPTIONAL_COUNT,
+    "data.sampling.target_fps": Rule("float", 0.0, lo_open=True, nullable=True),
+}
+
+
+def validate(cfg: Any, schema: dict[str, Rule] | None = None) -> None:
+    """Check every key of ``schema`` present in ``cfg`` (a DictConfig; interpolations resolved).
+
+    Raises
+    ------
+    ConfigError
+        At the first violation: ``<key>=<value>: expected <what is allowed>``.
+    """
+    from omegaconf import OmegaConf
+
+    for key, rule in (SCHEMA if schema is None else schema).items():
+        missing = object()
+        value = OmegaConf.select(cfg, key, default=missing, throw_on_missing=False)
+        if value is missing:
+            continue
+        if OmegaConf.is_config(value):
+            raise ConfigError(f"{key}: expected {rule.allowed()}, got a {type(value).__name__}")
+        if not rule.check(value):
+            raise ConfigError(f"{key}={_shown(value)}: expected {rule.allowed()}")
+
+
+def _shown(value: Any) -> str:
+    return "null" if value is None else str(value)
