@@ -88,6 +88,16 @@ def teacher_alone_at(root: Path, exp: str, gt, *, precision: float) -> dict | No
     return best
 
 
+def pruned_truth(root: Path, exp: str, k: int, gt) -> dict:
+    """Boxes each pruner removed in round k (this round's decisions only), true balls against false boxes."""
+    from pseudolabel.coco import load_coco
+    from pseudolabel.evaluate import pruned_truth_by_reason
+
+    ds = load_coco(root / "runs" / exp / f"round_{k}" / "annotations.json")
+    ds.boxes = [b for b in ds.boxes if b.kept or b.extra.get("pruned_round", k) == k]
+    return pruned_truth_by_reason(ds, gt, max_centre_distance=4.0)
+
+
 def round0_without_hysteresis(root: Path, exp: str, gt, cfg) -> dict:
     """Round 0's labels as they would be without the hysteresis: boxes below the threshold dropped, then the
     same heuristics as the run."""
@@ -124,6 +134,9 @@ def main(argv=None) -> int:
     ap.add_argument("--clips", type=int, default=None, help="football_broadcast: only the first N clips")
     ap.add_argument("--root", default=str(REPO / "runs" / "label_quality"), help="where the runs are kept")
     ap.add_argument("--tag", default="", help="suffix of the experiment names (compare settings side by side)")
+    ap.add_argument("--reuse-round0", default=None, metavar="TAG",
+                    help="start from the frames and round 0 of the runs tagged TAG ('' for untagged): compare "
+                         "student settings on the same teacher labels")
     ap.add_argument("--out", default=None, help="JSON output (default: <root>/label_quality<tag>.json)")
     ap.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run, e.g. prune=full")
     a = ap.parse_args(argv)
@@ -140,6 +153,12 @@ def main(argv=None) -> int:
         overrides += list(a.overrides)
         exp = f"{name}{a.tag}"
         cfg = compose([*overrides, f"paths.root_dir={root}", f"paths.shared_dir={SHARED}", f"exp={exp}"])
+        if a.reuse_round0 is not None and not (root / "runs" / exp / "round_0").exists():
+            import shutil
+
+            src = root / "runs" / f"{name}{a.reuse_round0}"
+            for part in ("frames", "round_0"):
+                shutil.copytree(src / part, root / "runs" / exp / part, symlinks=True)
         entry: dict = {"overrides": overrides, "rounds": []}
         results["sets"][name] = entry
         for k in range(a.rounds + 1):
@@ -153,9 +172,10 @@ def main(argv=None) -> int:
                 gt = load_ground_truth(dict(cfg.data.ground_truth))
                 entry["round0_without_hysteresis"] = round0_without_hysteresis(root, exp, gt, cfg)
             alone = teacher_alone_at(root, exp, gt, precision=m["precision"])
+            pruned = pruned_truth(root, exp, k, gt)
             row = {"set": name, "round": k, "n_boxes": m["n_boxes"], "precision": m["precision"],
                    "recall": m["recall"], "f1": m["f1"], "at_centre": m.get("at_centre"),
-                   "teacher_alone_same_precision": alone, "wall_s": wall}
+                   "teacher_alone_same_precision": alone, "wall_s": wall, "pruned_truth": pruned}
             entry["rounds"].append(row)
             rows.append(row)
     print()
@@ -170,6 +190,11 @@ def main(argv=None) -> int:
               f"{c.get('f1', float('nan')):>7.3f}"
               f"{(alone or {}).get('f1', float('nan')):>9.3f}{(alone or {}).get('threshold', float('nan')):>7.2f}"
               f"{wall:>8}")
+    print("\npruned by reason in each round (true balls lost / false boxes removed; centre within 4 px):")
+    for r in rows:
+        if r["pruned_truth"]:
+            print(f"  {r['set']} round {r['round']}: " + ", ".join(
+                f"{reason} {c['true']}/{c['false']}" for reason, c in r["pruned_truth"].items()))
     for name, entry in results["sets"].items():
         w = entry.get("round0_without_hysteresis")
         if w:

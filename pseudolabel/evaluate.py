@@ -210,6 +210,36 @@ def evaluate(pred: Dataset, gt: Dataset, *, iou_threshold: float = 0.5, kept_onl
     }
 
 
+def pruned_truth_by_reason(pred: Dataset, gt: Dataset, *, iou_threshold: float = 0.5,
+                           max_centre_distance: float | None = None) -> dict[str, dict[str, int]]:
+    """What each pruner removed, judged against ground truth: ``{reason: {"true": n, "false": n}}``.
+
+    A pruned box is *true* when keeping it would have added a true positive: it matches (as
+    :func:`match_boxes`, IoU or centre distance) a ground-truth box of its frame that no kept box
+    matches. Every other pruned box (no ball there, or a duplicate of a ball already found) is *false*.
+    Frames are joined as in :func:`evaluate`; frames without ground truth are skipped.
+    """
+    pred_frames, gt_frames = _frames_by_key(pred, "predictions"), _frames_by_key(gt, "ground truth")
+    all_boxes, gt_boxes = pred.boxes_by_image(kept_only=False), gt.boxes_by_image(kept_only=True)
+    out: dict[str, dict[str, int]] = {}
+    for key in sorted(set(pred_frames) & set(gt_frames)):
+        boxes = all_boxes.get(pred_frames[key].id, [])
+        gts = gt_boxes.get(gt_frames[key].id, [])
+        kept = [b for b in boxes if b.kept]
+        _, kept_idx = match_boxes([b.xyxy for b in kept], [b.score for b in kept], [b.xyxy for b in gts],
+                                  iou_threshold=iou_threshold, max_centre_distance=max_centre_distance)
+        found = set(kept_idx[kept_idx >= 0].tolist())
+        missed = [g for j, g in enumerate(gts) if j not in found]
+        for b in boxes:
+            if b.kept:
+                continue
+            tp, _ = match_boxes([b.xyxy], [b.score], [g.xyxy for g in missed], iou_threshold=iou_threshold,
+                                max_centre_distance=max_centre_distance)
+            counts = out.setdefault(b.reason or "unknown", {"true": 0, "false": 0})
+            counts["true" if tp[0] else "false"] += 1
+    return {r: out[r] for r in sorted(out)}
+
+
 def _fmt(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.3f}"
 

@@ -27,17 +27,29 @@ def _box_sort_key(b: Box) -> tuple:
     return (*b.xyxy, -b.score, b.decision, b.id)
 
 
-def match_boxes(prev: list[Box], new: list[Box], *, iou_threshold: float) -> list[tuple[int, int]]:
-    """One-to-one matches ``(i_prev, i_new)`` with IoU >= ``iou_threshold``.
+def match_boxes(prev: list[Box], new: list[Box], *, iou_threshold: float,
+                centre_factor: float | None = None) -> list[tuple[int, int]]:
+    """One-to-one matches ``(i_prev, i_new)`` with IoU >= ``iou_threshold`` or, with ``centre_factor``, centres
+    closer than ``centre_factor`` times the smaller box diagonal (two estimates of one tiny ball often overlap
+    less than the IoU threshold).
 
-    Each pass of :data:`_PASSES` maximises the summed IoU (``scipy.optimize.linear_sum_assignment``)
-    over the boxes still unmatched.
+    Each pass of :data:`_PASSES` maximises a summed weight (``scipy.optimize.linear_sum_assignment``) over the
+    boxes still unmatched: ``1 + IoU`` for pairs over the IoU threshold, then ``1 - distance / limit`` for
+    centre-only pairs.
     """
     if not prev or not new:
         return []
     from scipy.optimize import linear_sum_assignment
 
     iou = iou_matrix([b.xyxy for b in prev], [b.xyxy for b in new])
+    weight = np.where(iou >= iou_threshold, 1.0 + iou, 0.0)
+    if centre_factor is not None:
+        p, n = np.array([b.xyxy for b in prev], float), np.array([b.xyxy for b in new], float)
+        cp, cn = (p[:, :2] + p[:, 2:]) / 2, (n[:, :2] + n[:, 2:]) / 2
+        dist = np.linalg.norm(cp[:, None, :] - cn[None, :, :], axis=-1)
+        limit = centre_factor * np.minimum(np.hypot(*(p[:, 2:] - p[:, :2]).T)[:, None],
+                                           np.hypot(*(n[:, 2:] - n[:, :2]).T)[None, :])
+        weight = np.where((weight == 0) & (dist < limit), 1.0 - dist / np.maximum(limit, 1e-9), weight)
     free_p, free_n = set(range(len(prev))), set(range(len(new)))
     pairs: list[tuple[int, int]] = []
     for prev_kept, new_kept in _PASSES:
@@ -45,10 +57,10 @@ def match_boxes(prev: list[Box], new: list[Box], *, iou_threshold: float) -> lis
         ni = [j for j in sorted(free_n) if new[j].kept == new_kept]
         if not pi or not ni:
             continue
-        sub = iou[np.ix_(pi, ni)]
-        rows, cols = linear_sum_assignment(np.where(sub >= iou_threshold, sub, 0.0), maximize=True)
+        sub = weight[np.ix_(pi, ni)]
+        rows, cols = linear_sum_assignment(sub, maximize=True)
         for r, c in zip(rows, cols):
-            if sub[r, c] >= iou_threshold:
+            if sub[r, c] > 0:
                 pairs.append((pi[r], ni[c]))
                 free_p.discard(pi[r])
                 free_n.discard(ni[c])
@@ -108,7 +120,7 @@ def _from_new(n: Box, round: int) -> Box:
 
 
 def merge_rounds(prev: Dataset, new: Dataset, *, round: int, iou_threshold: float = 0.5,
-                 geometry: str = "new") -> Dataset:
+                 geometry: str = "new", centre_factor: float | None = None) -> Dataset:
     """Dataset of round ``round``: ``prev`` updated with the boxes of ``new``. Inputs are not mutated.
 
     Parameters
@@ -121,6 +133,8 @@ def merge_rounds(prev: Dataset, new: Dataset, *, round: int, iou_threshold: floa
         Round number written to ``info["round"]`` and to the ``first_round`` of new boxes.
     iou_threshold : float
         Minimum IoU (``xyxy`` boxes) for a previous and a new box to be the same object.
+    centre_factor : float or None
+        Also the same object: centres closer than this times the smaller box diagonal (:func:`match_boxes`).
     geometry : {"new", "prev", "fused"}
         Box of a confirmed pair (both kept): the new round's, the previous one's, or their
         score-weighted average (two noisy estimates of one ball; the student localises tiny balls
@@ -166,7 +180,7 @@ def merge_rounds(prev: Dataset, new: Dataset, *, round: int, iou_threshold: floa
             boxes += [_from_prev(p, "carried_over") for p in pboxes]
             continue
         nboxes = new_boxes[nf.id]
-        pairs = match_boxes(pboxes, nboxes, iou_threshold=iou_threshold)
+        pairs = match_boxes(pboxes, nboxes, iou_threshold=iou_threshold, centre_factor=centre_factor)
         matched_p = {i for i, _ in pairs}
         matched_n = {j for _, j in pairs}
         frame_out = [_from_matched(pboxes[i], nboxes[j], geometry) for i, j in pairs]

@@ -147,7 +147,9 @@ def stage_label(cfg: DictConfig, k: int, frames: Dataset, detector_factory: Call
     shard, num_shards = label_shard(cfg)
     parts_dir = rdir / PARTS_DIRNAME
     floor = float(cfg.relabel.min_threshold) if policy == "adaptive" else float(score_threshold)
-    hysteresis_floor = _hysteresis_floor(cfg)
+    # round 0 keeps the teacher's boxes down to the hysteresis floor (tracks confirm them); a student round keeps
+    # its boxes above the relabel threshold and lets agreement with round k-1 seed its tracks (prune.hysteresis)
+    hysteresis_floor = _hysteresis_floor(cfg) if k == 0 else None
     keep_floor = min(float(score_threshold), hysteresis_floor) if hysteresis_floor is not None else None
     if keep_floor is not None:  # labels.json keeps the boxes a track may confirm (prune.hysteresis)
         floor = min(floor, keep_floor)
@@ -275,17 +277,27 @@ def stage_train(cfg: DictConfig, k: int) -> Path:
 
 
 def _build_student(cfg: DictConfig, checkpoint: Path):
+    """Round k's student; with ``relabel.native_tiles`` frames longer than the model's ``max_size`` are cut into
+    tiles of ``max_size`` so that the student sees balls at the native scale it trained on (its training crops are
+    native-resolution), not shrunk with the whole frame."""
     from .safe_config import instantiate
 
+    from .detectors.tiling import TiledDetector
     from .student.model import StudentDetector
 
-    return StudentDetector.from_checkpoint(checkpoint, model_factory=lambda: instantiate(cfg.student.model,
-                                                                                       pretrained=False),
-                                           backend=str(cfg.relabel.get("backend") or "auto"),
-                                           batch_size=int(cfg.relabel.get("forward_batch") or 1),
-                                           workers=cfg.relabel.get("workers"),
-                                           lean_heads=cfg.relabel.get("lean_heads"),
-                                           precision=str(cfg.relabel.get("precision") or "fp32"))
+    student = StudentDetector.from_checkpoint(checkpoint, model_factory=lambda: instantiate(cfg.student.model,
+                                                                                          pretrained=False),
+                                              backend=str(cfg.relabel.get("backend") or "auto"),
+                                              batch_size=int(cfg.relabel.get("forward_batch") or 1),
+                                              workers=cfg.relabel.get("workers"),
+                                              lean_heads=cfg.relabel.get("lean_heads"),
+                                              precision=str(cfg.relabel.get("precision") or "fp32"))
+    if not cfg.relabel.get("native_tiles", False):
+        return student
+    tiled = TiledDetector(student, tile_size=int(student.model.transform.max_size), overlap=0.25, full_frame=False,
+                          batch_size=student.frames_per_call)
+    tiled.frames_per_call = max(1, student.frames_per_call // 2)  # a large frame gives two or more tiles
+    return tiled
 
 
 def stage_prune(cfg: DictConfig, k: int) -> None:
@@ -305,7 +317,9 @@ def stage_prune(cfg: DictConfig, k: int) -> None:
             from .prune.temporal import HysteresisConfig, apply_hysteresis
 
             high = float(ds.info.get("score_threshold", 0.0))
-            counts.update(apply_hysteresis(ds, HysteresisConfig(**pcfg["hysteresis"]), round=k, high=high))
+            hcfg = HysteresisConfig(**pcfg["hysteresis"])
+            seeds = _agreeing_box_ids(cfg, k, ds) if k > 0 and hcfg.student_seeds == "agreement" else None
+            counts.update(apply_hysteresis(ds, hcfg, round=k, high=high, seeds=seeds))
             confirmed = counts.pop("track_confirmed")
         if pcfg.get("features"):
             from .prune.features import FeatureOutlierConfig, apply_feature_outliers, load_features
@@ -327,6 +341,25 @@ def stage_prune(cfg: DictConfig, k: int) -> None:
     _run_once(rdir, "prune", run)
 
 
+def _agreeing_box_ids(cfg: DictConfig, k: int, ds: Dataset) -> set[int]:
+    """Ids of the kept boxes of ``ds`` (round k's labels) that match a kept box of round k-1 on the same frame
+    (as the merge matches them): the student re-finding what the previous round trusted."""
+    from .merge import match_boxes
+
+    prev = load_coco(round_dir(cfg, k - 1) / "annotations.json")
+    prev_by_key = {f.key: f.id for f in prev.frames}
+    prev_kept = prev.boxes_by_image(kept_only=True)
+    new_kept = ds.boxes_by_image(kept_only=True)
+    out: set[int] = set()
+    for f in ds.frames:
+        old = prev_kept.get(prev_by_key.get(f.key), [])
+        new = new_kept.get(f.id, [])
+        for _, j in match_boxes(old, new, iou_threshold=float(cfg.merge.iou_threshold),
+                                centre_factor=OmegaConf.select(cfg, "merge.centre_factor")):
+            out.add(new[j].id)
+    return out
+
+
 def stage_merge(cfg: DictConfig, k: int) -> None:
     """Round 0: the pruned labels are the dataset. Round k: merge box by box with round k-1."""
     rdir = round_dir(cfg, k)
@@ -343,6 +376,7 @@ def stage_merge(cfg: DictConfig, k: int) -> None:
 
             prev = load_coco(round_dir(cfg, k - 1) / "annotations.json")
             merged = merge_rounds(prev, new, round=k, iou_threshold=float(cfg.merge.iou_threshold),
+                                  centre_factor=OmegaConf.select(cfg, "merge.centre_factor"),
                                   geometry=str(cfg.merge.geometry))
             problems = check_merge_invariant(prev, merged)
             if problems:
@@ -436,6 +470,7 @@ def run_round(cfg: DictConfig, k: int, *, logger=None) -> dict:
     if label_shard(cfg)[0] is not None:
         raise PipelineError("label.shard labels part of the videos and stops: use it with stage=label or "
                             "stage=relabel, then merge with the same command without label.shard")
+    stage_synth(cfg)  # the embedded synthetic suite, when the data config asks for it and it is absent
     frames = stage_sample(cfg)
     if k > 0:
         stage_train(cfg, k)
@@ -489,6 +524,8 @@ def _teacher_digest(cfg: DictConfig, floor: float) -> str:
 def run_sweep_trial(cfg: DictConfig, *, trial: str) -> float:
     """One trial of a Hydra sweep: round 0 (then rounds 1..``sweep.rounds``) of ``cfg`` in
     ``runs/<exp>/sweep/<trial>/``; returns the objective of :mod:`pseudolabel.sweep` (to maximise).
+    With ``sweep.repeats=k`` the trial runs k times (seeds ``seed .. seed+k-1``, in ``repeat_<r>/``) and
+    returns the mean, a :class:`~pseudolabel.sweep.TrialValue` that also carries every value and the spread.
 
     The experiment's frames are sampled once, and the teacher labels them once at ``sweep.label_floor``
     (``runs/<exp>/sweep/teacher_<digest of the detector config>``); each trial keeps the boxes at or above
@@ -496,8 +533,6 @@ def run_sweep_trial(cfg: DictConfig, *, trial: str) -> float:
     only settings that do not change the sampled frames (teacher threshold or detector, pruners, merge,
     student); a data or sampling change is another experiment.
     """
-    from .sweep import objective, track_proxy
-
     floor, threshold = float(cfg.sweep.label_floor), float(cfg.teacher.score_threshold)
     if threshold < floor:
         raise PipelineError(f"teacher.score_threshold={threshold} is below sweep.label_floor={floor}: "
@@ -508,13 +543,37 @@ def run_sweep_trial(cfg: DictConfig, *, trial: str) -> float:
     base = _relocated(cfg, sweep_dir / f"teacher_{_teacher_digest(cfg, floor)}")
     stage_label(base, 0, frames, lambda: _build_teacher(cfg), class_ids=cfg.teacher.class_ids,
                 score_threshold=floor, batch_size=cfg.teacher.batch_size)
-    tcfg = _relocated(cfg, sweep_dir / trial)
+    repeats = int(cfg.sweep.get("repeats") or 1)
+    values, records = [], []
+    for r in range(repeats):  # repeat r: seed + r (student training); round 0 alone gives the same value each time
+        tcfg = _relocated(cfg, sweep_dir / trial / (f"repeat_{r}" if repeats > 1 else ""))
+        tcfg.seed = int(cfg.seed) + r
+        name, value, record = _sweep_trial_once(tcfg, base, threshold=threshold, floor=floor)
+        values.append(value)
+        records.append(record)
+    from .sweep import TrialValue
+
+    result = TrialValue.of(values)
+    io.atomic_write_json(sweep_dir / trial / "trial.json", {
+        "trial": trial, "objective": name, "value": float(result), "values": values, "spread": result.spread,
+        "repeats": repeats, "runs": records})
+    log.info("sweep trial %s: %s = %s", trial, name, result.describe())
+    return result
+
+
+def _sweep_trial_once(tcfg: DictConfig, base: DictConfig, *, threshold: float, floor: float
+                      ) -> tuple[str, float, dict]:
+    """Round 0 from the shared teacher labels, then rounds 1..``sweep.rounds``; the objective and a record."""
+    from .sweep import objective, track_proxy
+
+    hysteresis_floor = _hysteresis_floor(tcfg)
+    lowest = threshold if hysteresis_floor is None else max(floor, min(threshold, hysteresis_floor))
 
     def keep_above_threshold():
         ds = load_coco(round_dir(base, 0) / "labels.json")
-        ds.boxes = [b for b in ds.boxes if b.score >= threshold]
+        ds.boxes = [b for b in ds.boxes if b.score >= lowest]
         ds.renumber()
-        ds.info = {**ds.info, "score_threshold": threshold, "label_floor": floor}
+        ds.info = {**ds.info, "score_threshold": threshold, "label_floor": lowest}
         save_coco(ds, round_dir(tcfg, 0) / "labels.json")
         return {"n_boxes": len(ds.boxes), "score_threshold": threshold, "from": str(round_dir(base, 0))}
 
@@ -522,14 +581,11 @@ def run_sweep_trial(cfg: DictConfig, *, trial: str) -> float:
     stage_prune(tcfg, 0)
     stage_merge(tcfg, 0)
     metrics = stage_evaluate(tcfg, 0)
-    last = int(cfg.sweep.rounds)
+    last = int(tcfg.sweep.rounds)
     for k in range(1, last + 1):
         metrics = run_round(tcfg, k)
     proxy = track_proxy(load_coco(round_dir(tcfg, last) / "annotations.json"),
-                        min_track_length=int(cfg.sweep.proxy_min_track_length))
-    name, value = objective(metrics, proxy, kind=str(cfg.sweep.objective))
-    io.atomic_write_json(sweep_dir / trial / "trial.json", {
-        "trial": trial, "objective": name, "value": value, "round": last, "proxy": proxy,
-        "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))}})
-    log.info("sweep trial %s: %s = %.4f (round %d)", trial, name, value, last)
-    return value
+                        min_track_length=int(tcfg.sweep.proxy_min_track_length))
+    name, value = objective(metrics, proxy, kind=str(tcfg.sweep.objective))
+    return name, value, {"seed": int(tcfg.seed), "objective": name, "value": value, "round": last, "proxy": proxy,
+                         "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))}}

@@ -64,6 +64,30 @@ def objective(metrics: Mapping[str, Any], proxy: Mapping[str, float] | None, *, 
     return "proxy", float(proxy["proxy"])
 
 
+class TrialValue(float):
+    """A trial's objective: the mean over its repeats (a float, as Optuna and Hydra read it), with every
+    repeat's value (``values``) and their sample standard deviation (``spread``; 0.0 for one repeat)."""
+
+    values: tuple[float, ...]
+    spread: float
+
+    @classmethod
+    def of(cls, values) -> "TrialValue":
+        import statistics
+
+        vals = tuple(float(v) for v in values)
+        out = cls(statistics.fmean(vals))
+        out.values, out.spread = vals, statistics.stdev(vals) if len(vals) > 1 else 0.0
+        return out
+
+    def __reduce__(self):  # pickled by launchers (joblib): keep the repeats
+        return (TrialValue.of, (self.values,))
+
+    def describe(self) -> str:
+        return f"{float(self):.4f}" if len(self.values) < 2 else \
+            f"{float(self):.4f} +- {self.spread:.4f} (n={len(self.values)})"
+
+
 def best_trial(results: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The result with the highest ``value`` (first one on ties); None when there is none."""
     scored = [r for r in results if isinstance(r.get("value"), (int, float))]
@@ -86,7 +110,9 @@ class SweepSummary(Callback):
         swept = {str(k).split("+")[-1] for k in (config.hydra.sweeper.get("params") or {})}
         self.results.append({"job": len(self.results), "overrides": overrides,
                              "params": [o for o in overrides if o.split("=", 1)[0].lstrip("+~") in swept] or overrides,
-                             "value": value if isinstance(value, (int, float)) else None,
+                             "value": float(value) if isinstance(value, (int, float)) else None,
+                             "values": list(getattr(value, "values", ())) or None,
+                             "spread": getattr(value, "spread", None),
                              "status": job_return.status.name})
 
     def on_multirun_end(self, config, **kwargs: Any) -> None:
@@ -99,6 +125,9 @@ class SweepSummary(Callback):
         lines = [f"sweep: {len(self.results)} trials, results in {out}"]
         for r in sorted(self.results, key=lambda r: -(r["value"] if r["value"] is not None else -1)):
             value = "failed" if r["value"] is None else f"{r['value']:.4f}"
+            if r["value"] is not None and r.get("values") and len(r["values"]) > 1:
+                value += f" +- {r['spread']:.4f} (n={len(r['values'])}, min {min(r['values']):.4f}, " \
+                         f"max {max(r['values']):.4f})"
             lines.append(f"  {value}  {' '.join(r['params'])}")
         lines.append("best: " + (f"{best['value']:.4f} with {' '.join(best['params'])}" if best else "none"))
         print("\n".join(lines), flush=True)

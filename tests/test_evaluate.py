@@ -242,3 +242,20 @@ def test_centre_distance_match_counts_small_offsets_that_iou_misses():
     # one-to-one: a second prediction on the same ball is a false positive
     tp, _ = match_boxes([[100, 100, 108, 108], [101, 100, 109, 108]], [0.5, 0.9], [gt[0]], max_centre_distance=4)
     assert tp.tolist() == [False, True]
+
+
+def test_pruned_truth_by_reason_counts_removed_balls_and_removed_false_boxes():
+    from pseudolabel.evaluate import pruned_truth_by_reason
+    from pseudolabel.records import Box, Dataset, Frame
+
+    frames = [Frame(id=i, file_name=f"{i}.jpg", width=100, height=100, video_id="v", frame_index=i) for i in (1, 2)]
+    gt = Dataset(frames=frames, boxes=[Box(image_id=1, xyxy=(10, 10, 20, 20), id=1),
+                                       Box(image_id=2, xyxy=(50, 50, 60, 60), id=2)])
+    pred = Dataset(frames=frames, boxes=[
+        Box(image_id=1, xyxy=(10, 10, 20, 20), score=0.9, id=1),                                  # kept, found
+        Box(image_id=1, xyxy=(11, 10, 21, 20), score=0.8, id=2, decision="pruned", reason="overlap"),  # duplicate
+        Box(image_id=1, xyxy=(80, 80, 90, 90), score=0.8, id=3, decision="pruned", reason="aspect"),   # no ball
+        Box(image_id=2, xyxy=(50, 51, 60, 61), score=0.6, id=4, decision="pruned", reason="aspect"),   # lost ball
+    ])
+    assert pruned_truth_by_reason(pred, gt) == {"aspect": {"true": 1, "false": 1}, "overlap": {"true": 0, "false": 1}}
+    assert pruned_truth_by_reason(pred, gt, max_centre_distance=0.5)["aspect"] == {"true": 0, "false": 2}

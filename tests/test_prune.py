@@ -176,3 +176,14 @@ def test_static_mask_blockwise_equals_whole(monkeypatch):
     monkeypatch.setattr(h, "_IOU_BLOCK_ELEMENTS", 70)  # one or two rows per block
     assert whole.any() and not whole.all()
     np.testing.assert_array_equal(static_mask(boxes, groups, frames, min_frames=3), whole)
+
+
+def test_overlap_centre_suppresses_shifted_duplicates_of_a_tiny_ball():
+    # two detections of one 8-px ball, 3 px apart: IoU 0.45/0.6... here 0.23, below any sane IoU threshold
+    boxes = np.array([[100, 100, 108, 108], [103, 103, 111, 111], [200, 200, 208, 208]], float)
+    scores = [0.9, 0.8, 0.7]
+    assert overlap_mask(boxes, scores, iou_threshold=0.3).tolist() == [False, False, False]
+    assert overlap_mask(boxes, scores, iou_threshold=0.3, centre_factor=1.0).tolist() == [False, True, False]
+    # the higher score survives whatever the order
+    assert overlap_mask(boxes[::-1], scores[::-1], iou_threshold=0.3, centre_factor=1.0).tolist() == \
+        [False, True, False]

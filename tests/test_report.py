@@ -276,3 +276,24 @@ def test_stage_report_reads_its_config(experiment):
     cfg.report = {"crops_per_grup": 1}
     with pytest.raises(ReportError, match="crops_per_grup"):
         report_from_config(cfg)
+
+
+def test_crops_say_whether_they_are_a_ground_truth_ball(experiment):
+    """With ground truth, "pruned but true" and "kept but false" are visible on every crop and per group."""
+    from pseudolabel.coco import load_coco
+    from pseudolabel.records import Box, Dataset
+
+    ds = load_coco(experiment / "round_0" / "annotations.json")
+    # the ball of every frame is ground truth; the pruned junk boxes on the right are not
+    gt = Dataset(frames=ds.frames, boxes=[Box(image_id=f.id, xyxy=(24 + 25 * f.frame_index, 34 + 10 * f.frame_index,
+                                                                   36 + 25 * f.frame_index, 46 + 10 * f.frame_index),
+                                              id=f.id) for f in ds.frames])
+    assert D.ground_truth_matches(ds, gt, max_centre_distance=4.0) == \
+        {b.id for b in ds.boxes if b.xyxy[0] < 100}
+    html = build_report(experiment, crops_per_group=50, max_points=50, ground_truth=gt).read_text()
+    assert "✓ ball" in html and "✗ no ball" in html
+    # round 0's one pruned ball (reason static) shows as a ball among that reason's junk boxes
+    assert "against ground truth:\n        1 ball, 3 no ball" in html
+    assert "against ground truth:\n        7 ball, 0 no ball" in html  # round 0's kept balls
+    plain = build_report(experiment, crops_per_group=50, max_points=50).read_text()
+    assert "✓ ball" not in plain and " no ball" not in plain

@@ -285,3 +285,47 @@ def test_frames_past_max_size_are_shrunk_in_uint8_to_the_transforms_size():
             err = np.abs(g.boxes - box).max(axis=1)
             j = int(np.argmin(err))
             assert err[j] < 0.5 and abs(g.scores[j] - score) < 1e-2, (box, g.boxes[j], score, g.scores[j])
+
+
+def test_relabel_sees_large_frames_in_native_scale_tiles(tmp_path, pretrained_model):
+    """relabel.native_tiles: a 1280x720 frame reaches the student as tiles of at most max_size (640), never
+    shrunk; a frame that fits is passed whole."""
+    from pseudolabel.detectors.tiling import TiledDetector
+    from pseudolabel.pipeline import _build_student
+    from pseudolabel.student.model import save_student_checkpoint
+    from tests.test_config import compose_cfg
+
+    ckpt = save_student_checkpoint(pretrained_model, tmp_path / "student.pt")
+    cfg = compose_cfg("relabel.backend=torch", "relabel.workers=1")
+    det = _build_student(cfg, ckpt)
+    assert isinstance(det, TiledDetector) and det.tile_size == 640 and not det.full_frame
+    seen = []
+    inner_predict = det.detector.predict
+    det.detector.predict = lambda crops: seen.extend(c.shape[:2] for c in crops) or inner_predict(crops)
+    det.predict([np.zeros((720, 1280, 3), np.uint8), np.zeros((360, 640, 3), np.uint8)])
+    from pseudolabel.detectors.tiling import tile_grid
+
+    tiles = tile_grid(1280, 720, tile_size=640, overlap=0.25)
+    assert seen == [(int(y2 - y1), int(x2 - x1)) for x1, y1, x2, y2 in tiles] + [(360, 640)]
+    assert len(tiles) == 6 and all(max(s) <= 640 for s in seen)
+
+
+def test_copy_paste_adds_soft_edged_balls_where_no_box_is():
+    from pseudolabel.student.data import cut_patch, paste_patches
+
+    src = np.zeros((100, 100, 3), np.uint8)
+    src[40:50, 40:50] = 255  # a 10-px white ball
+    patch, alpha, rel = cut_patch(src, (40, 40, 50, 50), context=1.5)
+    assert patch.shape == (16, 16, 3) and rel.tolist() == [3, 3, 13, 13]
+    assert alpha.max() == 1.0 and alpha[0, 0] == 0.0
+    assert alpha[8, 8] == 1.0 and 0 < alpha[8, 1] < 1  # opaque centre, soft towards the edge
+    bg = np.full((64, 64, 3), 30, np.uint8)
+    rng = np.random.default_rng(0)
+    out, boxes = paste_patches(bg, np.array([[0, 0, 20, 20]], float), [(patch, alpha, rel)], rng, max_pastes=3)
+    assert len(boxes) >= 2 and np.allclose(boxes[0], [0, 0, 20, 20])
+    for x1, y1, x2, y2 in boxes[1:]:
+        assert x2 - x1 == pytest.approx(10) and y2 - y1 == pytest.approx(10)
+        assert x1 >= 20 or y1 >= 20  # never on the existing box
+        cx, cy = int((x1 + x2) / 2), int((y1 + y2) / 2)
+        assert out[cy, cx].tolist() == [255, 255, 255]  # the ball is there
+    assert (out == 30).mean() > 0.8  # the rest of the background untouched

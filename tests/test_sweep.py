@@ -45,6 +45,32 @@ def test_objective_prefers_f1_and_falls_back_to_proxy():
     assert best_trial([{"value": None}]) is None
 
 
+def test_trial_value_carries_repeats_and_the_summary_prints_mean_and_spread(tmp_path, capsys):
+    import pickle
+    from types import SimpleNamespace
+
+    from hydra.core.utils import JobStatus
+    from omegaconf import OmegaConf
+
+    from pseudolabel.sweep import SweepSummary, TrialValue
+
+    v = TrialValue.of([0.5, 0.7, 0.6])
+    assert float(v) == pytest.approx(0.6) and v.spread == pytest.approx(0.1) and v.values == (0.5, 0.7, 0.6)
+    assert pickle.loads(pickle.dumps(v)).spread == pytest.approx(0.1)
+    assert TrialValue.of([0.4]).spread == 0.0 and TrialValue.of([0.4]).describe() == "0.4000"
+    summary = SweepSummary(results_file=str(tmp_path / "results.json"))
+    config = OmegaConf.create({"hydra": {"sweeper": {"params": {"prune": "a,b"}}, "sweep": {"dir": str(tmp_path)}}})
+    for value, prune in ((v, "a"), (TrialValue.of([0.65, 0.66]), "b")):
+        summary.on_job_end(config, SimpleNamespace(status=JobStatus.COMPLETED, return_value=value,
+                                                   overrides=[f"prune={prune}"]))
+    summary.on_multirun_end(config)
+    out = capsys.readouterr().out
+    assert "0.6550 +- 0.0071 (n=2, min 0.6500, max 0.6600)  prune=b" in out
+    assert "0.6000 +- 0.1000 (n=3, min 0.5000, max 0.7000)  prune=a" in out
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["trials"][0]["values"] == [0.5, 0.7, 0.6] and saved["best"]["params"] == ["prune=b"]
+
+
 @pytest.mark.parametrize("name,sweeper,n_trials", [("grid", "BasicSweeper", 6), ("optuna", "OptunaSweeper", 12)])
 def test_sweep_configs_compose(name, sweeper, n_trials):
     with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
@@ -79,7 +105,8 @@ def test_grid_sweep_runs_trials_and_reports_the_best(tmp_path):
     assert len(trials) == 6
     for t in trials:
         rec = json.loads(t.read_text())
-        assert rec["objective"] == "f1" and rec["value"] == pytest.approx(rec["metrics"]["f1"])
+        assert rec["objective"] == "f1" and rec["value"] == pytest.approx(rec["runs"][0]["metrics"]["f1"])
+        assert rec["repeats"] == 1 and rec["spread"] == 0.0
     # a trial equals an ordinary round 0 run with the same settings (labels at 0.7, heuristics)
     from pseudolabel.__main__ import run
     from pseudolabel.coco import load_coco

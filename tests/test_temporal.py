@@ -176,3 +176,40 @@ def test_hysteresis_keeps_low_boxes_a_seeded_track_confirms_and_prunes_the_rest(
     ds2 = Dataset(frames=frames, boxes=[Box(image_id=1, xyxy=(0, 0, 9, 9), score=0.1, id=1)])
     assert sum(apply_hysteresis(ds2, HysteresisConfig(enabled=False), round=0, high=0.7).values()) == 0
     assert ds2.boxes[0].kept
+
+
+def test_hysteresis_with_given_seeds_ignores_scores():
+    """Student rounds: only boxes agreeing with the previous round seed tracks, whatever the student's score."""
+    from pseudolabel.prune.temporal import HysteresisConfig, apply_hysteresis
+    from pseudolabel.records import Box, Dataset, Frame
+
+    frames = [Frame(id=i + 1, file_name=f"v/{i:06d}.jpg", width=640, height=360, video_id="v", frame_index=i)
+              for i in range(4)]
+    ball = [Box(image_id=i + 1, xyxy=(100 + 20 * i, 100, 110 + 20 * i, 110), score=0.3, id=i + 1) for i in range(4)]
+    junk = [Box(image_id=i + 1, xyxy=(500, 50 + 5 * i, 510, 60 + 5 * i), score=0.95, id=10 + i) for i in range(4)]
+    ds = Dataset(frames=frames, boxes=ball + junk)
+    counts = apply_hysteresis(ds, HysteresisConfig(), round=1, high=0.7, seeds={2})
+    assert counts["track_confirmed"] == 3 and counts["unconfirmed"] == 4
+    assert all(b.kept for b in ball) and not any(b.kept for b in junk)
+
+
+def test_a_track_of_confident_boxes_seeds_itself_when_asked():
+    from pseudolabel.prune.temporal import HysteresisConfig, apply_hysteresis
+    from pseudolabel.records import Box, Dataset, Frame
+
+    frames = [Frame(id=i + 1, file_name=f"v/{i:06d}.jpg", width=640, height=360, video_id="v", frame_index=i)
+              for i in range(5)]
+
+    def boxes():
+        ball = [Box(image_id=i + 1, xyxy=(100 + 20 * i, 100, 110 + 20 * i, 110), score=0.9 if i < 3 else 0.3,
+                    id=i + 1) for i in range(5)]
+        blip = [Box(image_id=1, xyxy=(500, 300, 510, 310), score=0.95, id=20)]
+        return ball + blip
+
+    ds = Dataset(frames=frames, boxes=boxes())
+    apply_hysteresis(ds, HysteresisConfig(), round=1, high=0.7, seeds=set())
+    assert not any(b.kept for b in ds.boxes)
+    ds = Dataset(frames=frames, boxes=boxes())
+    counts = apply_hysteresis(ds, HysteresisConfig(track_seed_length=3), round=1, high=0.7, seeds=set())
+    assert [b.kept for b in ds.boxes] == [True] * 5 + [False]  # the lone confident blip has no track
+    assert counts["track_confirmed"] == 2

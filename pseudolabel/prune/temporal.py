@@ -89,11 +89,11 @@ class _Track:
 
 
 def _pair_cost(track: _Track, step: int, c: np.ndarray, wh: np.ndarray, diag: np.ndarray, *,
-               gate: float, max_size_ratio: float, iou_weight: float,
+               gate: float | None, max_size_ratio: float, iou_weight: float,
                max_displacement: float | None = None) -> np.ndarray:
     """(M,) association cost of one track with the M detections of a frame (``_INFEASIBLE`` if gated out)."""
     p = track.predict_centre(step)
-    radius = gate * track.diag * (step - track.step)
+    radius = np.inf if gate is None else gate * track.diag * (step - track.step)
     if max_displacement is not None:
         radius = min(radius, float(max_displacement) * (step - track.step))
     dist = np.hypot(c[:, 0] - p[0], c[:, 1] - p[1])
@@ -109,7 +109,7 @@ def _pair_cost(track: _Track, step: int, c: np.ndarray, wh: np.ndarray, diag: np
     return np.where((dist <= radius) & (ratio <= max_size_ratio), cost, _INFEASIBLE)
 
 
-def track_boxes(steps, boxes, *, max_gap: int = 3, gate: float = 3.0, max_size_ratio: float = 2.5,
+def track_boxes(steps, boxes, *, max_gap: int = 3, gate: float | None = 3.0, max_size_ratio: float = 2.5,
                 iou_weight: float = 0.5, accel: float = 0.5, meas: float = 0.1, v0: float = 3.0,
                 max_displacement: float | None = None) -> np.ndarray:
     """Link the boxes of one video into tracks.
@@ -122,9 +122,9 @@ def track_boxes(steps, boxes, *, max_gap: int = 3, gate: float = 3.0, max_size_r
         ``xyxy`` boxes.
     max_gap : int
         A track can be continued after at most this many steps without a detection.
-    gate : float
+    gate : float or None
         A detection can join a track only within ``gate * track diagonal * steps elapsed`` pixels
-        of the track's predicted centre.
+        of the track's predicted centre (None: no gate in diagonals; ``max_displacement`` must be set).
     max_size_ratio : float
         ... and only when its diagonal is within this factor of the track's.
     iou_weight : float
@@ -147,6 +147,8 @@ def track_boxes(steps, boxes, *, max_gap: int = 3, gate: float = 3.0, max_size_r
     steps = np.asarray(steps, dtype=np.int64).reshape(-1)
     if len(steps) != len(b):
         raise ValueError(f"steps has {len(steps)} entries but boxes {len(b)}")
+    if gate is None and max_displacement is None:
+        raise ValueError("track_boxes needs gate or max_displacement")
     ids = np.full(len(b), -1, dtype=np.int64)
     c_all, wh_all, diag_all = _centre_size(b)
     tracks: list[_Track] = []
@@ -314,10 +316,14 @@ class HysteresisConfig:
     enabled: bool = True
     floor: float = 0.2             # labels.json keeps detections down to this score
     max_gap: int = 2               # sampled frames a track may go undetected
-    gate: float = 3.0              # box diagonals per sampled frame around the predicted centre
-    max_displacement: float | None = None  # px per sampled frame at most (None: the gate alone)
-    max_size_ratio: float = 2.5
+    gate: float | None = None      # box diagonals per sampled frame around the predicted centre (None: pixels only)
+    max_displacement: float | None = None  # px per sampled frame (None: max_displacement_fraction of the diagonal)
+    max_displacement_fraction: float = 0.08  # of the frame diagonal, per sampled frame
+    max_size_ratio: float = 1.5
     iou_weight: float = 0.2        # association cost weight of IoU (small balls: distance matters most)
+    student_seeds: str = "agreement"  # rounds >= 1: seeds are the student's boxes that agree with round k-1's
+                                      # kept boxes ("agreement") or those above the relabel threshold ("score")
+    track_seed_length: int | None = None  # also seeds: a track holding this many boxes >= the threshold (None: off)
 
 
 def seeded_track_mask(track_ids, scores, *, high: float) -> np.ndarray:
@@ -335,8 +341,12 @@ def seeded_track_mask(track_ids, scores, *, high: float) -> np.ndarray:
     return np.isin(track_ids, seeded)
 
 
-def apply_hysteresis(ds: Dataset, cfg: HysteresisConfig, *, round: int, high: float) -> dict[str, int]:
+def apply_hysteresis(ds: Dataset, cfg: HysteresisConfig, *, round: int, high: float,
+                     seeds: set[int] | None = None) -> dict[str, int]:
     """Keep the kept boxes below ``high`` that a seeded track confirms; prune the others, in place.
+
+    ``seeds`` (box ids), when given, replaces the score test: those boxes are the seeds and every other box
+    needs a seeded track, whatever its score (student rounds: the boxes that agree with round k-1).
 
     Per video, every kept box (down to the label floor) is tracked (:func:`track_boxes`). A box scoring
     ``>= high`` is a seed and stays as it is. A box below ``high`` on a track with a seed stays kept with
@@ -360,7 +370,7 @@ def apply_hysteresis(ds: Dataset, cfg: HysteresisConfig, *, round: int, high: fl
     for b in ds.kept_boxes():
         by_video.setdefault(frames[b.image_id].video_id, []).append(b)
     for vid, boxes in by_video.items():
-        low = np.array([b.score < high for b in boxes])
+        low = np.array([(b.id not in seeds) if seeds is not None else (b.score < high) for b in boxes])
         if not low.any():
             continue
         if n_frames[vid] < 2:
@@ -373,11 +383,24 @@ def apply_hysteresis(ds: Dataset, cfg: HysteresisConfig, *, round: int, high: fl
         step_of = {f.id: s for s, f in enumerate(vframes)}
         steps = np.array([step_of[b.image_id] for b in boxes], dtype=np.int64)
         xyxy = ds.xyxy(boxes)
+        reach = cfg.max_displacement
+        if reach is None:  # a ball crosses a fixed share of the picture per sampled frame, whatever its size
+            reach = cfg.max_displacement_fraction * float(np.hypot(vframes[0].width, vframes[0].height))
         tids = track_boxes(steps, xyxy, max_gap=cfg.max_gap, gate=cfg.gate, max_size_ratio=cfg.max_size_ratio,
-                           iou_weight=cfg.iou_weight, max_displacement=cfg.max_displacement)
-        confirmed = seeded_track_mask(tids, [b.score for b in boxes], high=high)
+                           iou_weight=cfg.iou_weight, max_displacement=reach)
+        seed = ~low
+        if cfg.track_seed_length:  # a run of confident detections moving like one object is evidence too
+            steps_hi = {}
+            for t, st, b in zip(tids, steps, boxes):
+                if b.score >= high:
+                    steps_hi.setdefault(int(t), set()).add(int(st))
+            strong = {t for t, st in steps_hi.items() if len(st) >= cfg.track_seed_length}
+            seed |= np.isin(tids, list(strong)) & np.array([b.score >= high for b in boxes])
+            low = ~seed
+        confirmed = seeded_track_mask(tids, seed.astype(float), high=1.0)
         for b, t, is_low, ok in zip(boxes, tids, low, confirmed):
             if not is_low:
+                b.extra["track_id"] = f"{vid}:{int(t)}"
                 continue
             if ok:
                 b.extra.update(detector=b.source, track_id=f"{vid}:{int(t)}")

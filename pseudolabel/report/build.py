@@ -44,6 +44,7 @@ class ReportOptions:
     crop_context: float = 3.0
     thumb_width: int = 480
     seed: int = 0
+    gt_centre_distance: float = 4.0  # with ground truth: a crop "is a ball" when its centre is this close (px)
 
 
 class ReportError(PipelineError):
@@ -61,11 +62,18 @@ def report_from_config(cfg) -> Path:
     unknown = sorted(set(opts) - set(ReportOptions.__dataclass_fields__))
     if unknown:
         raise ReportError(f"unknown report option(s) {unknown}; known: {sorted(ReportOptions.__dataclass_fields__)}")
-    return build_report(exp_dir(cfg), frames_dir=frames_dir(cfg), title=str(cfg.exp), options=ReportOptions(**opts))
+    gt = None
+    if cfg.data.get("ground_truth"):
+        from pseudolabel.gt_readers import load_ground_truth
+
+        gt = load_ground_truth(OmegaConf.to_container(cfg.data.ground_truth, resolve=True))
+    return build_report(exp_dir(cfg), frames_dir=frames_dir(cfg), title=str(cfg.exp), options=ReportOptions(**opts),
+                        ground_truth=gt)
 
 
 def build_report(exp_dir: str | Path, *, frames_dir: str | Path | None = None, out: str | Path | None = None,
-                 title: str | None = None, options: ReportOptions | None = None, **overrides: Any) -> Path:
+                 title: str | None = None, options: ReportOptions | None = None, ground_truth=None,
+                 **overrides: Any) -> Path:
     """Write the dashboard of the experiment in ``exp_dir``.
 
     Parameters
@@ -78,6 +86,9 @@ def build_report(exp_dir: str | Path, *, frames_dir: str | Path | None = None, o
         The page; default ``exp_dir/report.html``. ``report_files/`` is written next to it.
     title : str, optional
     options : ReportOptions, optional
+    ground_truth : Dataset, optional
+        When given, every crop says whether it is a ground-truth ball (centre within
+        ``options.gt_centre_distance`` px), so "pruned but true" and "kept but false" show.
     **overrides
         Fields of :class:`ReportOptions`.
 
@@ -106,7 +117,7 @@ def build_report(exp_dir: str | Path, *, frames_dir: str | Path | None = None, o
         shutil.rmtree(files / sub, ignore_errors=True)
     _copy_plotly(files / "plotly.min.js")
     reader = FrameReader(frames_dir if frames_dir is not None else exp_dir / "frames")
-    ctx = _Ctx(out_dir=out.parent, files=files, reader=reader, opts=opts)
+    ctx = _Ctx(out_dir=out.parent, files=files, reader=reader, opts=opts, ground_truth=ground_truth)
 
     table = D.curves_table({rd.round: rd.metrics for rd in rds})
     all_groups = list(dict.fromkeys([D.KEPT_GROUP] + [g for rd in rds for g in D.groups(rd.ds.boxes)]
@@ -134,6 +145,7 @@ class _Ctx:
     files: Path
     reader: FrameReader
     opts: ReportOptions
+    ground_truth: object = None  # Dataset of ground-truth boxes, or None
 
     def rel(self, path: Path) -> str:
         return path.relative_to(self.out_dir).as_posix()
@@ -170,10 +182,15 @@ def _round_section(rd: D.RoundData, ctx: _Ctx, colours: dict[str, str]) -> dict[
 
     crops = []
     totals = D.groups(rd.ds.boxes)
+    balls = (None if ctx.ground_truth is None else
+             D.ground_truth_matches(rd.ds, ctx.ground_truth, max_centre_distance=o.gt_centre_distance))
     for g, boxes in D.select_crops(_sorted_by_frame(rd.ds.boxes, frames), per_group=o.crops_per_group).items():
         items = [{"src": crop_file(b), "box_id": b.id, "caption": f"{b.score:.2f} · {frames[b.image_id].video_id}",
-                  "title": _box_text(b, frames[b.image_id], sep=" | ")} for b in boxes]
-        crops.append({"group": g, "colour": colours[g], "total": len(totals[g]), "shown": items})
+                  "title": _box_text(b, frames[b.image_id], sep=" | "),
+                  "truth": None if balls is None else ("ball" if b.id in balls else "no ball")} for b in boxes]
+        truth = None if balls is None else {"ball": sum(b.id in balls for b in totals[g]),
+                                            "no_ball": sum(b.id not in balls for b in totals[g])}
+        crops.append({"group": g, "colour": colours[g], "total": len(totals[g]), "shown": items, "truth": truth})
 
     per_video = rd.metrics.get("per_video")
     videos = D.per_video_rows(rd.ds, per_video if isinstance(per_video, dict) else None)

@@ -217,6 +217,26 @@ def map_features(ds: Dataset, labels: Dataset, features: Mapping[int, np.ndarray
 
 
 # ------------------------------------------------------------------------------------------- IO
+def ground_truth_matches(ds: Dataset, gt: Dataset, *, max_centre_distance: float) -> set[int]:
+    """Ids of the boxes of ``ds`` (kept or pruned) whose centre lies within ``max_centre_distance`` pixels of a
+    ground-truth box of the same frame (frames joined by ``(video_id, frame_index)``)."""
+    from pseudolabel.evaluate import centre_distance_matrix
+
+    gt_frames = gt.frame_by_key()
+    gt_boxes = gt.boxes_by_image(kept_only=True)
+    out: set[int] = set()
+    for f in ds.frames:
+        g = gt_frames.get(f.key)
+        gts = gt_boxes.get(g.id, []) if g is not None else []
+        if not gts:
+            continue
+        boxes = ds.boxes_by_image().get(f.id, [])
+        if boxes:
+            near = (centre_distance_matrix([b.xyxy for b in boxes], [b.xyxy for b in gts]) <= max_centre_distance)
+            out.update(b.id for b, hit in zip(boxes, near.any(axis=1)) if hit)
+    return out
+
+
 def discover_rounds(exp_dir: str | Path) -> list[int]:
     """Rounds of an experiment that have a dataset (``annotations.json`` or ``pruned.json``), sorted."""
     out = []

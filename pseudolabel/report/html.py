@@ -33,6 +33,7 @@ figure.crop { margin: 0; width: 104px; text-align: center; font-size: 11px; colo
 figure.crop img { width: 96px; height: 96px; image-rendering: pixelated; border: 3px solid var(--c, #999);
                   border-radius: 3px; display: block; margin: 0 auto; }
 figure.crop figcaption { white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+figcaption b.truth.ball { color: #1b7f3b; } figcaption b.truth.noball { color: #c62828; }
 table { border-collapse: collapse; font-variant-numeric: tabular-nums; }
 th, td { border-bottom: 1px solid var(--line); padding: 3px 10px; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
@@ -192,10 +193,11 @@ PAGE = """<!DOCTYPE html>
     {% for cg in rs.crops %}
     <div class="crop-group" data-group="{{ cg.group }}">
       <h3><span class="swatch" style="background: {{ cg.colour }}"></span>{{ cg.group }}
-        <span class="note">({{ cg.shown | length }} shown of {{ cg.total }})</span></h3>
+        <span class="note">({{ cg.shown | length }} shown of {{ cg.total }}{% if cg.truth %}; against ground truth:
+        {{ cg.truth.ball }} ball, {{ cg.truth.no_ball }} no ball{% endif %})</span></h3>
       <div class="grid">
         {% for c in cg.shown %}<figure class="crop" style="--c: {{ cg.colour }}" title="{{ c.title }}"><img
-          src="{{ c.src }}" width="96" height="96" alt="{{ cg.group }} box {{ c.box_id }}"><figcaption>{{ c.caption }}</figcaption></figure>{% endfor %}
+          src="{{ c.src }}" width="96" height="96" alt="{{ cg.group }} box {{ c.box_id }}"><figcaption>{% if c.truth %}<b class="truth {{ 'ball' if c.truth == 'ball' else 'noball' }}">{{ '✓ ball' if c.truth == 'ball' else '✗ no ball' }}</b> {% endif %}{{ c.caption }}</figcaption></figure>{% endfor %}
       </div>
     </div>
     {% else %}<p class="note">no boxes in round {{ rs.round }}</p>

@@ -13,7 +13,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from ..boxes import as_boxes, clip_to_image
+from ..boxes import as_boxes, clip_to_image, iou_matrix
 from ..records import Dataset, Frame
 
 
@@ -126,6 +126,53 @@ class CenteredCrop:
         return t(image=image, bboxes=b, labels=list(labels))
 
 
+def cut_patch(image: np.ndarray, box, *, context: float = 1.5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A ball crop for copy-paste: the box grown ``context`` times around its centre, and its soft alpha.
+
+    Returns
+    -------
+    patch : (h, w, 3) uint8
+    alpha : (h, w) float32 in [0, 1]: 1 inside an ellipse of the box's size, falling to 0 at the patch edge.
+    box : (4,) float xyxy of the ball in patch coordinates.
+    """
+    x1, y1, x2, y2 = (float(v) for v in box)
+    cx, cy, w, h = (x1 + x2) / 2, (y1 + y2) / 2, max(x2 - x1, 1.0), max(y2 - y1, 1.0)
+    H, W = image.shape[:2]
+    px1, py1 = int(max(0, np.floor(cx - context * w / 2))), int(max(0, np.floor(cy - context * h / 2)))
+    px2, py2 = int(min(W, np.ceil(cx + context * w / 2))), int(min(H, np.ceil(cy + context * h / 2)))
+    patch = image[py1:py2, px1:px2].copy()
+    yy, xx = np.mgrid[py1:py2, px1:px2].astype(np.float32) + 0.5
+    r = np.sqrt(((xx - cx) / (w / 2)) ** 2 + ((yy - cy) / (h / 2)) ** 2)  # 1 on the box's ellipse
+    alpha = np.clip((context - r) / max(context - 1.0, 1e-6), 0.0, 1.0).astype(np.float32)
+    return patch, alpha, np.array([x1 - px1, y1 - py1, x2 - px1, y2 - py1], dtype=np.float64)
+
+
+def paste_patches(image: np.ndarray, boxes: np.ndarray, patches, rng: np.random.Generator, *,
+                  max_pastes: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Paste 1..``max_pastes`` of ``patches`` (``(patch, alpha, box)`` of :func:`cut_patch`) at random places of
+    ``image`` that overlap no box of ``boxes`` (xyxy); returns the new image and the boxes with the pasted balls
+    added."""
+    out, boxes = image.copy(), as_boxes(boxes)
+    H, W = image.shape[:2]
+    added = []
+    for _ in range(int(rng.integers(1, max_pastes + 1))):
+        patch, alpha, rel = patches[int(rng.integers(len(patches)))]
+        ph, pw = patch.shape[:2]
+        if ph >= H or pw >= W or ph < 2 or pw < 2:
+            continue
+        for _try in range(10):
+            x, y = int(rng.integers(0, W - pw)), int(rng.integers(0, H - ph))
+            new = rel + np.array([x, y, x, y], dtype=np.float64)
+            taken = np.concatenate([boxes, np.array(added).reshape(-1, 4)])
+            if len(taken) == 0 or iou_matrix(new[None], taken).max() == 0:
+                region = out[y:y + ph, x:x + pw].astype(np.float32)
+                a = alpha[..., None]
+                out[y:y + ph, x:x + pw] = np.clip(a * patch + (1 - a) * region, 0, 255).astype(np.uint8)
+                added.append(new)
+                break
+    return out, np.concatenate([boxes, np.array(added).reshape(-1, 4)]) if added else boxes
+
+
 class PseudoLabelDataset(torch.utils.data.Dataset):
     """Frames with their kept pseudo-label boxes, in torchvision's detection format.
 
@@ -138,13 +185,19 @@ class PseudoLabelDataset(torch.utils.data.Dataset):
     negatives_fraction : target share of negatives (frames without a kept box) among the samples,
         drawn with ``seed``; None keeps every negative. With no positive frame all negatives are kept.
     max_samples : cap on the number of samples (positives and negatives subsampled alike).
+    copy_paste : probability that a sample gets 1..``max_pastes`` kept balls of other frames of the split pasted
+        in (soft-edged, where no box is; :func:`paste_patches`), after the transform (0: off). Few labels go
+        further: every crop, negatives included, can teach the ball against another background.
     """
 
     def __init__(self, ds: Dataset, frames_dir: str | Path, frame_ids: Sequence[int], *,
                  transform: Callable[..., dict] | None = None, negatives_fraction: float | None = 0.25,
-                 max_samples: int | None = None, seed: int = 0) -> None:
+                 max_samples: int | None = None, seed: int = 0, copy_paste: float = 0.0,
+                 max_pastes: int = 2) -> None:
         self.frames_dir = Path(frames_dir)
         self.transform = transform
+        self.copy_paste, self.max_pastes = float(copy_paste), int(max_pastes)
+        self._patches: list | None = None
         frames = {f.id: f for f in ds.frames}
         unknown = [i for i in frame_ids if i not in frames]
         if unknown:
@@ -170,6 +223,13 @@ class PseudoLabelDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.frame_ids)
 
+    def patches(self) -> list:
+        """Ball patches (:func:`cut_patch`) of every kept box of this split's frames, cut once."""
+        if self._patches is None:
+            self._patches = [cut_patch(self.read_image(fid), b) for fid in sorted(self._boxes)
+                             for b in self._boxes[fid]]
+        return self._patches
+
     def read_image(self, frame_id: int) -> np.ndarray:
         """RGB uint8 (H, W, 3) of a frame."""
         import cv2
@@ -189,6 +249,11 @@ class PseudoLabelDataset(torch.utils.data.Dataset):
         if self.transform is not None:
             out = self.transform(image=image, bboxes=boxes, labels=[1] * len(boxes))
             image, boxes = out["image"], as_boxes(out["bboxes"])
+        if self.copy_paste > 0:
+            # torch's generator is seeded by seed_everything (and per DataLoader worker): reproducible
+            rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
+            if rng.random() < self.copy_paste and self.patches():
+                image, boxes = paste_patches(image, boxes, self._patches, rng, max_pastes=self.max_pastes)
         tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
         target = {"boxes": torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4),
                   "labels": torch.ones(len(boxes), dtype=torch.int64)}
@@ -214,7 +279,8 @@ class PseudoLabelDataModule(pl.LightningDataModule):
                  crop_size: int = 256, val_fraction: float = 0.2, negatives_fraction: float = 0.25,
                  num_workers: int = 0, seed: int = 0, max_train_samples: int | None = None,
                  max_val_samples: int | None = None, val_full_frame: bool = False,
-                 brightness_contrast: float = 0.2, min_visibility: float = 0.5) -> None:
+                 brightness_contrast: float = 0.2, min_visibility: float = 0.5, copy_paste: float = 0.0,
+                 max_pastes: int = 2) -> None:
         super().__init__()
         self.pseudo_labels_path = Path(pseudo_labels_path)
         self.frames_dir = Path(frames_dir)
@@ -229,6 +295,7 @@ class PseudoLabelDataModule(pl.LightningDataModule):
         self.val_full_frame = bool(val_full_frame)
         self.brightness_contrast = float(brightness_contrast)
         self.min_visibility = float(min_visibility)
+        self.copy_paste, self.max_pastes = float(copy_paste), int(max_pastes)
         self.train_set: PseudoLabelDataset | None = None
         self.val_set: PseudoLabelDataset | None = None
         self.train_video_ids: list[str] = []
@@ -250,7 +317,8 @@ class PseudoLabelDataModule(pl.LightningDataModule):
             ds, self.frames_dir, train_ids,
             transform=train_transform(self.crop_size, brightness_contrast=self.brightness_contrast,
                                       min_visibility=self.min_visibility, seed=self.seed),
-            negatives_fraction=self.negatives_fraction, max_samples=self.max_train_samples, seed=self.seed)
+            negatives_fraction=self.negatives_fraction, max_samples=self.max_train_samples, seed=self.seed,
+            copy_paste=self.copy_paste, max_pastes=self.max_pastes)
         self.val_set = PseudoLabelDataset(
             ds, self.frames_dir, val_ids,
             transform=CenteredCrop(None if self.val_full_frame else self.crop_size, min_visibility=self.min_visibility),
