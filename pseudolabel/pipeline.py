@@ -211,7 +211,7 @@ def stage_label_round(cfg: DictConfig, k: int, frames: Dataset) -> None:
                     score_threshold=cfg.teacher.score_threshold, batch_size=cfg.teacher.batch_size)
         return
     ckpt = round_dir(cfg, k) / "student" / "student.pt"
-    stage_label(cfg, k, frames, lambda: _build_student(cfg, ckpt), class_ids=[1],
+    stage_label(cfg, k, frames, lambda: _student_relabeller(cfg, ckpt), class_ids=[1],
                 score_threshold=cfg.relabel.score_threshold, batch_size=cfg.relabel.batch_size,
                 policy=str(cfg.relabel.policy))
 
@@ -277,21 +277,27 @@ def stage_train(cfg: DictConfig, k: int) -> Path:
 
 
 def _build_student(cfg: DictConfig, checkpoint: Path):
-    """Round k's student; with ``relabel.native_tiles`` frames longer than the model's ``max_size`` are cut into
-    tiles of ``max_size`` so that the student sees balls at the native scale it trained on (its training crops are
-    native-resolution), not shrunk with the whole frame."""
+    """Round k's student, with the inference runtime of ``relabel``."""
     from .safe_config import instantiate
 
-    from .detectors.tiling import TiledDetector
     from .student.model import StudentDetector
 
-    student = StudentDetector.from_checkpoint(checkpoint, model_factory=lambda: instantiate(cfg.student.model,
-                                                                                          pretrained=False),
-                                              backend=str(cfg.relabel.get("backend") or "auto"),
-                                              batch_size=int(cfg.relabel.get("forward_batch") or 1),
-                                              workers=cfg.relabel.get("workers"),
-                                              lean_heads=cfg.relabel.get("lean_heads"),
-                                              precision=str(cfg.relabel.get("precision") or "fp32"))
+    return StudentDetector.from_checkpoint(checkpoint, model_factory=lambda: instantiate(cfg.student.model,
+                                                                                       pretrained=False),
+                                           backend=str(cfg.relabel.get("backend") or "auto"),
+                                           batch_size=int(cfg.relabel.get("forward_batch") or 1),
+                                           workers=cfg.relabel.get("workers"),
+                                           lean_heads=cfg.relabel.get("lean_heads"),
+                                           precision=str(cfg.relabel.get("precision") or "fp32"))
+
+
+def _student_relabeller(cfg: DictConfig, checkpoint: Path):
+    """The student as the relabel stage runs it. With ``relabel.native_tiles`` frames longer than the model's
+    ``max_size`` are cut into tiles of ``max_size`` so that the student sees balls at the native scale it trained
+    on (its training crops are native-resolution), not shrunk with the whole frame."""
+    from .detectors.tiling import TiledDetector
+
+    student = _build_student(cfg, checkpoint)
     if not cfg.relabel.get("native_tiles", False):
         return student
     tiled = TiledDetector(student, tile_size=int(student.model.transform.max_size), overlap=0.25, full_frame=False,

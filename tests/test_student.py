@@ -291,13 +291,13 @@ def test_relabel_sees_large_frames_in_native_scale_tiles(tmp_path, pretrained_mo
     """relabel.native_tiles: a 1280x720 frame reaches the student as tiles of at most max_size (640), never
     shrunk; a frame that fits is passed whole."""
     from pseudolabel.detectors.tiling import TiledDetector
-    from pseudolabel.pipeline import _build_student
+    from pseudolabel.pipeline import _student_relabeller
     from pseudolabel.student.model import save_student_checkpoint
     from tests.test_config import compose_cfg
 
     ckpt = save_student_checkpoint(pretrained_model, tmp_path / "student.pt")
     cfg = compose_cfg("relabel.backend=torch", "relabel.workers=1")
-    det = _build_student(cfg, ckpt)
+    det = _student_relabeller(cfg, ckpt)
     assert isinstance(det, TiledDetector) and det.tile_size == 640 and not det.full_frame
     seen = []
     inner_predict = det.detector.predict

@@ -62,11 +62,11 @@ def report_from_config(cfg) -> Path:
     unknown = sorted(set(opts) - set(ReportOptions.__dataclass_fields__))
     if unknown:
         raise ReportError(f"unknown report option(s) {unknown}; known: {sorted(ReportOptions.__dataclass_fields__)}")
-    gt = None
-    if cfg.data.get("ground_truth"):
+    gt, gt_spec = None, OmegaConf.select(cfg, "data.ground_truth")
+    if gt_spec:
         from pseudolabel.gt_readers import load_ground_truth
 
-        gt = load_ground_truth(OmegaConf.to_container(cfg.data.ground_truth, resolve=True))
+        gt = load_ground_truth(OmegaConf.to_container(gt_spec, resolve=True))
     return build_report(exp_dir(cfg), frames_dir=frames_dir(cfg), title=str(cfg.exp), options=ReportOptions(**opts),
                         ground_truth=gt)
 
