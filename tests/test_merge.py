@@ -211,3 +211,21 @@ def test_centre_factor_matches_two_estimates_of_one_tiny_ball():
            Box(image_id=1, xyxy=(400, 400, 408, 408), id=3)]
     assert merge_match(prev, new, iou_threshold=0.3) == [(0, 1)]
     assert sorted(merge_match(prev, new, iou_threshold=0.3, centre_factor=1.0)) == [(0, 1), (1, 0)]
+
+
+def test_a_kept_ball_whose_new_box_is_pruned_for_its_shape_stays_kept():
+    from pseudolabel.merge import check_merge_invariant, merge_rounds
+    from pseudolabel.records import Box, Dataset, Frame
+
+    frames = [Frame(id=1, file_name="a.jpg", width=100, height=100, video_id="v", frame_index=0)]
+    prev = Dataset(frames=frames, boxes=[Box(image_id=1, xyxy=(10, 10, 20, 20), id=1),
+                                         Box(image_id=1, xyxy=(60, 60, 70, 70), id=2)])
+    new = Dataset(frames=frames, boxes=[
+        Box(image_id=1, xyxy=(10, 12, 20, 17), id=1, decision="pruned", reason="aspect", round=1),  # bad shape
+        Box(image_id=1, xyxy=(60, 60, 70, 70), id=2, decision="pruned", reason="unconfirmed", round=1)])  # verdict
+    merged = merge_rounds(prev, new, round=1, iou_threshold=0.3)
+    assert check_merge_invariant(prev, merged) == []
+    by_status = {(b.extra["merge_status"], b.kept, b.reason) for b in merged.boxes}
+    assert ("unconfirmed", True, "") in by_status  # the ball of box 1 stays
+    assert ("new", False, "aspect") in by_status  # the badly shaped new box is kept on record, pruned
+    assert ("newly_pruned", False, "unconfirmed") in by_status  # a judgement on the object still wins
