@@ -26,14 +26,14 @@ def digest(path: Path) -> str:
 @pytest.mark.slow
 @pytest.mark.timeout(5400)
 def test_two_fresh_demo_runs_write_identical_rounds(tmp_path):
-    a = demo(tmp_path / "a", "first")
-    b = demo(tmp_path / "b", "second_name")
+    a = demo(tmp_path / "a", "alpha_x7q")
+    b = demo(tmp_path / "b", "beta_k9z")
     for k in (0, 1):
         for name in ("annotations.json", "metrics.json"):
             fa, fb = a / f"round_{k}" / name, b / f"round_{k}" / name
             print(f"round {k} {name}: {digest(fa)[:16]} {digest(fb)[:16]}")
             assert fa.read_bytes() == fb.read_bytes(), f"round {k} {name} differs"
-            assert b"first" not in fa.read_bytes() and b"second_name" not in fb.read_bytes()
+            assert b"alpha_x7q" not in fa.read_bytes() and b"beta_k9z" not in fb.read_bytes()
     import torch
 
     wa, wb = (torch.load(r / "round_1" / "student" / "student.pt", weights_only=True)["state_dict"] for r in (a, b))
