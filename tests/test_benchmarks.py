@@ -40,3 +40,23 @@ def test_graph_alone_is_none_without_an_exported_graph():
 
     bench = _load("label_throughput")
     assert bench.graph_alone(object(), np.zeros((32, 32, 3), np.uint8), forwards=1, repeats=1) is None
+
+
+def test_label_quality_benchmark_scores_round_0_of_a_tiny_suite(tmp_path, capsys):
+    import json
+
+    spec = importlib.util.spec_from_file_location("label_quality", BENCHMARKS / "label_quality.py")
+    lq = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(lq)
+    out = tmp_path / "lq.json"
+    assert lq.main(["--sets", "synthetic", "--rounds", "0", "--root", str(tmp_path), "--out", str(out),
+                    "data.synthetic.n_videos=2", "data.synthetic.n_frames=8", "teacher.detector.tile_size=320"]) == 0
+    res = json.loads(out.read_text())["sets"]["synthetic"]
+    (row,) = res["rounds"]
+    metrics = json.loads((tmp_path / "runs" / "synthetic" / "round_0" / "metrics.json").read_text())
+    assert row["n_boxes"] == metrics["n_boxes"] and row["f1"] == metrics["f1"]
+    assert row["at_centre"]["max_distance_px"] == 4.0 and row["wall_s"] > 0
+    assert set(res["round0_without_hysteresis"]) >= {"n_boxes", "precision", "recall", "f1", "at_centre"}
+    for counts in row["pruned_truth"].values():
+        assert set(counts) == {"true", "false"}
+    assert "synthetic              0" in capsys.readouterr().out
