@@ -183,19 +183,13 @@ def merge_rounds(prev: Dataset, new: Dataset, *, round: int, iou_threshold: floa
             continue
         nboxes = new_boxes[nf.id]
         pairs = match_boxes(pboxes, nboxes, iou_threshold=iou_threshold, centre_factor=centre_factor)
-        # a kept ball whose new box was pruned for its shape (the new box is bad, not the ball) stays kept
-        shape_only = {(i, j) for i, j in pairs if pboxes[i].kept and not nboxes[j].kept
-                      and nboxes[j].reason in SHAPE_REASONS}
-        pairs = [pair for pair in pairs if pair not in shape_only]
+        # a kept ball whose new box was pruned for its shape (the new box is bad, not the ball) is not judged by
+        # it: the pair is undone, the ball stays kept (unconfirmed) and the new box is recorded as new, pruned
+        pairs = [(i, j) for i, j in pairs if not (pboxes[i].kept and not nboxes[j].kept
+                                                  and nboxes[j].reason in SHAPE_REASONS)]
         frame_out = [_from_matched(pboxes[i], nboxes[j], geometry) for i, j in pairs]
-        for i, j in sorted(shape_only):
-            out = _from_prev(pboxes[i], "unconfirmed")
-            out.extra["unconfirmed_rounds"] = int(pboxes[i].extra.get("unconfirmed_rounds", 0)) + 1
-            out.extra["new_box_pruned"] = nboxes[j].reason
-            frame_out.append(out)
-            frame_out.append(_from_new(nboxes[j], round))
-        matched_p = {i for i, _ in pairs} | {i for i, _ in shape_only}
-        matched_n = {j for _, j in pairs} | {j for _, j in shape_only}
+        matched_p = {i for i, _ in pairs}
+        matched_n = {j for _, j in pairs}
         for i, p in enumerate(pboxes):
             if i in matched_p:
                 continue

@@ -151,7 +151,7 @@ def test_hysteresis_keeps_low_boxes_a_seeded_track_confirms_and_prunes_the_rest(
     from pseudolabel.prune.temporal import HysteresisConfig, apply_hysteresis, seeded_track_mask
     from pseudolabel.records import Box, Dataset, Frame
 
-    assert seeded_track_mask([0, 0, 1, 2], [0.9, 0.3, 0.4, 0.8], high=0.7).tolist() == [True, True, False, True]
+    assert seeded_track_mask([0, 0, 1, 2], np.array([0.9, 0.3, 0.4, 0.8]) >= 0.7).tolist() == [True, True, False, True]
     frames = [Frame(id=i + 1, file_name=f"v/{i:06d}.jpg", width=640, height=360, video_id="v", frame_index=i)
               for i in range(6)]
     frames.append(Frame(id=99, file_name="still.jpg", width=640, height=360, video_id="still", frame_index=0))

@@ -326,19 +326,16 @@ class HysteresisConfig:
     track_seed_length: int | None = None  # also seeds: a track holding this many boxes >= the threshold (None: off)
 
 
-def seeded_track_mask(track_ids, scores, *, high: float) -> np.ndarray:
-    """(N,) bool: ``True`` for boxes whose track holds at least one box scoring ``>= high``.
+def seeded_track_mask(track_ids, is_seed) -> np.ndarray:
+    """(N,) bool: ``True`` for boxes whose track holds at least one seed.
 
     Parameters
     ----------
     track_ids : array_like of int, shape (N,)
-    scores : array_like of float, shape (N,)
-    high : float
-        The seed threshold (the round's score threshold).
+    is_seed : array_like of bool, shape (N,)
     """
     track_ids = np.asarray(track_ids)
-    seeded = np.unique(track_ids[np.asarray(scores, dtype=np.float64) >= high])
-    return np.isin(track_ids, seeded)
+    return np.isin(track_ids, np.unique(track_ids[np.asarray(is_seed, dtype=bool)]))
 
 
 def apply_hysteresis(ds: Dataset, cfg: HysteresisConfig, *, round: int, high: float,
@@ -363,9 +360,9 @@ def apply_hysteresis(ds: Dataset, cfg: HysteresisConfig, *, round: int, high: fl
     if not cfg.enabled:
         return counts
     frames = {f.id: f for f in ds.frames}
-    n_frames: dict[str, int] = {}
+    video_frames: dict[str, list] = {}
     for f in ds.frames:
-        n_frames[f.video_id] = n_frames.get(f.video_id, 0) + 1
+        video_frames.setdefault(f.video_id, []).append(f)
     by_video: dict[str, list[Box]] = {}
     for b in ds.kept_boxes():
         by_video.setdefault(frames[b.image_id].video_id, []).append(b)
@@ -373,13 +370,13 @@ def apply_hysteresis(ds: Dataset, cfg: HysteresisConfig, *, round: int, high: fl
         low = np.array([(b.id not in seeds) if seeds is not None else (b.score < high) for b in boxes])
         if not low.any():
             continue
-        if n_frames[vid] < 2:
+        if len(video_frames[vid]) < 2:
             for b, is_low in zip(boxes, low):
                 if is_low:
                     b.prune("below_threshold", pruned_round=round)
             counts["below_threshold"] += int(low.sum())
             continue
-        vframes = sorted((f for f in ds.frames if f.video_id == vid), key=lambda f: (f.frame_index, f.id))
+        vframes = sorted(video_frames[vid], key=lambda f: (f.frame_index, f.id))
         step_of = {f.id: s for s, f in enumerate(vframes)}
         steps = np.array([step_of[b.image_id] for b in boxes], dtype=np.int64)
         xyxy = ds.xyxy(boxes)
@@ -397,7 +394,7 @@ def apply_hysteresis(ds: Dataset, cfg: HysteresisConfig, *, round: int, high: fl
             strong = {t for t, st in steps_hi.items() if len(st) >= cfg.track_seed_length}
             seed |= np.isin(tids, list(strong)) & np.array([b.score >= high for b in boxes])
             low = ~seed
-        confirmed = seeded_track_mask(tids, seed.astype(float), high=1.0)
+        confirmed = seeded_track_mask(tids, seed)
         for b, t, is_low, ok in zip(boxes, tids, low, confirmed):
             if not is_low:
                 b.extra["track_id"] = f"{vid}:{int(t)}"

@@ -224,13 +224,14 @@ def ground_truth_matches(ds: Dataset, gt: Dataset, *, max_centre_distance: float
 
     gt_frames = gt.frame_by_key()
     gt_boxes = gt.boxes_by_image(kept_only=True)
+    pred_boxes = ds.boxes_by_image()
     out: set[int] = set()
     for f in ds.frames:
         g = gt_frames.get(f.key)
         gts = gt_boxes.get(g.id, []) if g is not None else []
         if not gts:
             continue
-        boxes = ds.boxes_by_image().get(f.id, [])
+        boxes = pred_boxes.get(f.id, [])
         if boxes:
             near = (centre_distance_matrix([b.xyxy for b in boxes], [b.xyxy for b in gts]) <= max_centre_distance)
             out.update(b.id for b, hit in zip(boxes, near.any(axis=1)) if hit)
