@@ -234,6 +234,17 @@ def interpolate_gaps(track_ids, steps, boxes, scores, *, max_fill: int,
 
 
 # ------------------------------------------------------------------------------------ dataset shell
+def _frames_and_kept_by_video(ds: Dataset, frames: dict) -> tuple[dict[str, list], dict[str, list[Box]]]:
+    """Frames of each video, and kept boxes of each video (``frames``: frame id -> Frame)."""
+    video_frames: dict[str, list] = {}
+    for f in ds.frames:
+        video_frames.setdefault(f.video_id, []).append(f)
+    kept: dict[str, list[Box]] = {}
+    for b in ds.kept_boxes():
+        kept.setdefault(frames[b.image_id].video_id, []).append(b)
+    return video_frames, kept
+
+
 def apply_temporal(ds: Dataset, cfg: TemporalConfig, *, round: int) -> dict[str, int]:
     """Track the kept boxes of every video of ``ds``; prune isolated ones and fill gaps, in place.
 
@@ -258,12 +269,7 @@ def apply_temporal(ds: Dataset, cfg: TemporalConfig, *, round: int) -> dict[str,
     missing = sorted({b.image_id for b in ds.boxes if b.image_id not in frames})
     if missing:
         raise ValueError(f"boxes refer to unknown image ids {missing[:10]}")
-    video_frames: dict[str, list] = {}
-    for f in ds.frames:
-        video_frames.setdefault(f.video_id, []).append(f)
-    kept_by_video: dict[str, list[Box]] = {}
-    for b in ds.kept_boxes():
-        kept_by_video.setdefault(frames[b.image_id].video_id, []).append(b)
+    video_frames, kept_by_video = _frames_and_kept_by_video(ds, frames)
     kept_by_image = ds.boxes_by_image(kept_only=True)
     next_id = max((b.id for b in ds.boxes), default=0) + 1
     new_boxes: list[Box] = []
@@ -359,13 +365,7 @@ def apply_hysteresis(ds: Dataset, cfg: HysteresisConfig, *, round: int, high: fl
     counts = {"unconfirmed": 0, "below_threshold": 0, "track_confirmed": 0}
     if not cfg.enabled:
         return counts
-    frames = {f.id: f for f in ds.frames}
-    video_frames: dict[str, list] = {}
-    for f in ds.frames:
-        video_frames.setdefault(f.video_id, []).append(f)
-    by_video: dict[str, list[Box]] = {}
-    for b in ds.kept_boxes():
-        by_video.setdefault(frames[b.image_id].video_id, []).append(b)
+    video_frames, by_video = _frames_and_kept_by_video(ds, {f.id: f for f in ds.frames})
     for vid, boxes in by_video.items():
         low = np.array([(b.id not in seeds) if seeds is not None else (b.score < high) for b in boxes])
         if not low.any():
