@@ -135,8 +135,9 @@ def main(argv=None) -> int:
     ap.add_argument("--root", default=str(REPO / "runs" / "label_quality"), help="where the runs are kept")
     ap.add_argument("--tag", default="", help="suffix of the experiment names (compare settings side by side)")
     ap.add_argument("--reuse-round0", default=None, metavar="TAG",
-                    help="start from the frames and round 0 of the runs tagged TAG ('' for untagged): compare "
-                         "student settings on the same teacher labels")
+                    help="start from the frames and round 0's teacher labels of the runs tagged TAG ('' for "
+                         "untagged), then prune (and go on) with this run's settings: compare pruner and student "
+                         "settings on the same teacher pass")
     ap.add_argument("--out", default=None, help="JSON output (default: <root>/label_quality<tag>.json)")
     ap.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run, e.g. prune=full")
     a = ap.parse_args(argv)
@@ -157,8 +158,11 @@ def main(argv=None) -> int:
             import shutil
 
             src = root / "runs" / f"{name}{a.reuse_round0}"
-            for part in ("frames", "round_0"):
-                shutil.copytree(src / part, root / "runs" / exp / part, symlinks=True)
+            shutil.copytree(src / "frames", root / "runs" / exp / "frames", symlinks=True)
+            (root / "runs" / exp / "round_0").mkdir(parents=True)
+            for part in ("labels.json", "context.json", "features.npz", ".done_label"):  # the teacher's pass
+                if (src / "round_0" / part).is_file():
+                    shutil.copy2(src / "round_0" / part, root / "runs" / exp / "round_0" / part)
         entry: dict = {"overrides": overrides, "rounds": []}
         results["sets"][name] = entry
         for k in range(a.rounds + 1):

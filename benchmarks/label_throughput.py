@@ -30,6 +30,7 @@ layer by layer: 2 x MACs of every convolution).
     .venv/bin/python benchmarks/label_throughput.py --teacher student --backend openvino --precision bf16
     .venv/bin/python benchmarks/label_throughput.py --video tennis --tile-size 320 --stride 3
     .venv/bin/python benchmarks/label_throughput.py --teacher opencv --tile-batch 1 --workers 1 --engine classic
+    .venv/bin/python benchmarks/label_throughput.py --guided     # full vs guided tiling (benchmarks/guided_tiling.py)
 """
 from __future__ import annotations
 
@@ -351,6 +352,14 @@ def agreement(ref: dict, got: dict, iou: float = 0.5) -> tuple[int, int, int]:
 
 # ------------------------------------------------------------------ main
 def main(argv=None) -> dict:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--guided" in argv:  # full against guided tiling on real video: benchmarks/guided_tiling.py
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location("guided_tiling", Path(__file__).with_name("guided_tiling.py"))
+        guided = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(guided)
+        return guided.main([a for a in argv if a != "--guided"])
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--teacher", choices=["opencv", "openvino", "fasterrcnn", "student"], default="openvino",
                     help="openvino (default, the pipeline's default teacher): the offline SSD in OpenVINO ((a): "

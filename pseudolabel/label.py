@@ -110,19 +110,29 @@ def select_targets(det: Detections, *, class_ids: Sequence[int] | None, score_th
 
 def iter_detections(detector: Detector, frames: Sequence[Frame], *, frames_dir: str | Path,
                     class_ids: Sequence[int] | None, score_threshold: float, batch_size: int = 4,
-                    split_by_video: bool = False, progress: bool = True,
-                    desc: str = "label") -> Iterator[tuple[Frame, Detections]]:
-    """Yield ``(frame, detections)`` for every frame in order: the target detections above
-    ``score_threshold``, sorted by decreasing score (stable). See :func:`iter_batches` for batching;
+                    split_by_video: bool = False, progress: bool = True, desc: str = "label",
+                    context_class_ids: Sequence[int] | None = None,
+                    context_score_threshold: float = 0.5) -> Iterator[tuple[Frame, Detections, Detections]]:
+    """Yield ``(frame, targets, context)`` for every frame in order: the target detections above
+    ``score_threshold`` and the detections of ``context_class_ids`` (e.g. COCO person, evidence for
+    :mod:`pseudolabel.prune.context`; empty when None) above ``context_score_threshold``, each sorted by
+    decreasing score (stable). See :func:`iter_batches` for batching;
     the batches go through :func:`~pseudolabel.detectors.base.stream_predictions`, so a detector with
     ``predict_stream`` works on the next batches while this generator hands out a batch's frames."""
     from tqdm.auto import tqdm
 
     chunks: deque = deque()  # frames of the batches handed to the detector, oldest first
+    start_video = getattr(detector, "start_video", None)  # a detector that follows a video (guided tiling)
+    if start_video is not None:
+        split_by_video = True
 
     def images():
+        video = object()
         for chunk, imgs in iter_batches(frames, frames_dir, batch_size=batch_size, split_by_video=split_by_video):
             chunks.append(chunk)
+            if start_video is not None and chunk[0].video_id != video:
+                video = chunk[0].video_id
+                start_video(video)  # the detector has finished the batches before this one (a lazy stream)
             yield imgs
 
     # closing: stopped early, the detector's stream finishes what it started now, not when collected
@@ -131,8 +141,11 @@ def iter_detections(detector: Detector, frames: Sequence[Frame], *, frames_dir: 
         for dets in results:
             chunk = chunks.popleft()
             for frame, det in zip(chunk, dets):
-                det = select_targets(det, class_ids=class_ids, score_threshold=score_threshold)
-                yield frame, det.select(np.argsort(-det.scores, kind="stable"))
+                target = select_targets(det, class_ids=class_ids, score_threshold=score_threshold)
+                context = (det.select(np.zeros(len(det), dtype=bool)) if context_class_ids is None else
+                           select_targets(det, class_ids=context_class_ids, score_threshold=context_score_threshold))
+                yield (frame, target.select(np.argsort(-target.scores, kind="stable")),
+                       context.select(np.argsort(-context.scores, kind="stable")))
             bar.update(len(chunk))
 
 
@@ -152,10 +165,10 @@ def label_frames(detector: Detector, frames: Sequence[Frame], *, frames_dir: str
     """
     ds = Dataset(frames=list(frames))
     features: dict[int, np.ndarray] = {}
-    for frame, det in iter_detections(detector, frames, frames_dir=frames_dir, class_ids=class_ids,
-                                      score_threshold=score_threshold, batch_size=batch_size,
-                                      split_by_video=split_by_video, progress=progress,
-                                      desc=f"label r{round} [{detector.name}]"):
+    for frame, det, _ in iter_detections(detector, frames, frames_dir=frames_dir, class_ids=class_ids,
+                                         score_threshold=score_threshold, batch_size=batch_size,
+                                         split_by_video=split_by_video, progress=progress,
+                                         desc=f"label r{round} [{detector.name}]"):
         for j in range(len(det)):
             box = Box(image_id=frame.id, xyxy=tuple(float(v) for v in det.boxes[j]), score=float(det.scores[j]),
                       round=round, source=detector.name, category_id=category_id, id=len(ds.boxes) + 1)

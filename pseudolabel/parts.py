@@ -3,7 +3,8 @@
 The labelling stage labels video by video and writes each video's result atomically as soon as its
 last frame is done::
 
-    round_<N>/label_parts/<video_id>.json   boxes (xyxy, score) of the video's frames + the settings used
+    round_<N>/label_parts/<video_id>.json   boxes (xyxy, score) of the video's frames, context detections
+                                            (xyxy, score, class) + the settings used
     round_<N>/label_parts/<video_id>.npz    their detector features, when the detector returns any
 
 A video whose part exists is never labelled again, so a killed run loses at most the video it was
@@ -67,7 +68,8 @@ def _frames_key(frames: Sequence[Frame]) -> list[list]:
 
 
 def write_part(parts_dir: str | Path, video_id: str, *, frames: Sequence[Frame], boxes: Sequence[Box],
-               features: np.ndarray | None, settings: dict[str, Any], source: str) -> Path:
+               features: np.ndarray | None, settings: dict[str, Any], source: str,
+               context: Sequence[Box] = ()) -> Path:
     """Write one video's part atomically: features first, then the JSON (its presence = part done).
 
     Coordinates are stored as ``xyxy`` floats (JSON round-trips Python floats exactly), so a merged
@@ -81,6 +83,8 @@ def write_part(parts_dir: str | Path, video_id: str, *, frames: Sequence[Frame],
         "frames": _frames_key(frames),
         "n_features": int(len(boxes)) if features is not None and len(boxes) else 0,
         "boxes": [[int(b.image_id), *(float(v) for v in b.xyxy), float(b.score)] for b in boxes],
+        "context": [[int(b.image_id), *(float(v) for v in b.xyxy), float(b.score), int(b.category_id)]
+                    for b in context],
     }
     return io.atomic_write_bytes(jpath, json.dumps(doc, separators=(",", ":")).encode())
 
@@ -114,8 +118,11 @@ def check_part(doc: dict[str, Any], *, frames: Sequence[Frame], settings: dict[s
 def label_parts(detector_factory: Callable[[], Detector], frames: Sequence[Frame], *, parts_dir: str | Path,
                 video_ids: Sequence[str], frames_dir: str | Path, round: int, class_ids: Sequence[int] | None,
                 score_threshold: float, batch_size: int | None, category_id: int = 1,
-                progress: bool = True) -> dict[str, list[str]]:
+                progress: bool = True, context_class_ids: Sequence[int] | None = None,
+                context_score_threshold: float = 0.5) -> dict[str, list[str]]:
     """Label the videos of ``video_ids`` that have no part yet, writing each part when its video is done.
+
+    ``context_class_ids``: other classes of the detector kept as context (see :func:`merge_context`).
 
     The detector is built (``detector_factory()``) only when some video needs labelling. ``batch_size``
     (frames per detector call) None: the detector's ``frames_per_call`` (4 if it has none).
@@ -128,7 +135,8 @@ def label_parts(detector_factory: Callable[[], Detector], frames: Sequence[Frame
 
     parts_dir = Path(parts_dir)
     settings = part_settings(round=round, class_ids=class_ids, score_threshold=score_threshold,
-                             category_id=category_id)
+                             category_id=category_id, context_class_ids=context_class_ids,
+                             context_score_threshold=context_score_threshold)
     by_video: dict[str, list[Frame]] = {}
     for f in frames:
         by_video.setdefault(f.video_id, []).append(f)
@@ -153,14 +161,21 @@ def label_parts(detector_factory: Callable[[], Detector], frames: Sequence[Frame
     ordered = [f for vid in todo for f in by_video[vid]]
     remaining = {vid: len(by_video[vid]) for vid in todo}
     boxes: list[Box] = []
+    context: list[Box] = []
     feats: list[np.ndarray] = []
     has_features = None
-    for frame, det in iter_detections(detector, ordered, frames_dir=frames_dir, class_ids=class_ids,
-                                      score_threshold=score_threshold, batch_size=batch_size, split_by_video=True,
-                                      progress=progress, desc=f"label r{round} [{detector.name}]"):
+    for frame, det, ctx in iter_detections(detector, ordered, frames_dir=frames_dir, class_ids=class_ids,
+                                           score_threshold=score_threshold, batch_size=batch_size,
+                                           split_by_video=True, progress=progress,
+                                           desc=f"label r{round} [{detector.name}]",
+                                           context_class_ids=context_class_ids,
+                                           context_score_threshold=context_score_threshold):
         for j in range(len(det)):
             boxes.append(Box(image_id=frame.id, xyxy=tuple(float(v) for v in det.boxes[j]),
                              score=float(det.scores[j]), round=round, source=detector.name, category_id=category_id))
+        context.extend(Box(image_id=frame.id, xyxy=tuple(float(v) for v in ctx.boxes[j]), score=float(ctx.scores[j]),
+                           round=round, source=detector.name, category_id=int(ctx.labels[j]))
+                       for j in range(len(ctx)))
         if len(det):
             has_features = det.features is not None
             if has_features:
@@ -170,21 +185,27 @@ def label_parts(detector_factory: Callable[[], Detector], frames: Sequence[Frame
             vid = frame.video_id
             write_part(parts_dir, vid, frames=by_video[vid], boxes=boxes,
                        features=np.concatenate(feats) if has_features and feats else None, settings=settings,
-                       source=detector.name)
+                       source=detector.name, context=context)
             log.debug("label part %s: %d boxes on %d frames", vid, len(boxes), len(by_video[vid]))
-            boxes, feats, has_features = [], [], None
+            boxes, context, feats, has_features = [], [], [], None
     return {"labelled": todo, "reused": reused}
 
 
 def part_settings(*, round: int, class_ids: Sequence[int] | None, score_threshold: float,
-                  category_id: int = 1) -> dict[str, Any]:
+                  category_id: int = 1, context_class_ids: Sequence[int] | None = None,
+                  context_score_threshold: float = 0.5) -> dict[str, Any]:
     """What a part depends on besides the detector: checked when the part is reused or merged."""
-    return {"round": int(round), "class_ids": None if class_ids is None else [int(c) for c in class_ids],
-            "score_threshold": float(score_threshold), "category_id": int(category_id)}
+    out = {"round": int(round), "class_ids": None if class_ids is None else [int(c) for c in class_ids],
+           "score_threshold": float(score_threshold), "category_id": int(category_id)}
+    if context_class_ids is not None:
+        out.update(context_class_ids=[int(c) for c in context_class_ids],
+                   context_score_threshold=float(context_score_threshold))
+    return out
 
 
 def merge_parts(parts_dir: str | Path, frames: Sequence[Frame], *, round: int, class_ids: Sequence[int] | None,
-                score_threshold: float, category_id: int = 1) -> tuple[Dataset, dict[int, np.ndarray], str]:
+                score_threshold: float, category_id: int = 1, context_class_ids: Sequence[int] | None = None,
+                context_score_threshold: float = 0.5) -> tuple[Dataset, dict[int, np.ndarray], str]:
     """Every video's part -> the dataset one pass over ``frames`` gives (see :func:`label_frames`).
 
     Returns
@@ -202,7 +223,8 @@ def merge_parts(parts_dir: str | Path, frames: Sequence[Frame], *, round: int, c
         A video has no part, or a part was made for other frames or settings.
     """
     settings = part_settings(round=round, class_ids=class_ids, score_threshold=score_threshold,
-                             category_id=category_id)
+                             category_id=category_id, context_class_ids=context_class_ids,
+                             context_score_threshold=context_score_threshold)
     by_video: dict[str, list[Frame]] = {}
     for f in frames:
         by_video.setdefault(f.video_id, []).append(f)
@@ -232,3 +254,31 @@ def merge_parts(parts_dir: str | Path, frames: Sequence[Frame], *, round: int, c
             if vec is not None:
                 features[box.id] = vec
     return ds, features, next(iter(sources), "")
+
+
+def merge_context(parts_dir: str | Path, frames: Sequence[Frame]) -> Dataset:
+    """The context detections of every video's part (call after :func:`merge_parts` checked the parts).
+
+    Returns
+    -------
+    Dataset
+        All ``frames``; one Box per context detection (``category_id`` = the detector's class, ``source``
+        = the detector), ids 1..N in frame order. A category per class seen, named ``class_<id>``.
+    """
+    video_ids = sorted({f.video_id for f in frames})
+    rows: dict[int, list[Box]] = {}
+    for vid in video_ids:
+        doc = read_part(parts_dir, vid)
+        if doc is None:
+            raise PartMismatchError(f"{part_paths(parts_dir, vid)[0]}: missing; label video {vid!r} first")
+        for image_id, x1, y1, x2, y2, score, label in doc.get("context", ()):
+            rows.setdefault(int(image_id), []).append(
+                Box(image_id=int(image_id), xyxy=(float(x1), float(y1), float(x2), float(y2)), score=float(score),
+                    round=int(doc["settings"]["round"]), source=str(doc["source"]), category_id=int(label)))
+    ds = Dataset(frames=list(frames), categories=[])
+    for f in frames:
+        for box in rows.get(f.id, ()):
+            box.id = len(ds.boxes) + 1
+            ds.boxes.append(box)
+    ds.categories = [{"id": c, "name": f"class_{c}"} for c in sorted({b.category_id for b in ds.boxes})]
+    return ds

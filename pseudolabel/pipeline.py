@@ -52,6 +52,9 @@ def round_dir(cfg: DictConfig, k: int) -> Path:
     return exp_dir(cfg) / f"round_{k}"
 
 
+CONTEXT_FILE = "context.json"  # round 0: the teacher's boxes of teacher.context_class_ids (persons)
+
+
 def _run_once(directory: Path, stage: str, fn: Callable[[], dict | None]) -> bool:
     """Run ``fn`` unless ``directory`` records ``stage`` as done; returns True when it ran."""
     if io.is_done(directory, stage):
@@ -121,8 +124,12 @@ def label_shard(cfg: DictConfig) -> tuple[int | None, int]:
 
 
 def stage_label(cfg: DictConfig, k: int, frames: Dataset, detector_factory: Callable[[], Any], *,
-                class_ids, score_threshold: float, batch_size: int | None, policy: str = "fixed") -> None:
+                class_ids, score_threshold: float, batch_size: int | None, policy: str = "fixed",
+                context_class_ids=None, context_score_threshold: float = 0.5) -> None:
     """Run a detector over every sampled frame -> ``labels.json`` (and ``features.npz`` if any).
+
+    ``context_class_ids`` (the teacher's ``context_class_ids``, e.g. COCO person) also writes
+    ``context.json``: the detector's boxes of those classes, evidence for ``prune.on_person``.
 
     Videos are labelled one by one into ``label_parts/<video_id>.json`` (:mod:`pseudolabel.parts`);
     a video whose part exists is not labelled again, so an interrupted run resumes. With
@@ -136,7 +143,7 @@ def stage_label(cfg: DictConfig, k: int, frames: Dataset, detector_factory: Call
     import shutil
 
     from .label import configure_threads
-    from .parts import PARTS_DIRNAME, PartMismatchError, label_parts, merge_parts, select_videos
+    from .parts import PARTS_DIRNAME, PartMismatchError, label_parts, merge_context, merge_parts, select_videos
 
     rdir = round_dir(cfg, k)
     if io.is_done(rdir, "label"):
@@ -154,6 +161,9 @@ def stage_label(cfg: DictConfig, k: int, frames: Dataset, detector_factory: Call
     if keep_floor is not None:  # labels.json keeps the boxes a track may confirm (prune.hysteresis)
         floor = min(floor, keep_floor)
     class_ids = None if class_ids is None else [int(c) for c in class_ids]
+    context = ({} if context_class_ids is None else
+               {"context_class_ids": [int(c) for c in context_class_ids],
+                "context_score_threshold": float(context_score_threshold)})
     videos = select_videos([f.video_id for f in frames.frames], shard=shard, num_shards=num_shards)
 
     def detector():
@@ -165,7 +175,7 @@ def stage_label(cfg: DictConfig, k: int, frames: Dataset, detector_factory: Call
     try:
         done = label_parts(detector, frames.frames, parts_dir=parts_dir, video_ids=videos,
                            frames_dir=frames_dir(cfg), round=k, class_ids=class_ids, score_threshold=floor,
-                           batch_size=batch_size)
+                           batch_size=batch_size, **context)
         if shard is not None:
             log.info("round %d, label shard %d of %d: %d video(s) labelled, %d already done; once every shard "
                      "is done, merge with the same command without label.shard", k, shard, num_shards,
@@ -174,7 +184,7 @@ def stage_label(cfg: DictConfig, k: int, frames: Dataset, detector_factory: Call
 
         def run():
             ds, feats, source = merge_parts(parts_dir, frames.frames, round=k, class_ids=class_ids,
-                                            score_threshold=floor)
+                                            score_threshold=floor, **context)
             info = {"round": k, "stage": "label", "source": source, "policy": policy,
                     "score_threshold": float(score_threshold)}
             if policy == "adaptive":
@@ -185,6 +195,8 @@ def stage_label(cfg: DictConfig, k: int, frames: Dataset, detector_factory: Call
             if keep_floor is not None:
                 info["label_floor"] = keep_floor
             ds.info = info
+            if context:
+                save_coco(merge_context(parts_dir, frames.frames), rdir / CONTEXT_FILE)
             save_coco(ds, rdir / "labels.json")
             feats = {b.id: feats[b.id] for b in ds.boxes if b.id in feats}
             if feats:
@@ -198,6 +210,16 @@ def stage_label(cfg: DictConfig, k: int, frames: Dataset, detector_factory: Call
     shutil.rmtree(parts_dir, ignore_errors=True)
 
 
+def _teacher_context(cfg: DictConfig) -> dict[str, Any]:
+    """stage_label's context arguments from ``teacher.context_class_ids`` (absent or null: none)."""
+    ids = OmegaConf.select(cfg, "teacher.context_class_ids")
+    if not ids:
+        return {}
+    return {"context_class_ids": list(ids),
+            "context_score_threshold": float(OmegaConf.select(cfg, "teacher.context_score_threshold",
+                                                              default=0.5))}
+
+
 def _hysteresis_floor(cfg: DictConfig) -> float | None:
     """The label floor when ``prune.hysteresis`` is on (boxes between it and the threshold wait for a track)."""
     h = OmegaConf.select(cfg, "prune.hysteresis")
@@ -208,7 +230,8 @@ def stage_label_round(cfg: DictConfig, k: int, frames: Dataset) -> None:
     """Label round ``k``: the teacher for k = 0, else round k's student (its ``student.pt`` must exist)."""
     if k == 0:
         stage_label(cfg, 0, frames, lambda: _build_teacher(cfg), class_ids=cfg.teacher.class_ids,
-                    score_threshold=cfg.teacher.score_threshold, batch_size=cfg.teacher.batch_size)
+                    score_threshold=cfg.teacher.score_threshold, batch_size=cfg.teacher.batch_size,
+                    **_teacher_context(cfg))
         return
     ckpt = round_dir(cfg, k) / "student" / "student.pt"
     stage_label(cfg, k, frames, lambda: _student_relabeller(cfg, ckpt), class_ids=[1],
@@ -327,6 +350,15 @@ def stage_prune(cfg: DictConfig, k: int) -> None:
             seeds = _agreeing_box_ids(cfg, k, ds) if k > 0 and hcfg.student_seeds == "agreement" else None
             counts.update(apply_hysteresis(ds, hcfg, round=k, high=high, seeds=seeds))
             confirmed = counts.pop("track_confirmed")
+        if pcfg.get("track_size"):  # after the hysteresis: it judges tracks against the seeds
+            from .prune.track_size import TrackSizeConfig, apply_track_size
+
+            counts.update(apply_track_size(ds, TrackSizeConfig(**pcfg["track_size"]), round=k))
+        context_path = round_dir(cfg, 0) / CONTEXT_FILE
+        if pcfg.get("on_person") and context_path.is_file():  # after the hysteresis: it votes per track
+            from .prune.context import OnPersonConfig, apply_on_person
+
+            counts.update(apply_on_person(ds, load_coco(context_path), OnPersonConfig(**pcfg["on_person"]), round=k))
         if pcfg.get("features"):
             from .prune.features import FeatureOutlierConfig, apply_feature_outliers, load_features
 
@@ -548,7 +580,7 @@ def run_sweep_trial(cfg: DictConfig, *, trial: str) -> float:
     sweep_dir = exp_dir(cfg) / "sweep"
     base = _relocated(cfg, sweep_dir / f"teacher_{_teacher_digest(cfg, floor)}")
     stage_label(base, 0, frames, lambda: _build_teacher(cfg), class_ids=cfg.teacher.class_ids,
-                score_threshold=floor, batch_size=cfg.teacher.batch_size)
+                score_threshold=floor, batch_size=cfg.teacher.batch_size, **_teacher_context(cfg))
     repeats = int(cfg.sweep.get("repeats") or 1)
     values, records = [], []
     for r in range(repeats):  # repeat r: seed + r (student training); round 0 alone gives the same value each time

@@ -60,3 +60,23 @@ def test_label_quality_benchmark_scores_round_0_of_a_tiny_suite(tmp_path, capsys
     for counts in row["pruned_truth"].values():
         assert set(counts) == {"true", "false"}
     assert "synthetic              0" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_guided_tiling_benchmark_prints_its_two_lines(tmp_path, capsys):
+    """label_throughput.py --guided on two frames of each football clip (needs ../shared)."""
+    import json
+
+    bench = _load("label_throughput")
+    if not bench.REPO.parent.joinpath("shared", "data", "videos", "football_broadcast", "ground_truth.json").is_file():
+        pytest.skip("../shared/data/videos/football_broadcast is absent")
+    out = tmp_path / "g.json"
+    res = bench.main(["--guided", "--sets", "football_broadcast", "--guided-frames", "2", "--json", str(out)])
+    entry = res["sets"]["football_broadcast"]
+    assert entry["frames"] == 20 and entry["speed_up"] == pytest.approx(entry["guided"]["fps"] / entry["full"]["fps"])
+    assert entry["guided"]["views_per_frame"] < entry["full"]["views_per_frame"]  # frame 2 of a clip is guided
+    text = capsys.readouterr().out
+    assert f"guided speed-up: {entry['speed_up']:.2f}x" in text
+    floor = entry["score_0.2"]
+    assert f"guided recall: {floor['guided']['recall']:.3f} vs {floor['full']['recall']:.3f}" in text
+    assert json.loads(out.read_text())["sets"]["football_broadcast"]["frames"] == 20

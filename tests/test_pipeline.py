@@ -62,6 +62,9 @@ def test_round0_writes_coco_and_metrics_against_ground_truth(round0):
     assert all(a["source"] in ("ssd_mobilenet_v2_coco", "track_confirmed") and a["round"] == 0 for a in anns)
     assert metrics["n_boxes"] == sum(a["decision"] == "kept" for a in anns)
     assert metrics["tp"] + metrics["fp"] == metrics["n_boxes"]
+    context = COCO(str(rdir / "context.json"))  # the teacher's person boxes (teacher.context_class_ids)
+    assert len(context.getImgIds()) == 16
+    assert {a["category_id"] for a in context.loadAnns(context.getAnnIds())} <= {1}
 
 
 def test_frames_are_extracted_once_per_experiment(round0):

@@ -250,3 +250,24 @@ def test_background_jpeg_writes_finish_before_sampling_returns_and_raise_disk_er
     monkeypatch.setattr(frames_mod, "_write_jpeg", disk_full)
     with pytest.raises(OSError, match="No space"):
         frames_mod.sample_video(video, video_id="w", frames_dir=tmp_path / "f", config=cfg)
+
+
+def test_context_detections_survive_parts_and_equal_one_pass(video_frames, tmp_path):
+    from pseudolabel.label import iter_detections
+    from pseudolabel.parts import merge_context
+
+    root, frames = video_frames
+    ctx = dict(context_class_ids=[1], context_score_threshold=0.45)
+    label_parts(BrightSpots, frames, parts_dir=tmp_path, video_ids=["cam_a", "cam_b", "cam_c"], frames_dir=root,
+                batch_size=2, progress=False, **LABEL, **ctx)
+    merged = merge_context(tmp_path, frames)
+    expected = [(f.id, tuple(c.boxes[j]), float(c.scores[j])) for f, _, c in
+                iter_detections(BrightSpots(), frames, frames_dir=root, batch_size=3, progress=False,
+                                class_ids=[37], score_threshold=0.5, **ctx) for j in range(len(c))]
+    assert expected  # the fixture has dim spots (class 1) above 0.45
+    assert [(b.image_id, b.xyxy, b.score) for b in merged.boxes] == expected
+    assert {b.category_id for b in merged.boxes} == {1} and merged.categories == [{"id": 1, "name": "class_1"}]
+    assert [b.id for b in merged.boxes] == list(range(1, len(merged.boxes) + 1))
+    with pytest.raises(PartMismatchError, match="context_class_ids"):  # parts with context, merge without
+        merge_parts(tmp_path, frames, **LABEL)
+    assert len(merge_parts(tmp_path, frames, **LABEL, **ctx)[0].boxes) == len(one_pass(root, frames)[0].boxes)

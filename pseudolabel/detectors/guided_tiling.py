@@ -1,0 +1,223 @@
+"""Guided tiling for video: look at the tiles where the ball can be, and scan the whole grid now and then.
+
+Tiled inference spends nearly all its compute on tiles with no ball. Between two sampled frames of a
+video the ball is where it was plus its motion, and where pixels changed. :class:`GuidedTiledDetector`
+runs, on each frame of a video:
+
+- every tile of the grid (a *full scan*) on the first frame, every ``scan_every``-th frame after it, and
+  after a cut (scene change);
+- otherwise, the whole-frame view, the tiles around the predicted position of each recent target
+  detection (constant velocity, camera pan compensated; a guide the detector missed coasts on for a few
+  frames), and the ``motion_tiles`` tiles whose pixels changed
+  most since the previous frame (after compensating the camera's pan).
+
+Motion and cuts are measured on grey frames shrunk ``motion_scale`` times (a few thousand pixels), with the
+camera's translation estimated by phase correlation (``cv2.phaseCorrelate``). A frame whose mean absolute
+difference to the previous one, after that alignment, is above ``cut_threshold`` (grey levels) is a cut.
+
+Frames must come in time order, one video after another: call :meth:`start_video` between videos (the label
+stage does, see :func:`pseudolabel.label.iter_detections`); a frame of another size or a cut also starts over.
+Where it loses balls: a ball that appears far from every recent detection, between two scans, in a tile
+that did not change much (a long pass from a still player; a ball faster than ``max_speed``); and the frames
+right after a cut the detector does not flag.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+
+from .base import Detections, Detector
+from .tiling import TiledDetector, tile_grid
+
+
+def camera_shift(prev: np.ndarray, cur: np.ndarray) -> tuple[float, float]:
+    """(dx, dy) translation of ``cur`` relative to ``prev`` (float32 grey images of one size), in their pixels."""
+    import cv2
+
+    (dx, dy), _ = cv2.phaseCorrelate(prev, cur)
+    return float(dx), float(dy)
+
+
+def aligned_difference(prev: np.ndarray, cur: np.ndarray, shift: tuple[float, float]) -> np.ndarray:
+    """|cur - prev moved by shift|, with the border the shift uncovers set to 0 (float32, cur's shape)."""
+    dx, dy = int(round(shift[0])), int(round(shift[1]))
+    h, w = cur.shape
+    diff = np.zeros_like(cur)
+    ys, xs = slice(max(0, dy), min(h, h + dy)), slice(max(0, dx), min(w, w + dx))
+    ps, px = slice(max(0, -dy), min(h, h - dy)), slice(max(0, -dx), min(w, w - dx))
+    diff[ys, xs] = np.abs(cur[ys, xs] - prev[ps, px])
+    return diff
+
+
+def tiles_near_points(tiles: np.ndarray, points: np.ndarray, *, radius: float) -> np.ndarray:
+    """(K,) bool: for each point, the tile that holds the disc of ``radius`` around it farthest from its edges
+    (or, when no tile holds the whole disc, every tile the disc touches).
+
+    Parameters
+    ----------
+    tiles : (K, 4) xyxy tile rectangles.
+    points : (P, 2) x, y in frame pixels.
+    """
+    chosen = np.zeros(len(tiles), dtype=bool)
+    t = np.asarray(tiles, dtype=np.float64)
+    for x, y in np.asarray(points, dtype=np.float64).reshape(-1, 2):
+        room = np.minimum.reduce([x - t[:, 0], y - t[:, 1], t[:, 2] - x, t[:, 3] - y])
+        if room.max() >= radius:
+            chosen[int(np.argmax(room))] = True
+        else:
+            chosen |= room > -radius
+    return chosen
+
+
+class GuidedTiledDetector(TiledDetector):
+    """A :class:`~pseudolabel.detectors.tiling.TiledDetector` that, on video, runs only the tiles where a
+    target can be between periodic full scans (see the module docstring).
+
+    Parameters
+    ----------
+    detector, tile_size, overlap, full_frame, fusion_iou, drop_edge_boxes, batch_size
+        As :class:`~pseudolabel.detectors.tiling.TiledDetector`.
+    scan_every : int
+        A full scan every this many frames of a video (1: every frame, plain tiling).
+    target_class_ids : sequence of int or None
+        Detections of these classes (None: all) at or above ``track_score`` guide the next frames.
+    track_score : float
+        Lowest score of a guiding detection (the label floor: a track may confirm low boxes).
+    max_guides : int
+        At most this many guiding detections per frame (highest scores first).
+    max_speed : float
+        Pixels per frame a guided ball may stray from its constant-velocity prediction: the search radius
+        around it, and the farthest a detection may be from a guide's prediction to continue it.
+    max_coast : int
+        A guide no detection continued is still searched, at its velocity, for this many frames (the
+        teacher misses a blurred ball in some frames).
+    motion_tiles : int
+        Tiles added for motion per guided frame, those whose pixels changed most.
+    motion_threshold : float
+        Grey levels of change for a shrunk pixel to count as moving.
+    motion_scale : int
+        Frames are shrunk this many times for motion and cuts.
+    cut_threshold : float
+        Mean absolute grey difference after alignment above which a frame is a cut (full scan).
+    """
+
+    def __init__(self, detector: Detector, *, tile_size: int | None = 320, overlap: float = 0.25,
+                 full_frame: bool = True, fusion_iou: float = 0.5, drop_edge_boxes: bool = True,
+                 batch_size: int = 16, scan_every: int = 8, target_class_ids: Sequence[int] | None = None,
+                 track_score: float = 0.2, max_guides: int = 8, max_speed: float = 60.0, max_coast: int = 2,
+                 motion_tiles: int = 4,
+                 motion_threshold: float = 25.0, motion_scale: int = 8, cut_threshold: float = 30.0) -> None:
+        super().__init__(detector, tile_size=tile_size, overlap=overlap, full_frame=full_frame,
+                         fusion_iou=fusion_iou, drop_edge_boxes=drop_edge_boxes, batch_size=batch_size)
+        if scan_every < 1:
+            raise ValueError(f"scan_every must be >= 1, got {scan_every}")
+        self.scan_every = int(scan_every)
+        self.target_class_ids = None if target_class_ids is None else [int(c) for c in target_class_ids]
+        self.track_score = float(track_score)
+        self.max_guides = int(max_guides)
+        self.max_speed = float(max_speed)
+        self.max_coast = int(max_coast)
+        self.motion_tiles = int(motion_tiles)
+        self.motion_threshold = float(motion_threshold)
+        self.motion_scale = int(motion_scale)
+        self.cut_threshold = float(cut_threshold)
+        self.views_run: list[int] = []  # views per frame, in order (for benchmarks)
+        self.start_video()
+
+    def start_video(self, video_id: object = None) -> None:
+        """Forget the previous frames: the next frame is a full scan."""
+        self._prev_small: np.ndarray | None = None
+        self._since_scan = 0
+        self._guides = np.zeros((0, 2))      # centres of the last frame's guiding detections
+        self._velocity = np.zeros((0, 2))    # their velocities, px per frame
+        self._age = np.zeros(0, dtype=np.int64)  # frames since each guide was last detected (coasting)
+
+    # ---------------------------------------------------------------- per-frame planning
+    def _small_grey(self, image: np.ndarray) -> np.ndarray:
+        import cv2
+
+        h, w = image.shape[:2]
+        s = self.motion_scale
+        grey = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
+        return cv2.resize(grey, (max(1, w // s), max(1, h // s)), interpolation=cv2.INTER_AREA).astype(np.float32)
+
+    def _plan_frame(self, image: np.ndarray) -> tuple[np.ndarray, tuple[float, float], bool]:
+        """(views to run, camera shift in frame px, full scan?) for the next frame, and update motion state."""
+        views = self._views(image)
+        small = self._small_grey(image)
+        prev, self._prev_small = self._prev_small, small
+        n_tiles = len(views) - (1 if self.full_frame or len(views) == 1 else 0)
+        if prev is None or prev.shape != small.shape or n_tiles <= 1:
+            self._since_scan = 0
+            return views, (0.0, 0.0), True
+        shift = camera_shift(prev, small)
+        diff = aligned_difference(prev, small, shift)
+        shift_px = (shift[0] * self.motion_scale, shift[1] * self.motion_scale)
+        self._since_scan += 1
+        if self._since_scan >= self.scan_every or float(diff.mean()) > self.cut_threshold:
+            self._since_scan = 0
+            return views, shift_px, True
+        tiles = views[:n_tiles]
+        chosen = np.zeros(n_tiles, dtype=bool)
+        if len(self._guides):
+            predicted = self._guides + self._velocity + np.asarray(shift_px)
+            chosen |= tiles_near_points(tiles, predicted, radius=self.max_speed)
+        if self.motion_tiles > 0:
+            moving = (diff > self.motion_threshold).astype(np.float32)
+            s = self.motion_scale
+            energy = np.array([moving[t[1] // s:(t[3] + s - 1) // s, t[0] // s:(t[2] + s - 1) // s].sum()
+                               for t in tiles])
+            order = np.argsort(-energy, kind="stable")[:self.motion_tiles]
+            chosen[order[energy[order] > 0]] = True
+        return np.concatenate([tiles[chosen], views[n_tiles:]]), shift_px, False
+
+    def _update_guides(self, det: Detections, shift_px: tuple[float, float]) -> None:
+        """This frame's guiding detections become the guides (with a velocity when they continue one);
+        a guide no detection continued coasts on at its velocity for up to ``max_coast`` frames."""
+        mask = det.scores >= self.track_score
+        if self.target_class_ids is not None:
+            mask &= np.isin(det.labels, self.target_class_ids)
+        g = det.select(mask)
+        g = g.select(np.argsort(-g.scores, kind="stable")[:self.max_guides])
+        centres = (g.boxes[:, :2] + g.boxes[:, 2:]) / 2 if len(g) else np.zeros((0, 2))
+        velocity = np.zeros_like(centres)
+        predicted = self._guides + self._velocity + np.asarray(shift_px)  # where the old guides should be now
+        continued = np.zeros(len(predicted), dtype=bool)
+        if len(centres) and len(predicted):
+            dist = np.linalg.norm(centres[:, None, :] - predicted[None, :, :], axis=2)
+            nearest = dist.argmin(axis=1)
+            near = dist[np.arange(len(centres)), nearest] <= self.max_speed
+            # a coasting guide's position already holds its motion over the frames it was missed
+            velocity[near] = centres[near] - (self._guides[nearest[near]] + np.asarray(shift_px))
+            continued[nearest[near]] = True
+        coast = ~continued & (self._age < self.max_coast)
+        self._guides = np.concatenate([centres, predicted[coast]])
+        self._velocity = np.concatenate([velocity, self._velocity[coast]])
+        self._age = np.concatenate([np.zeros(len(centres), dtype=np.int64), self._age[coast] + 1])
+
+    # ---------------------------------------------------------------- Detector API
+    def predict(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        """Frames in time order, of the current video."""
+        out = []
+        for image in images:
+            views, shift_px, _ = self._plan_frame(image)
+            jobs = [(0, v) for v in views]
+            crops = [np.ascontiguousarray(image[v[1]:v[3], v[0]:v[2]]) for v in views]
+            dets = [d for s in range(0, len(crops), self.batch_size)
+                    for d in self.detector.predict(crops[s:s + self.batch_size])]
+            det = self._fuse([image], jobs, dets)[0]
+            self.views_run.append(len(views))
+            self._update_guides(det, shift_px)
+            out.append(det)
+        return out
+
+    def predict_stream(self, batches: Iterable[Sequence[np.ndarray]]) -> Iterator[list[Detections]]:
+        """``predict`` of each batch in order; a frame's views depend on the frame before, so no look-ahead."""
+        for images in batches:
+            yield self.predict(images)
+
+
+def grid_size(width: int, height: int, *, tile_size: int, overlap: float) -> int:
+    """Number of tiles of a full scan (whole-frame view not counted)."""
+    return len(tile_grid(width, height, tile_size=tile_size, overlap=overlap))

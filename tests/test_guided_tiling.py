@@ -1,0 +1,190 @@
+"""Guided tiling: full scans, tiles that follow a moving ball through a panning camera, cuts, video starts."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pseudolabel.detectors.base import Detections
+from pseudolabel.detectors.guided_tiling import (GuidedTiledDetector, aligned_difference, camera_shift, grid_size,
+                                                 tiles_near_points)
+from pseudolabel.detectors.tiling import TiledDetector
+
+W, H, TILE = 640, 384, 128
+
+
+class SmallBallDetector:
+    """Finds the bright-red square of a crop, but only in crops no larger than a tile (a small ball vanishes
+    when the whole frame is shrunk to the detector's input)."""
+
+    name = "small_ball"
+
+    def __init__(self):
+        self.views = 0
+
+    def predict(self, images):
+        out = []
+        for im in images:
+            self.views += 1
+            ys, xs = np.nonzero((im[..., 0] > 200) & (im[..., 1] < 60))
+            if max(im.shape[:2]) > TILE or len(xs) == 0:
+                out.append(Detections())
+                continue
+            out.append(Detections([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]], [0.9], [37]))
+        return out
+
+
+def textured_world(seed=0, shape=(H + 200, W + 400)):
+    rng = np.random.default_rng(seed)
+    import cv2
+
+    noise = rng.integers(0, 255, size=(shape[0] // 8, shape[1] // 8), dtype=np.uint8)
+    grey = cv2.resize(noise, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+    world = np.stack([grey // 3, grey // 2 + 60, grey // 3], axis=2).astype(np.uint8)  # green-ish, no red
+    return world
+
+
+def frames_with_ball(n, *, pan=(0, 0), velocity=(17, 9), start=(150, 100), seed=0, size=8):
+    """(frames, true ball centres): a camera panning ``pan`` px per frame over a texture, a ball moving
+    ``velocity`` px per frame in frame coordinates."""
+    world = textured_world(seed)
+    frames, centres = [], []
+    for t in range(n):
+        ox, oy = 100 + pan[0] * t, 100 + pan[1] * t
+        im = world[oy:oy + H, ox:ox + W].copy()
+        cx, cy = start[0] + velocity[0] * t, start[1] + velocity[1] * t
+        im[cy - size // 2:cy + size // 2, cx - size // 2:cx + size // 2] = (255, 0, 0)
+        frames.append(im)
+        centres.append((cx, cy))
+    return frames, np.array(centres, dtype=float)
+
+
+def found(dets, centres):
+    hits = []
+    for d, (cx, cy) in zip(dets, centres):
+        c = (d.boxes[:, :2] + d.boxes[:, 2:]) / 2
+        hits.append(bool(len(c)) and bool((np.linalg.norm(c - [cx, cy], axis=1) <= 2).any()))
+    return np.array(hits)
+
+
+def guided(inner, **kw):
+    opts = dict(tile_size=TILE, overlap=0.25, batch_size=64, scan_every=100, motion_tiles=0, max_speed=24.0)
+    opts.update(kw)
+    return GuidedTiledDetector(inner, **opts)
+
+
+def test_full_tiling_finds_the_ball_and_guided_follows_it_with_fewer_views():
+    frames, centres = frames_with_ball(12)
+    full_inner, inner = SmallBallDetector(), SmallBallDetector()
+    full = TiledDetector(full_inner, tile_size=TILE, overlap=0.25, batch_size=64).predict(frames)
+    det = guided(inner)
+    out = [d for i in range(0, len(frames), 4) for d in det.predict(frames[i:i + 4])]
+    assert found(full, centres).all()
+    assert found(out, centres).all()
+    n_full = grid_size(W, H, tile_size=TILE, overlap=0.25) + 1
+    assert det.views_run[0] == n_full  # the first frame is a full scan
+    assert max(det.views_run[1:]) < n_full / 3
+    assert inner.views == sum(det.views_run) < full_inner.views / 3
+
+
+def test_scan_every_one_is_plain_tiling():
+    frames, _ = frames_with_ball(5)
+    full = TiledDetector(SmallBallDetector(), tile_size=TILE, overlap=0.25, batch_size=64).predict(frames)
+    out = guided(SmallBallDetector(), scan_every=1).predict(frames)
+    assert len(out) == len(full)
+    for a, b in zip(out, full):
+        np.testing.assert_array_equal(a.boxes, b.boxes)
+        np.testing.assert_array_equal(a.scores, b.scores)
+
+
+def test_periodic_scans_come_every_k_frames():
+    frames, _ = frames_with_ball(9)
+    det = guided(SmallBallDetector(), scan_every=4)
+    det.predict(frames)
+    n_full = grid_size(W, H, tile_size=TILE, overlap=0.25) + 1
+    assert [i for i, v in enumerate(det.views_run) if v == n_full] == [0, 4, 8]
+
+
+def test_camera_shift_is_the_pan_and_aligned_difference_cancels_it():
+    frames, _ = frames_with_ball(2, pan=(16, 8), velocity=(0, 0))
+    det = guided(SmallBallDetector())
+    a, b = det._small_grey(frames[0]), det._small_grey(frames[1])
+    dx, dy = camera_shift(a, b)
+    # the camera moved right and down by (16, 8) px: the picture moves left and up by 2 and 1 shrunk pixels
+    assert dx == pytest.approx(-2, abs=0.3) and dy == pytest.approx(-1, abs=0.3)
+    assert aligned_difference(a, b, (dx, dy))[4:-4, 4:-4].mean() < 0.25 * np.abs(b - a).mean()
+
+
+def test_guided_follows_a_ball_while_the_camera_pans():
+    frames, centres = frames_with_ball(12, pan=(12, 4), velocity=(20, 6))  # 33 px per frame over the ground
+    det = guided(SmallBallDetector(), max_speed=40.0)
+    assert found(det.predict(frames), centres).all()
+
+
+def test_motion_tiles_find_a_ball_that_appears_between_scans():
+    frames, centres = frames_with_ball(8, velocity=(14, 0), start=(100, 250))
+    frames[0] = frames[1].copy()
+    frames[0][centres[1][1].astype(int) - 4:centres[1][1].astype(int) + 4,
+              centres[1][0].astype(int) - 4:centres[1][0].astype(int) + 4] = frames[0][:8, :8]  # no ball in frame 0
+    no_motion = guided(SmallBallDetector(), motion_tiles=0, motion_threshold=5.0)
+    with_motion = guided(SmallBallDetector(), motion_tiles=2, motion_threshold=5.0)
+    assert not found(no_motion.predict(frames), centres)[1:].any()  # nothing guides it to the ball
+    assert found(with_motion.predict(frames), centres)[1:].all()
+
+
+def test_a_cut_and_a_new_video_force_a_full_scan():
+    frames, _ = frames_with_ball(4)
+    other, _ = frames_with_ball(2, seed=5)
+    other = [255 - f for f in other]  # a different shot: every pixel changes
+    det = guided(SmallBallDetector())
+    det.predict(frames[:3] + other[:1])
+    n_full = grid_size(W, H, tile_size=TILE, overlap=0.25) + 1
+    assert det.views_run[3] == n_full and max(det.views_run[1:3]) < n_full
+    det.start_video("b")
+    det.predict(frames[:1])
+    assert det.views_run[-1] == n_full
+
+
+def test_tiles_near_points_picks_one_roomy_tile_or_all_touched():
+    tiles = np.array([[0, 0, 100, 100], [80, 0, 180, 100]])
+    assert tiles_near_points(tiles, np.array([[30, 50]]), radius=10).tolist() == [True, False]
+    assert tiles_near_points(tiles, np.array([[90, 50]]), radius=30).tolist() == [True, True]
+    assert not tiles_near_points(tiles, np.zeros((0, 2)), radius=10).any()
+
+
+def test_iter_detections_starts_each_video(tmp_path):
+    import cv2
+
+    from pseudolabel.label import iter_detections
+    from pseudolabel.records import Frame
+
+    class Recorder(SmallBallDetector):
+        def __init__(self):
+            super().__init__()
+            self.calls = []
+
+        def start_video(self, video_id=None):
+            self.calls.append((video_id, self.views))
+
+    frames = []
+    for vid in ("a", "b"):
+        ims, _ = frames_with_ball(3)
+        for i, im in enumerate(ims):
+            name = f"{vid}_{i}.jpg"
+            cv2.imwrite(str(tmp_path / name), cv2.cvtColor(im, cv2.COLOR_RGB2BGR))
+            frames.append(Frame(id=len(frames) + 1, file_name=name, width=W, height=H, video_id=vid, frame_index=i))
+    det = Recorder()
+    out = list(iter_detections(det, frames, frames_dir=tmp_path, class_ids=None, score_threshold=0.0,
+                               batch_size=4, progress=False))
+    assert len(out) == 6
+    assert det.calls == [("a", 0), ("b", 3)]  # b starts after a's three frames, whatever the batch size
+
+
+def test_a_guide_coasts_through_frames_where_the_detector_misses_the_ball():
+    frames, centres = frames_with_ball(10, velocity=(18, 6))
+    for t in (4, 5):  # the detector misses the ball twice in a row (blur): paint it grey
+        cx, cy = centres[t].astype(int)
+        frames[t][cy - 4:cy + 4, cx - 4:cx + 4] = (128, 128, 128)
+    coasting = guided(SmallBallDetector(), max_coast=2)
+    forgetting = guided(SmallBallDetector(), max_coast=0)
+    assert found(coasting.predict(frames), centres)[6:].all()
+    assert not found(forgetting.predict(frames), centres)[6:].any()

@@ -1,0 +1,58 @@
+"""The off_size pruner: tracks much larger than the round's seeds go, blurred balls stay."""
+import numpy as np
+
+from pseudolabel.prune.track_size import TrackSizeConfig, apply_track_size, oversized_group_mask, short_side
+from pseudolabel.records import Box, Dataset, Frame
+
+
+def test_short_side_ignores_motion_blur_length():
+    assert short_side([[0, 0, 8, 8], [0, 0, 30, 8], [0, 0, 20, 24]]).tolist() == [8, 8, 20]
+    assert short_side(np.zeros((0, 4))).shape == (0,)
+
+
+def test_oversized_group_mask_judges_the_median_of_each_group():
+    sizes = [8, 9, 30, 20, 21, 7, 25]
+    groups = ["a", "a", "a", "b", "b", "c", "d"]  # a: median 9 (one outlier box), b: 20.5, d: a lone 25
+    assert oversized_group_mask(sizes, groups, reference=8, max_ratio=1.5).tolist() == [
+        False, False, False, True, True, False, True]
+    assert not oversized_group_mask(sizes, groups, reference=8, max_ratio=4.0).any()
+
+
+def _dataset(n_seed_balls=6):
+    frames = [Frame(id=i + 1, file_name=f"v/{i:06d}.jpg", width=1280, height=720, video_id="v", frame_index=i)
+              for i in range(8)]
+    boxes = []
+
+    def add(frame, xyxy, *, source="teacher", track=None, score=0.8):
+        extra = {} if track is None else {"track_id": track}
+        boxes.append(Box(image_id=frame, xyxy=tuple(map(float, xyxy)), score=score, source=source,
+                         id=len(boxes) + 1, extra=extra))
+
+    for i in range(n_seed_balls):  # the ball: 8 px, blurred to 24 x 8 on two frames, seeds and confirmed boxes
+        w = 24 if i in (2, 3) else 8
+        add(i + 1, (100 + 30 * i, 300, 100 + 30 * i + w, 308), track="v:1",
+            source="teacher" if i % 2 == 0 else "track_confirmed")
+    for i in range(4):  # a shirt, 20 px, one seed and three confirmed boxes
+        add(i + 1, (600, 200 + 10 * i, 620, 222 + 10 * i), track="v:2",
+            source="teacher" if i == 0 else "track_confirmed", score=0.75 if i == 0 else 0.3)
+    add(7, (900, 100, 908, 108))  # a lone ball seed
+    add(8, (50, 50, 72, 70))  # a lone head seed
+    add(8, (60, 60, 90, 90), source="teacher")
+    boxes[-1].prune("overlap")  # pruned boxes are neither judged nor counted as seeds
+    return Dataset(frames=frames, boxes=boxes)
+
+
+def test_apply_track_size_prunes_the_large_track_and_lone_box_only():
+    ds = _dataset()
+    counts = apply_track_size(ds, TrackSizeConfig(), round=1)
+    pruned = {b.id for b in ds.boxes if not b.kept and b.reason == "off_size"}
+    assert pruned == {7, 8, 9, 10, 12} and counts == {"off_size": 5}
+    assert all(b.extra["pruned_round"] == 1 and b.extra["reference_size"] == 8.0
+               for b in ds.boxes if b.reason == "off_size")
+
+
+def test_apply_track_size_needs_enough_seeds_and_can_be_off():
+    ds = _dataset()
+    assert apply_track_size(ds, TrackSizeConfig(enabled=False), round=0) == {"off_size": 0}
+    assert apply_track_size(ds, TrackSizeConfig(min_seeds=10), round=0) == {"off_size": 0}
+    assert all(b.kept for b in ds.boxes[:-1])
