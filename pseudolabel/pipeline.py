@@ -355,7 +355,7 @@ def stage_prune(cfg: DictConfig, k: int) -> None:
 
             counts.update(apply_track_size(ds, TrackSizeConfig(**pcfg["track_size"]), round=k))
         context_path = round_dir(cfg, 0) / CONTEXT_FILE
-        if pcfg.get("on_person") and context_path.is_file():  # after the hysteresis: it votes per track
+        if (pcfg.get("on_person") or {}).get("enabled") and context_path.is_file():  # votes per track
             from .prune.context import OnPersonConfig, apply_on_person
 
             counts.update(apply_on_person(ds, load_coco(context_path), OnPersonConfig(**pcfg["on_person"]), round=k))

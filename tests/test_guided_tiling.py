@@ -5,9 +5,8 @@ import numpy as np
 import pytest
 
 from pseudolabel.detectors.base import Detections
-from pseudolabel.detectors.guided_tiling import (GuidedTiledDetector, aligned_difference, camera_shift, grid_size,
-                                                 tiles_near_points)
-from pseudolabel.detectors.tiling import TiledDetector
+from pseudolabel.detectors.guided_tiling import GuidedTiledDetector, aligned_difference, camera_shift, tiles_near_points
+from pseudolabel.detectors.tiling import TiledDetector, tile_grid
 
 W, H, TILE = 640, 384, 128
 
@@ -80,7 +79,7 @@ def test_full_tiling_finds_the_ball_and_guided_follows_it_with_fewer_views():
     out = [d for i in range(0, len(frames), 4) for d in det.predict(frames[i:i + 4])]
     assert found(full, centres).all()
     assert found(out, centres).all()
-    n_full = grid_size(W, H, tile_size=TILE, overlap=0.25) + 1
+    n_full = len(tile_grid(W, H, tile_size=TILE, overlap=0.25)) + 1
     assert det.views_run[0] == n_full  # the first frame is a full scan
     assert max(det.views_run[1:]) < n_full / 3
     assert inner.views == sum(det.views_run) < full_inner.views / 3
@@ -100,7 +99,7 @@ def test_periodic_scans_come_every_k_frames():
     frames, _ = frames_with_ball(9)
     det = guided(SmallBallDetector(), scan_every=4)
     det.predict(frames)
-    n_full = grid_size(W, H, tile_size=TILE, overlap=0.25) + 1
+    n_full = len(tile_grid(W, H, tile_size=TILE, overlap=0.25)) + 1
     assert [i for i, v in enumerate(det.views_run) if v == n_full] == [0, 4, 8]
 
 
@@ -137,7 +136,7 @@ def test_a_cut_and_a_new_video_force_a_full_scan():
     other = [255 - f for f in other]  # a different shot: every pixel changes
     det = guided(SmallBallDetector())
     det.predict(frames[:3] + other[:1])
-    n_full = grid_size(W, H, tile_size=TILE, overlap=0.25) + 1
+    n_full = len(tile_grid(W, H, tile_size=TILE, overlap=0.25)) + 1
     assert det.views_run[3] == n_full and max(det.views_run[1:3]) < n_full
     det.start_video("b")
     det.predict(frames[:1])

@@ -28,7 +28,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from .base import Detections, Detector
-from .tiling import TiledDetector, tile_grid
+from .tiling import TiledDetector
 
 
 def camera_shift(prev: np.ndarray, cur: np.ndarray) -> tuple[float, float]:
@@ -217,7 +217,3 @@ class GuidedTiledDetector(TiledDetector):
         for images in batches:
             yield self.predict(images)
 
-
-def grid_size(width: int, height: int, *, tile_size: int, overlap: float) -> int:
-    """Number of tiles of a full scan (whole-frame view not counted)."""
-    return len(tile_grid(width, height, tile_size=tile_size, overlap=overlap))
