@@ -110,6 +110,7 @@ SCHEMA: dict[str, Rule] = {
     "teacher.detector.detector.min_score": UNIT,
     "teacher.detector.detector.precision": Rule("str", choices=("fp32", "bf16")),
     # student training and relabelling
+    "student.ema_decay": Rule("float", 0.0, 1.0, lo_open=True, hi_open=True, nullable=True),
     "student.datamodule.batch_size": COUNT,
     "student.datamodule.crop_size": Rule("int", 32),
     "student.datamodule.val_fraction": Rule("float", 0.0, 1.0, hi_open=True),
@@ -153,8 +154,9 @@ SCHEMA: dict[str, Rule] = {
     "prune.hysteresis.gate": Rule("float", 0.0, lo_open=True, nullable=True),
     "prune.hysteresis.max_displacement_fraction": Rule("float", 0.0, 1.0, lo_open=True),
     "prune.hysteresis.max_size_ratio": Rule("float", 1.0),
-    "prune.hysteresis.student_seeds": Rule("str", choices=("agreement", "score")),
+    "prune.hysteresis.student_seeds": Rule("str", choices=("agreement", "agreement_or_doubtful", "score")),
     "prune.hysteresis.track_seed_length": Rule("int", 1, nullable=True),
+    "prune.hysteresis.track_evidence": Rule("str", choices=("max", "two_best")),
     "prune.hysteresis.max_displacement": Rule("float", 0.0, lo_open=True, nullable=True),
     "merge.iou_threshold": IOU,
     "merge.geometry": Rule("str", choices=("new", "prev", "fused")),

@@ -292,7 +292,7 @@ def stage_train(cfg: DictConfig, k: int) -> Path:
                              module_factory=module_factory,
                              trainer_kwargs=OmegaConf.to_container(scfg.trainer, resolve=True),
                              callbacks=[instantiate(c) for c in scfg.get("callbacks", [])],
-                             seed=int(cfg.seed) + k)
+                             seed=int(cfg.seed) + k, ema_decay=scfg.get("ema_decay"))
         return {"checkpoint": str(path)}
 
     _run_once(rdir, "train", run)
@@ -347,7 +347,9 @@ def stage_prune(cfg: DictConfig, k: int) -> None:
 
             high = float(ds.info.get("score_threshold", 0.0))
             hcfg = HysteresisConfig(**pcfg["hysteresis"])
-            seeds = _agreeing_box_ids(cfg, k, ds) if k > 0 and hcfg.student_seeds == "agreement" else None
+            seeds = None
+            if k > 0 and hcfg.student_seeds != "score":
+                seeds = _agreeing_box_ids(cfg, k, ds, with_doubtful=hcfg.student_seeds == "agreement_or_doubtful")
             counts.update(apply_hysteresis(ds, hcfg, round=k, high=high, seeds=seeds))
             confirmed = counts.pop("track_confirmed")
         if pcfg.get("track_size"):  # after the hysteresis: it judges tracks against the seeds
@@ -379,18 +381,25 @@ def stage_prune(cfg: DictConfig, k: int) -> None:
     _run_once(rdir, "prune", run)
 
 
-def _agreeing_box_ids(cfg: DictConfig, k: int, ds: Dataset) -> set[int]:
+def _agreeing_box_ids(cfg: DictConfig, k: int, ds: Dataset, *, with_doubtful: bool = False) -> set[int]:
     """Ids of the kept boxes of ``ds`` (round k's labels) that match a kept box of round k-1 on the same frame
-    (as the merge matches them): the student re-finding what the previous round trusted."""
+    (as the merge matches them): the student re-finding what the previous round trusted. ``with_doubtful``: also
+    a teacher box that round 0's hysteresis left unconfirmed (reasons of :data:`DOUBTFUL_REASONS`), which the
+    student, trained with it ignored, finds on its own: two models agreeing."""
     from .merge import match_boxes
+    from .prune.temporal import DOUBTFUL_REASONS
 
     prev = load_coco(round_dir(cfg, k - 1) / "annotations.json")
     prev_by_key = {f.key: f.id for f in prev.frames}
-    prev_kept = prev.boxes_by_image(kept_only=True)
+    prev_boxes = prev.boxes_by_image(kept_only=False)
     new_kept = ds.boxes_by_image(kept_only=True)
+
+    def evidence(b) -> bool:
+        return b.kept or (with_doubtful and b.reason in DOUBTFUL_REASONS and b.extra.get("pruned_round") == 0)
+
     out: set[int] = set()
     for f in ds.frames:
-        old = prev_kept.get(prev_by_key.get(f.key), [])
+        old = [b for b in prev_boxes.get(prev_by_key.get(f.key), []) if evidence(b)]
         new = new_kept.get(f.id, [])
         for _, j in match_boxes(old, new, iou_threshold=float(cfg.merge.iou_threshold),
                                 centre_factor=OmegaConf.select(cfg, "merge.centre_factor")):

@@ -329,3 +329,41 @@ def test_copy_paste_adds_soft_edged_balls_where_no_box_is():
         cx, cy = int((x1 + x2) / 2), int((y1 + y2) / 2)
         assert out[cy, cx].tolist() == [255, 255, 255]  # the ball is there
     assert (out == 30).mean() > 0.8  # the rest of the background untouched
+
+
+def test_ema_decay_makes_student_pt_hold_the_averaged_weights(tmp_path):
+    import pytorch_lightning as pl
+
+    frames_dir = tmp_path / "frames"
+    frames_dir.mkdir()
+    labels = save_coco(_synthetic_set(frames_dir, n=8, size=(160, 288), square=12), tmp_path / "annotations.json")
+    after_first_step = {}
+
+    class Probe(pl.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            if trainer.global_step == 1:
+                after_first_step.update({k: v.detach().clone() for k, v in pl_module.model.state_dict().items()})
+
+    def train(out, ema_decay, callbacks=()):
+        dm = functools.partial(PseudoLabelDataModule, batch_size=2, crop_size=128, val_fraction=0.25)
+        module = functools.partial(DetectionModule, optimizer=functools.partial(torch.optim.AdamW, lr=1e-2))
+        path = train_student(pseudo_labels_path=labels, frames_dir=frames_dir, out_dir=tmp_path / out,
+                             model=_tiny_model, datamodule=dm, module_factory=module,
+                             trainer_kwargs={"max_steps": 4, "max_epochs": 1, "limit_val_batches": 1,
+                                             "num_sanity_val_steps": 0, "enable_progress_bar": False},
+                             callbacks=list(callbacks), seed=0, ema_decay=ema_decay)
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+    raw = train("raw", None)
+    # a decay this close to 1 keeps the average at its first value: the weights after the first step
+    ema = train("ema", 1 - 1e-9, [Probe()])
+    assert ema["meta"]["ema_decay"] == pytest.approx(1 - 1e-9) and raw["meta"]["ema_decay"] is None
+    head = "roi_heads.box_predictor.cls_score.weight"
+    assert not torch.allclose(raw["state_dict"][head], after_first_step[head])
+    # the checkpoint that validation picks holds the averaged weights too (a full checkpoint: EMA's own hook)
+    from pseudolabel.student.train import _load_lightning_weights
+
+    best = _load_lightning_weights(tmp_path / "ema" / "checkpoints" / "best.ckpt")
+    for k in (head, "rpn.head.conv.0.0.weight", "backbone.fpn.layer_blocks.0.0.weight"):
+        assert torch.allclose(ema["state_dict"][k], after_first_step[k], atol=1e-6), k
+        assert torch.allclose(best[k], after_first_step[k], atol=1e-6), k

@@ -213,3 +213,37 @@ def test_a_track_of_confident_boxes_seeds_itself_when_asked():
     counts = apply_hysteresis(ds, HysteresisConfig(track_seed_length=3), round=1, high=0.7, seeds=set())
     assert [b.kept for b in ds.boxes] == [True] * 5 + [False]  # the lone confident blip has no track
     assert counts["track_confirmed"] == 2
+
+
+def test_two_best_evidence_counts_two_frames_of_one_track_and_no_more():
+    from pseudolabel.prune.temporal import two_best_evidence_mask
+
+    tids = np.array([1, 1, 1, 2, 2, 3, 3, 4, 4, 4, 4, 4])
+    steps = np.array([0, 1, 2, 0, 0, 0, 1, 0, 1, 2, 3, 4])
+    # track 1: 0.5 and 0.45 in two frames -> 1 - 0.5 * 0.55 = 0.725; track 2: both in one frame (one look);
+    # track 3: 1 - 0.6 * 0.6 = 0.64; track 4: five looks at 0.3 -> only the two best count: 0.51
+    scores = np.array([0.5, 0.45, 0.2, 0.6, 0.6, 0.4, 0.4, 0.3, 0.3, 0.3, 0.3, 0.3])
+    mask = two_best_evidence_mask(tids, steps, scores, high=0.7)
+    assert mask.tolist() == [True] * 3 + [False] * 9
+    assert two_best_evidence_mask(tids, steps, scores, high=0.6).tolist() == [True] * 3 + [False] * 2 + [True] * 2 + [False] * 5
+
+
+def test_hysteresis_two_best_evidence_confirms_a_track_without_a_seed_in_round_0_only():
+    from pseudolabel.prune.temporal import HysteresisConfig, apply_hysteresis
+
+    frames = [Frame(id=i + 1, file_name=f"v/{i:06d}.jpg", width=640, height=360, video_id="v", frame_index=i)
+              for i in range(4)]
+
+    def boxes():
+        return [Box(image_id=i + 1, xyxy=(100 + 20 * i, 100, 110 + 20 * i, 110), score=s, id=i + 1)
+                for i, s in enumerate([0.5, 0.5, 0.25, 0.3])]
+
+    ds = Dataset(frames=frames, boxes=boxes())
+    apply_hysteresis(ds, HysteresisConfig(), round=0, high=0.7)
+    assert not any(b.kept for b in ds.boxes)  # no box reaches 0.7
+    ds = Dataset(frames=frames, boxes=boxes())
+    counts = apply_hysteresis(ds, HysteresisConfig(track_evidence="two_best"), round=0, high=0.7)
+    assert all(b.kept and b.source == "track_confirmed" for b in ds.boxes) and counts["track_confirmed"] == 4
+    ds = Dataset(frames=frames, boxes=boxes())  # a student round with agreement seeds: scores are not evidence
+    apply_hysteresis(ds, HysteresisConfig(track_evidence="two_best"), round=1, high=0.7, seeds=set())
+    assert not any(b.kept for b in ds.boxes)

@@ -314,6 +314,9 @@ def apply_temporal(ds: Dataset, cfg: TemporalConfig, *, round: int) -> dict[str,
 
 
 # ------------------------------------------------------------------------ hysteresis in time
+DOUBTFUL_REASONS = ("unconfirmed", "below_threshold")  # the hysteresis's prunings: below the threshold, no seeded track
+
+
 @dataclass
 class HysteresisConfig:
     """Options of :func:`apply_hysteresis`: a box below the round's score threshold is kept only when it
@@ -328,8 +331,40 @@ class HysteresisConfig:
     max_size_ratio: float = 1.5
     iou_weight: float = 0.2        # association cost weight of IoU (small balls: distance matters most)
     student_seeds: str = "agreement"  # rounds >= 1: seeds are the student's boxes that agree with round k-1's
-                                      # kept boxes ("agreement") or those above the relabel threshold ("score")
+                                      # kept boxes ("agreement"), or also with round 0's unconfirmed teacher boxes
+                                      # ("agreement_or_doubtful"), or those above the relabel threshold ("score")
     track_seed_length: int | None = None  # also seeds: a track holding this many boxes >= the threshold (None: off)
+    track_evidence: str = "max"    # a track is seeded when its best box reaches the threshold ("max") or when its
+                                   # two best boxes, in two frames, do together ("two_best": 1 - (1-s1)(1-s2))
+
+
+def two_best_evidence_mask(track_ids, steps, scores, *, high: float) -> np.ndarray:
+    """(N,) bool: boxes on a track whose two best detections, in two different frames, reach ``high`` together.
+
+    Two detections of one object in two frames are two looks at it: the chance that both are wrong is taken as
+    ``(1 - s1) * (1 - s2)``, so the track's evidence is ``1 - (1 - s1)(1 - s2)``. Only the two best count:
+    a long track of one clutter object repeats one mistake, it does not add independent evidence.
+
+    Parameters
+    ----------
+    track_ids, steps : array_like of int, shape (N,)
+        Each box's track and sampled-frame index.
+    scores : array_like of float, shape (N,)
+        Detector scores.
+    high : float
+        The round's score threshold (a single box at ``high`` is a seed).
+    """
+    track_ids, steps, scores = np.asarray(track_ids), np.asarray(steps), np.asarray(scores, dtype=np.float64)
+    out = np.zeros(len(track_ids), dtype=bool)
+    for t in np.unique(track_ids):
+        m = track_ids == t
+        best = {}
+        for st, sc in zip(steps[m], scores[m]):
+            best[int(st)] = max(best.get(int(st), 0.0), float(sc))
+        top = sorted(best.values(), reverse=True)[:2]
+        if len(top) == 2 and 1.0 - (1.0 - top[0]) * (1.0 - top[1]) >= high:
+            out[m] = True
+    return out
 
 
 def seeded_track_mask(track_ids, is_seed) -> np.ndarray:
@@ -395,6 +430,8 @@ def apply_hysteresis(ds: Dataset, cfg: HysteresisConfig, *, round: int, high: fl
             seed |= np.isin(tids, list(strong)) & np.array([b.score >= high for b in boxes])
             low = ~seed
         confirmed = seeded_track_mask(tids, seed)
+        if cfg.track_evidence == "two_best" and seeds is None:
+            confirmed |= two_best_evidence_mask(tids, steps, [b.score for b in boxes], high=high)
         for b, t, is_low, ok in zip(boxes, tids, low, confirmed):
             if not is_low:
                 b.extra["track_id"] = f"{vid}:{int(t)}"

@@ -1,8 +1,10 @@
 """Training data for the student: pseudo-labelled frames, split by video, cropped at native resolution.
 
-Only boxes with ``decision == "kept"`` are targets; frames without a kept box are negatives.
+Only boxes with ``decision == "kept"`` are targets; frames without a kept box are negatives. Pruned boxes whose
+reason is in ``ignore_reasons`` (doubtful: below the threshold and unconfirmed) are ignore regions.
 Samples follow torchvision's detection contract: an image tensor float [0, 1] (3, H, W) and a target
-``{"boxes": float32 (N, 4) xyxy pixels, "labels": int64 (N,) all 1}`` (N may be 0).
+``{"boxes": float32 (N, 4) xyxy pixels, "labels": int64 (N,)}`` (N may be 0): label 1 for a ball, then
+:data:`~pseudolabel.student.ignore.IGNORE_LABEL` for ignore regions.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import torch
 
 from ..boxes import as_boxes, clip_to_image, iou_matrix
 from ..records import Dataset, Frame
+from .ignore import IGNORE_LABEL
 
 
 def split_by_video(video_ids: Sequence[str], *, val_fraction: float = 0.2,
@@ -72,7 +75,10 @@ def split_frames(frames: Sequence[Frame], *, val_fraction: float = 0.2, seed: in
 def _bbox_params(min_visibility: float):
     import albumentations as A
 
-    return A.BboxParams(format="pascal_voc", label_fields=["labels"], min_visibility=min_visibility, clip=True)
+    return A.BboxParams(format="pascal_voc", min_visibility=min_visibility, clip=True)
+
+
+IGNORE_TARGET = {"ignore": "bboxes"}  # ignore regions ride along as a second box set: crops pick kept boxes only
 
 
 def train_transform(crop_size: int = 256, *, brightness_contrast: float = 0.2, min_visibility: float = 0.5,
@@ -80,7 +86,8 @@ def train_transform(crop_size: int = 256, *, brightness_contrast: float = 0.2, m
     """Random ``crop_size`` crop at native resolution containing a kept box when the frame has one,
     horizontal flip, brightness/contrast jitter (albumentations, ``pascal_voc`` = xyxy pixels).
 
-    Frames smaller than the crop are zero-padded. Boxes less than ``min_visibility`` inside the crop
+    Called as ``t(image=, bboxes=, ignore=)``: ``ignore`` (ignore regions) follows the geometry but never picks
+    the crop. Frames smaller than the crop are zero-padded. Boxes less than ``min_visibility`` inside the crop
     are dropped.
     """
     import albumentations as A
@@ -92,13 +99,13 @@ def train_transform(crop_size: int = 256, *, brightness_contrast: float = 0.2, m
         A.AtLeastOneBBoxRandomCrop(height=crop_size, width=crop_size, erosion_factor=0.0),
         A.HorizontalFlip(p=0.5),
         A.RandomBrightnessContrast(brightness_limit=brightness_contrast, contrast_limit=brightness_contrast, p=0.5),
-    ], bbox_params=_bbox_params(min_visibility), seed=seed)
+    ], bbox_params=_bbox_params(min_visibility), additional_targets=IGNORE_TARGET, seed=seed)
 
 
 class CenteredCrop:
     """Deterministic validation crop: ``crop_size`` square centred on the first box (else the frame centre).
 
-    Called like an albumentations transform: ``t(image=..., bboxes=..., labels=...) -> dict``.
+    Called like :func:`train_transform`: ``t(image=..., bboxes=..., ignore=...) -> dict``.
     ``crop_size=None`` returns the full frame.
     """
 
@@ -106,9 +113,9 @@ class CenteredCrop:
         self.crop_size = crop_size
         self.min_visibility = min_visibility
 
-    def __call__(self, *, image: np.ndarray, bboxes, labels) -> dict[str, Any]:
+    def __call__(self, *, image: np.ndarray, bboxes, ignore=()) -> dict[str, Any]:
         if self.crop_size is None:
-            return {"image": image, "bboxes": as_boxes(bboxes), "labels": list(labels)}
+            return {"image": image, "bboxes": as_boxes(bboxes), "ignore": as_boxes(ignore)}
         import albumentations as A
         import cv2
 
@@ -122,8 +129,8 @@ class CenteredCrop:
         t = A.Compose([
             A.PadIfNeeded(min_height=c, min_width=c, position="top_left", border_mode=cv2.BORDER_CONSTANT, fill=0),
             A.Crop(x_min=x0, y_min=y0, x_max=x0 + c, y_max=y0 + c),
-        ], bbox_params=_bbox_params(self.min_visibility))
-        return t(image=image, bboxes=b, labels=list(labels))
+        ], bbox_params=_bbox_params(self.min_visibility), additional_targets=IGNORE_TARGET)
+        return t(image=image, bboxes=b, ignore=as_boxes(ignore))
 
 
 def cut_patch(image: np.ndarray, box, *, context: float = 1.5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -178,22 +185,25 @@ class PseudoLabelDataset(torch.utils.data.Dataset):
 
     Parameters
     ----------
-    ds : the pseudo-labels; only ``kept`` boxes are used.
+    ds : the pseudo-labels; ``kept`` boxes are targets.
     frames_dir : directory that ``Frame.file_name`` is relative to.
     frame_ids : the frames of this split.
-    transform : albumentations-style callable ``(image=, bboxes=, labels=) -> dict`` or None (full frame).
+    transform : callable ``(image=, bboxes=, ignore=) -> dict`` (:func:`train_transform`) or None (full frame).
     negatives_fraction : target share of negatives (frames without a kept box) among the samples,
         drawn with ``seed``; None keeps every negative. With no positive frame all negatives are kept.
     max_samples : cap on the number of samples (positives and negatives subsampled alike).
     copy_paste : probability that a sample gets 1..``max_pastes`` kept balls of other frames of the split pasted
         in (soft-edged, where no box is; :func:`paste_patches`), after the transform (0: off). Few labels go
         further: every crop, negatives included, can teach the ball against another background.
+    ignore_reasons : pruned boxes with one of these reasons are ignore regions (label
+        :data:`~pseudolabel.student.ignore.IGNORE_LABEL`): doubtful boxes neither teach the ball nor are taught as
+        background. Empty: every pruned box is background.
     """
 
     def __init__(self, ds: Dataset, frames_dir: str | Path, frame_ids: Sequence[int], *,
                  transform: Callable[..., dict] | None = None, negatives_fraction: float | None = 0.25,
                  max_samples: int | None = None, seed: int = 0, copy_paste: float = 0.0,
-                 max_pastes: int = 2) -> None:
+                 max_pastes: int = 2, ignore_reasons: Sequence[str] = ()) -> None:
         self.frames_dir = Path(frames_dir)
         self.transform = transform
         self.copy_paste, self.max_pastes = float(copy_paste), int(max_pastes)
@@ -204,6 +214,10 @@ class PseudoLabelDataset(torch.utils.data.Dataset):
             raise KeyError(f"frame ids not in the dataset: {unknown[:5]}")
         kept = ds.boxes_by_image(kept_only=True)
         self._boxes = {i: ds.xyxy(kept.get(i, [])) for i in frame_ids}
+        reasons = set(ignore_reasons)
+        doubtful = ds.boxes_by_image(kept_only=False)
+        self._ignore = {i: ds.xyxy([b for b in doubtful.get(i, []) if not b.kept and b.reason in reasons])
+                        for i in frame_ids}
         pos = [i for i in frame_ids if len(self._boxes[i])]
         neg = [i for i in frame_ids if not len(self._boxes[i])]
         rng = np.random.default_rng(seed)
@@ -244,19 +258,26 @@ class PseudoLabelDataset(torch.utils.data.Dataset):
         fid = self.frame_ids[index]
         image = self.read_image(fid)
         h, w = image.shape[:2]
-        boxes = clip_to_image(self._boxes[fid], width=w, height=h)
-        boxes = boxes[(boxes[:, 2] - boxes[:, 0] >= 1) & (boxes[:, 3] - boxes[:, 1] >= 1)]
+
+        def visible(b):
+            b = clip_to_image(b, width=w, height=h)
+            return b[(b[:, 2] - b[:, 0] >= 1) & (b[:, 3] - b[:, 1] >= 1)]
+
+        boxes, ignore = visible(self._boxes[fid]), visible(self._ignore[fid])
         if self.transform is not None:
-            out = self.transform(image=image, bboxes=boxes, labels=[1] * len(boxes))
-            image, boxes = out["image"], as_boxes(out["bboxes"])
+            out = self.transform(image=image, bboxes=boxes, ignore=ignore)
+            image, boxes, ignore = out["image"], as_boxes(out["bboxes"]), as_boxes(out["ignore"])
         if self.copy_paste > 0:
             # torch's generator is seeded by seed_everything (and per DataLoader worker): reproducible
             rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
             if rng.random() < self.copy_paste and self.patches():
-                image, boxes = paste_patches(image, boxes, self._patches, rng, max_pastes=self.max_pastes)
+                taken = np.concatenate([boxes, ignore])  # never paste over a box, doubtful ones included
+                image, pasted = paste_patches(image, taken, self._patches, rng, max_pastes=self.max_pastes)
+                boxes = np.concatenate([boxes, pasted[len(taken):]])
         tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
-        target = {"boxes": torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4),
-                  "labels": torch.ones(len(boxes), dtype=torch.int64)}
+        labels = np.concatenate([np.ones(len(boxes)), np.full(len(ignore), IGNORE_LABEL)])
+        target = {"boxes": torch.as_tensor(np.concatenate([boxes, ignore]), dtype=torch.float32).reshape(-1, 4),
+                  "labels": torch.as_tensor(labels, dtype=torch.int64)}
         return tensor, target
 
 
@@ -280,7 +301,7 @@ class PseudoLabelDataModule(pl.LightningDataModule):
                  num_workers: int = 0, seed: int = 0, max_train_samples: int | None = None,
                  max_val_samples: int | None = None, val_full_frame: bool = False,
                  brightness_contrast: float = 0.2, min_visibility: float = 0.5, copy_paste: float = 0.0,
-                 max_pastes: int = 2) -> None:
+                 max_pastes: int = 2, ignore_reasons: Sequence[str] = ()) -> None:
         super().__init__()
         self.pseudo_labels_path = Path(pseudo_labels_path)
         self.frames_dir = Path(frames_dir)
@@ -296,6 +317,7 @@ class PseudoLabelDataModule(pl.LightningDataModule):
         self.brightness_contrast = float(brightness_contrast)
         self.min_visibility = float(min_visibility)
         self.copy_paste, self.max_pastes = float(copy_paste), int(max_pastes)
+        self.ignore_reasons = tuple(str(r) for r in ignore_reasons)
         self.train_set: PseudoLabelDataset | None = None
         self.val_set: PseudoLabelDataset | None = None
         self.train_video_ids: list[str] = []
@@ -318,11 +340,12 @@ class PseudoLabelDataModule(pl.LightningDataModule):
             transform=train_transform(self.crop_size, brightness_contrast=self.brightness_contrast,
                                       min_visibility=self.min_visibility, seed=self.seed),
             negatives_fraction=self.negatives_fraction, max_samples=self.max_train_samples, seed=self.seed,
-            copy_paste=self.copy_paste, max_pastes=self.max_pastes)
+            copy_paste=self.copy_paste, max_pastes=self.max_pastes, ignore_reasons=self.ignore_reasons)
         self.val_set = PseudoLabelDataset(
             ds, self.frames_dir, val_ids,
             transform=CenteredCrop(None if self.val_full_frame else self.crop_size, min_visibility=self.min_visibility),
-            negatives_fraction=None, max_samples=self.max_val_samples, seed=self.seed)
+            negatives_fraction=None, max_samples=self.max_val_samples, seed=self.seed,
+            ignore_reasons=self.ignore_reasons)
 
     def _loader(self, dataset: PseudoLabelDataset, *, shuffle: bool):
         from torch.utils.data import DataLoader

@@ -13,6 +13,7 @@ import pytorch_lightning as pl
 import torch
 
 from ..boxes import as_boxes, iou_matrix
+from .ignore import IGNORE_LABEL, honour_ignore_labels
 
 
 def match_counts(pred_boxes, pred_scores, gt_boxes, *, iou_threshold: float = 0.5,
@@ -62,7 +63,8 @@ class DetectionModule(pl.LightningModule):
 
     Parameters
     ----------
-    model : torchvision FasterRCNN (2 classes).
+    model : torchvision FasterRCNN (2 classes); its RPN is made to honour ignore boxes
+        (:func:`~pseudolabel.student.ignore.honour_ignore_labels`), targets labelled ``IGNORE_LABEL``.
     optimizer : callable ``params -> torch.optim.Optimizer``, e.g. Hydra's ``_partial_`` AdamW; it
         receives only the parameters that require gradients when training starts.
     score_threshold, iou_threshold : for ``val/f1``.
@@ -72,7 +74,7 @@ class DetectionModule(pl.LightningModule):
                  optimizer: Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer],
                  *, score_threshold: float = 0.5, iou_threshold: float = 0.5) -> None:
         super().__init__()
-        self.model = model
+        self.model = honour_ignore_labels(model) if hasattr(model, "rpn") else model
         self.optimizer_factory = optimizer
         self.score_threshold = float(score_threshold)
         self.iou_threshold = float(iou_threshold)
@@ -114,8 +116,13 @@ class DetectionModule(pl.LightningModule):
         self.log("val/loss", sum(losses.values()), prog_bar=True, batch_size=n)
         preds = self.model(images)
         for p, t in zip(preds, targets):
-            self._counts += match_counts(p["boxes"].cpu().numpy(), p["scores"].cpu().numpy(),
-                                         t["boxes"].cpu().numpy(), iou_threshold=self.iou_threshold,
+            boxes, scores = p["boxes"].cpu().numpy(), p["scores"].cpu().numpy()
+            ref, labels = t["boxes"].cpu().numpy(), t["labels"].cpu().numpy()
+            ignore = ref[labels == IGNORE_LABEL]
+            if len(ignore) and len(boxes):  # a detection on a doubtful box is neither right nor wrong
+                judged = iou_matrix(as_boxes(boxes), ignore).max(axis=1) < self.iou_threshold
+                boxes, scores = boxes[judged], scores[judged]
+            self._counts += match_counts(boxes, scores, ref[labels != IGNORE_LABEL], iou_threshold=self.iou_threshold,
                                          score_threshold=self.score_threshold)
 
     def on_validation_epoch_end(self) -> None:

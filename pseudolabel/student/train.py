@@ -17,7 +17,8 @@ def _load_lightning_weights(path: str | Path) -> dict[str, Any]:
 
 def train_student(*, pseudo_labels_path: str | Path, frames_dir: str | Path, out_dir: str | Path, model,
                   datamodule, module_factory: Callable[..., Any], trainer_kwargs: dict[str, Any] | None = None,
-                  callbacks: Sequence[Any] = (), logger: Any = False, seed: int = 0) -> Path:
+                  callbacks: Sequence[Any] = (), logger: Any = False, seed: int = 0,
+                  ema_decay: float | None = None) -> Path:
     """Train, keep the checkpoint with the best ``val/f1``, and save it as a plain weights file.
 
     Parameters
@@ -33,6 +34,8 @@ def train_student(*, pseudo_labels_path: str | Path, frames_dir: str | Path, out
     callbacks : extra callbacks (BackboneFreeze, EarlyStopping...); an EarlyStopping on ``val/f1``
         (patience 3) is added when none is given.
     seed : for :func:`pytorch_lightning.seed_everything` (workers included).
+    ema_decay : when set, an exponential moving average of the weights (mean teacher, Lightning's
+        ``EMAWeightAveraging``) is what validation scores and what ``student.pt`` holds; None: the raw weights.
 
     Returns
     -------
@@ -54,9 +57,15 @@ def train_student(*, pseudo_labels_path: str | Path, frames_dir: str | Path, out
         datamodule = datamodule(pseudo_labels_path=str(pseudo_labels_path), frames_dir=str(frames_dir))
     module = module_factory(model=model)
 
+    # the averaged weights reach a checkpoint only through the EMA callback's on_save_checkpoint, which Lightning
+    # skips for weights-only checkpoints
     checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor="val/f1", mode="max",
-                                 save_top_k=1, save_weights_only=True, enable_version_counter=False)
+                                 save_top_k=1, save_weights_only=ema_decay is None, enable_version_counter=False)
     cbs = [checkpoint, *callbacks]
+    if ema_decay is not None:
+        from pytorch_lightning.callbacks import EMAWeightAveraging
+
+        cbs.append(EMAWeightAveraging(decay=float(ema_decay)))
     if not any(isinstance(c, EarlyStopping) for c in cbs):
         cbs.append(EarlyStopping(monitor="val/f1", mode="max", patience=3))
     kwargs: dict[str, Any] = {"accelerator": "cpu", "devices": 1, "enable_progress_bar": True,
@@ -80,6 +89,7 @@ def train_student(*, pseudo_labels_path: str | Path, frames_dir: str | Path, out
         "epochs": int(trainer.current_epoch),
         "global_step": int(trainer.global_step),
         "seed": int(seed),
+        "ema_decay": None if ema_decay is None else float(ema_decay),
         "pseudo_labels_path": str(pseudo_labels_path),
         "model_class": type(model).__name__,
         **{k: [str(v) for v in vs] for k, vs in dm_info.items()},

@@ -1,0 +1,29 @@
+"""Seeds of a student round: the student's boxes that agree with what round k-1 kept (or doubted)."""
+from omegaconf import OmegaConf
+
+from pseudolabel.coco import save_coco
+from pseudolabel.pipeline import _agreeing_box_ids
+from pseudolabel.records import Box, Dataset, Frame
+
+KEPT, DOUBT, SHAPE, STUDENT_DOUBT, NEW = ((10, 10, 20, 20), (100, 10, 110, 20), (200, 10, 240, 20),
+                                          (300, 10, 310, 20), (400, 10, 410, 20))
+
+
+def test_agreement_with_kept_boxes_and_optionally_with_the_teachers_unconfirmed_ones(tmp_path):
+    frame = Frame(id=1, file_name="v/000000.jpg", width=640, height=360, video_id="v", frame_index=0)
+    prev = Dataset(frames=[frame], boxes=[
+        Box(image_id=1, xyxy=KEPT, score=0.9, id=1),
+        Box(image_id=1, xyxy=DOUBT, score=0.4, id=2, decision="pruned", reason="unconfirmed",
+            extra={"pruned_round": 0}),
+        Box(image_id=1, xyxy=SHAPE, score=0.8, id=3, decision="pruned", reason="aspect", extra={"pruned_round": 0}),
+        # a student's own unconfirmed box of an earlier round is not a second opinion
+        Box(image_id=1, xyxy=STUDENT_DOUBT, score=0.8, id=4, decision="pruned", reason="unconfirmed",
+            extra={"pruned_round": 1})])
+    (tmp_path / "round_1").mkdir()
+    save_coco(prev, tmp_path / "round_1" / "annotations.json")
+    new = Dataset(frames=[frame], boxes=[Box(image_id=1, xyxy=(x1 + 1, y1, x2 + 1, y2), score=0.9, id=10 + i)
+                                         for i, (x1, y1, x2, y2) in enumerate((KEPT, DOUBT, SHAPE, STUDENT_DOUBT,
+                                                                               NEW))])
+    cfg = OmegaConf.create({"paths": {"exp_dir": str(tmp_path)}, "merge": {"iou_threshold": 0.3, "centre_factor": 1.0}})
+    assert _agreeing_box_ids(cfg, 2, new) == {10}
+    assert _agreeing_box_ids(cfg, 2, new, with_doubtful=True) == {10, 11}
