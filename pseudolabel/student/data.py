@@ -215,8 +215,8 @@ class PseudoLabelDataset(torch.utils.data.Dataset):
         kept = ds.boxes_by_image(kept_only=True)
         self._boxes = {i: ds.xyxy(kept.get(i, [])) for i in frame_ids}
         reasons = set(ignore_reasons)
-        doubtful = ds.boxes_by_image(kept_only=False)
-        self._ignore = {i: ds.xyxy([b for b in doubtful.get(i, []) if not b.kept and b.reason in reasons])
+        every_box = ds.boxes_by_image(kept_only=False)
+        self._ignore = {i: ds.xyxy([b for b in every_box.get(i, []) if not b.kept and b.reason in reasons])
                         for i in frame_ids}
         pos = [i for i in frame_ids if len(self._boxes[i])]
         neg = [i for i in frame_ids if not len(self._boxes[i])]
