@@ -347,10 +347,12 @@ def stage_prune(cfg: DictConfig, k: int) -> None:
 
             high = float(ds.info.get("score_threshold", 0.0))
             hcfg = HysteresisConfig(**pcfg["hysteresis"])
-            seeds = None
+            seeds = confirmable = None
             if k > 0 and hcfg.student_seeds != "score":
                 seeds = _agreeing_box_ids(cfg, k, ds, with_doubtful=hcfg.student_seeds == "agreement_or_doubtful")
-            counts.update(apply_hysteresis(ds, hcfg, round=k, high=high, seeds=seeds))
+            if k > 0 and hcfg.student_confirm == "track_and_teacher":
+                confirmable = _teacher_seen_box_ids(cfg, ds)
+            counts.update(apply_hysteresis(ds, hcfg, round=k, high=high, seeds=seeds, confirmable=confirmable))
             confirmed = counts.pop("track_confirmed")
         if pcfg.get("track_size"):  # after the hysteresis: it judges tracks against the seeds
             from .prune.track_size import TrackSizeConfig, apply_track_size
@@ -386,20 +388,31 @@ def _agreeing_box_ids(cfg: DictConfig, k: int, ds: Dataset, *, with_doubtful: bo
     (as the merge matches them): the student re-finding what the previous round trusted. ``with_doubtful``: also
     a teacher box that round 0's hysteresis left unconfirmed (reasons of :data:`DOUBTFUL_REASONS`), which the
     student, trained with it ignored, finds on its own: two models agreeing."""
-    from .merge import match_boxes
     from .prune.temporal import DOUBTFUL_REASONS
-
-    prev = load_coco(round_dir(cfg, k - 1) / "annotations.json")
-    prev_by_key = {f.key: f.id for f in prev.frames}
-    prev_boxes = prev.boxes_by_image(kept_only=False)
-    new_kept = ds.boxes_by_image(kept_only=True)
 
     def evidence(b) -> bool:
         return b.kept or (with_doubtful and b.reason in DOUBTFUL_REASONS and b.extra.get("pruned_round") == 0)
 
+    return _box_ids_matching(cfg, ds, load_coco(round_dir(cfg, k - 1) / "annotations.json"), evidence)
+
+
+def _teacher_seen_box_ids(cfg: DictConfig, ds: Dataset) -> set[int]:
+    """Ids of the kept boxes of ``ds`` that match one of the teacher's round-0 detections (``labels.json``, down
+    to the label floor, whatever the pruners decided later)."""
+    return _box_ids_matching(cfg, ds, load_coco(round_dir(cfg, 0) / "labels.json"), lambda b: True)
+
+
+def _box_ids_matching(cfg: DictConfig, ds: Dataset, reference: Dataset, evidence: Callable[[Any], bool]) -> set[int]:
+    """Ids of the kept boxes of ``ds`` that match (as the merge matches) a box of ``reference`` on the same frame
+    for which ``evidence(box)`` holds."""
+    from .merge import match_boxes
+
+    ref_by_key = {f.key: f.id for f in reference.frames}
+    ref_boxes = reference.boxes_by_image(kept_only=False)
+    new_kept = ds.boxes_by_image(kept_only=True)
     out: set[int] = set()
     for f in ds.frames:
-        old = [b for b in prev_boxes.get(prev_by_key.get(f.key), []) if evidence(b)]
+        old = [b for b in ref_boxes.get(ref_by_key.get(f.key), []) if evidence(b)]
         new = new_kept.get(f.id, [])
         for _, j in match_boxes(old, new, iou_threshold=float(cfg.merge.iou_threshold),
                                 centre_factor=OmegaConf.select(cfg, "merge.centre_factor")):

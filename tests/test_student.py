@@ -169,6 +169,21 @@ def test_dataset_contract_and_boxes_stay_on_the_ball(tmp_path):
     assert a[1]["boxes"].tolist() == [pytest.approx([bx1 - x0, by1 - y0, bx2 - x0, by2 - y0], abs=1e-3)]
 
 
+def test_train_samples_per_epoch_fixes_the_epoch_length_whatever_the_number_of_labels(tmp_path):
+    frames_dir = tmp_path / "frames"
+    frames_dir.mkdir()
+    labels = save_coco(_synthetic_set(frames_dir, n=8, size=(160, 288), square=12), tmp_path / "annotations.json")
+    plain = PseudoLabelDataModule(labels, frames_dir, batch_size=2, crop_size=128, val_fraction=0.25)
+    fixed = PseudoLabelDataModule(labels, frames_dir, batch_size=2, crop_size=128, val_fraction=0.25,
+                                  train_samples_per_epoch=20)
+    plain.setup(), fixed.setup()
+    assert len(fixed.train_set) == len(plain.train_set) < 20
+    assert len(plain.train_dataloader()) == -(-len(plain.train_set) // 2) and len(fixed.train_dataloader()) == 10
+    images, targets = next(iter(fixed.train_dataloader()))
+    assert len(images) == 2 and all(t["labels"].dtype == torch.int64 for t in targets)
+    assert len(fixed.val_dataloader()) == len(plain.val_dataloader())
+
+
 def test_match_counts_and_f1():
     gt = [[10, 10, 20, 20], [50, 50, 60, 60]]
     pred = [[10, 10, 20, 21], [11, 10, 21, 20], [100, 100, 110, 110], [50, 50, 60, 60]]
@@ -367,3 +382,23 @@ def test_ema_decay_makes_student_pt_hold_the_averaged_weights(tmp_path):
     for k in (head, "rpn.head.conv.0.0.weight", "backbone.fpn.layer_blocks.0.0.weight"):
         assert torch.allclose(ema["state_dict"][k], after_first_step[k], atol=1e-6), k
         assert torch.allclose(best[k], after_first_step[k], atol=1e-6), k
+
+
+def test_without_validation_frames_the_student_trains_the_whole_schedule_and_keeps_the_final_weights(tmp_path):
+    """val_fraction 0: every labelled video trains; no early stopping or checkpoint choice without a held-out set."""
+    from pytorch_lightning.callbacks import EarlyStopping
+
+    frames_dir = tmp_path / "frames"
+    frames_dir.mkdir()
+    labels = save_coco(_synthetic_set(frames_dir, n=8, size=(160, 288), square=12), tmp_path / "annotations.json")
+    dm = functools.partial(PseudoLabelDataModule, batch_size=2, crop_size=128, val_fraction=0.0,
+                           train_samples_per_epoch=4)
+    module = functools.partial(DetectionModule, optimizer=functools.partial(torch.optim.AdamW, lr=1e-3))
+    path = train_student(pseudo_labels_path=labels, frames_dir=frames_dir, out_dir=tmp_path / "out",
+                         model=_tiny_model, datamodule=dm, module_factory=module,
+                         trainer_kwargs={"max_steps": 6, "max_epochs": -1, "enable_progress_bar": False},
+                         callbacks=[EarlyStopping(monitor="val/f1", mode="max", patience=1)], seed=0)
+    meta = torch.load(path, map_location="cpu", weights_only=True)["meta"]
+    assert meta["val_video_ids"] == [] and sorted(meta["train_video_ids"]) == ["v0", "v1", "v2", "v3"]
+    assert meta["weights"] == "last" and meta["best_val_f1"] is None
+    assert meta["global_step"] == 6 and meta["epochs"] == 3  # two batches an epoch, whatever the labels

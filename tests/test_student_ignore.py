@@ -46,6 +46,19 @@ def test_doubtful_boxes_become_ignore_regions_and_others_stay_background(tmp_pat
     assert plain[0][1]["labels"].tolist() == [1] and len(plain[1][1]["boxes"]) == 0
 
 
+def test_ignore_from_teacher_leaves_a_students_own_unconfirmed_boxes_as_background(tmp_path):
+    ds = _frames(tmp_path)
+    for b in ds.boxes:
+        b.extra["pruned_round"] = 0 if b.image_id == 1 else 2  # frame 2's doubtful box: a student round's
+    every = PseudoLabelDataset(ds, tmp_path, [1, 2], negatives_fraction=None, ignore_reasons=["unconfirmed"])
+    teacher = PseudoLabelDataset(ds, tmp_path, [1, 2], negatives_fraction=None, ignore_reasons=["unconfirmed"],
+                                 ignore_from="teacher")
+    assert every[1][1]["labels"].tolist() == [IGNORE_LABEL]
+    assert teacher[0][1]["labels"].tolist() == [1, IGNORE_LABEL] and teacher[1][1]["labels"].tolist() == []
+    with pytest.raises(ValueError, match="ignore_from"):
+        PseudoLabelDataset(ds, tmp_path, [1], ignore_reasons=["unconfirmed"], ignore_from="student")
+
+
 def test_crops_are_chosen_by_kept_boxes_and_carry_the_ignore_regions(tmp_path):
     ds = _frames(tmp_path)
     data = PseudoLabelDataset(ds, tmp_path, [1], transform=train_transform(128, seed=3), negatives_fraction=None,

@@ -2,7 +2,7 @@
 from omegaconf import OmegaConf
 
 from pseudolabel.coco import save_coco
-from pseudolabel.pipeline import _agreeing_box_ids
+from pseudolabel.pipeline import _agreeing_box_ids, _teacher_seen_box_ids
 from pseudolabel.records import Box, Dataset, Frame
 
 KEPT, DOUBT, SHAPE, STUDENT_DOUBT, NEW = ((10, 10, 20, 20), (100, 10, 110, 20), (200, 10, 240, 20),
@@ -27,3 +27,21 @@ def test_agreement_with_kept_boxes_and_optionally_with_the_teachers_unconfirmed_
     cfg = OmegaConf.create({"paths": {"exp_dir": str(tmp_path)}, "merge": {"iou_threshold": 0.3, "centre_factor": 1.0}})
     assert _agreeing_box_ids(cfg, 2, new) == {10}
     assert _agreeing_box_ids(cfg, 2, new, with_doubtful=True) == {10, 11}
+
+
+def test_teacher_seen_boxes_match_any_teacher_detection_of_round_0(tmp_path):
+    """student_confirm=track_and_teacher: a student box is confirmable where round 0's labels.json (every teacher
+    detection down to the floor, whatever was pruned later) has a box on the same frame."""
+    frame = Frame(id=1, file_name="v/000000.jpg", width=640, height=360, video_id="v", frame_index=0)
+    teacher = Dataset(frames=[frame], boxes=[Box(image_id=1, xyxy=KEPT, score=0.9, id=1),
+                                             Box(image_id=1, xyxy=DOUBT, score=0.25, id=2)])
+    (tmp_path / "round_0").mkdir()
+    save_coco(teacher, tmp_path / "round_0" / "labels.json")
+    other = Frame(id=2, file_name="w/000000.jpg", width=640, height=360, video_id="w", frame_index=0)
+    new = Dataset(frames=[frame, other], boxes=[
+        Box(image_id=1, xyxy=(11, 10, 21, 20), score=0.9, id=10),
+        Box(image_id=1, xyxy=(101, 10, 111, 20), score=0.9, id=11),
+        Box(image_id=1, xyxy=NEW, score=0.9, id=12),
+        Box(image_id=2, xyxy=KEPT, score=0.9, id=13)])  # same place, another video: not seen
+    cfg = OmegaConf.create({"paths": {"exp_dir": str(tmp_path)}, "merge": {"iou_threshold": 0.3, "centre_factor": 1.0}})
+    assert _teacher_seen_box_ids(cfg, new) == {10, 11}

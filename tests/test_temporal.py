@@ -193,6 +193,23 @@ def test_hysteresis_with_given_seeds_ignores_scores():
     assert all(b.kept for b in ball) and not any(b.kept for b in junk)
 
 
+def test_hysteresis_confirms_only_the_confirmable_boxes_of_a_seeded_track():
+    """Student rounds with student_confirm=track_and_teacher: a seeded track keeps the boxes the teacher also saw;
+    the rest of the track is pruned as unsupported (taught as background next round, not ignored)."""
+    from pseudolabel.prune.temporal import DOUBTFUL_REASONS, HysteresisConfig, apply_hysteresis
+
+    frames = _video(4)
+    ball = [Box(image_id=i + 1, xyxy=_ball(105 + 20 * i, 105), score=0.3, id=i + 1) for i in range(4)]
+    ds = Dataset(frames=frames, boxes=ball)
+    counts = apply_hysteresis(ds, HysteresisConfig(), round=1, high=0.7, seeds={2}, confirmable={3})
+    assert counts["track_confirmed"] == 1 and counts["unsupported"] == 2 and counts["unconfirmed"] == 0
+    assert [b.kept for b in ball] == [False, True, True, False]
+    assert ball[2].source == "track_confirmed" and ball[0].reason == "unsupported" not in DOUBTFUL_REASONS
+    plain = Dataset(frames=_video(4), boxes=[Box(image_id=i + 1, xyxy=_ball(105 + 20 * i, 105), score=0.3, id=i + 1)
+                                             for i in range(4)])
+    assert apply_hysteresis(plain, HysteresisConfig(), round=1, high=0.7, seeds={2})["track_confirmed"] == 3
+
+
 def test_a_track_of_confident_boxes_seeds_itself_when_asked():
     from pseudolabel.prune.temporal import HysteresisConfig, apply_hysteresis
     from pseudolabel.records import Box, Dataset, Frame

@@ -336,6 +336,8 @@ class HysteresisConfig:
     track_seed_length: int | None = None  # also seeds: a track holding this many boxes >= the threshold (None: off)
     track_evidence: str = "max"    # a track is seeded when its best box reaches the threshold ("max") or when its
                                    # two best boxes, in two frames, do together ("two_best": 1 - (1-s1)(1-s2))
+    student_confirm: str = "track"  # rounds >= 1: a seeded track confirms any student box it links ("track") or
+                                    # only one where round 0's teacher pass also has a box ("track_and_teacher")
 
 
 def two_best_evidence_mask(track_ids, steps, scores, *, high: float) -> np.ndarray:
@@ -380,11 +382,14 @@ def seeded_track_mask(track_ids, is_seed) -> np.ndarray:
 
 
 def apply_hysteresis(ds: Dataset, cfg: HysteresisConfig, *, round: int, high: float,
-                     seeds: set[int] | None = None) -> dict[str, int]:
+                     seeds: set[int] | None = None, confirmable: set[int] | None = None) -> dict[str, int]:
     """Keep the kept boxes below ``high`` that a seeded track confirms; prune the others, in place.
 
     ``seeds`` (box ids), when given, replaces the score test: those boxes are the seeds and every other box
     needs a seeded track, whatever its score (student rounds: the boxes that agree with round k-1).
+    ``confirmable`` (box ids), when given, limits what a seeded track confirms to those boxes; the other boxes
+    below ``high`` are pruned with reason ``unsupported`` (student rounds: a track can hop from the ball to a
+    player's foot the student fires on; a box the teacher also saw is two models agreeing).
 
     Per video, every kept box (down to the label floor) is tracked (:func:`track_boxes`). A box scoring
     ``>= high`` is a seed and stays as it is. A box below ``high`` on a track with a seed stays kept with
@@ -395,9 +400,12 @@ def apply_hysteresis(ds: Dataset, cfg: HysteresisConfig, *, round: int, high: fl
     Returns
     -------
     dict
-        ``{"unconfirmed": pruned, "below_threshold": pruned on stills, "track_confirmed": kept by a track}``.
+        ``{"unconfirmed": pruned, "below_threshold": pruned on stills, "track_confirmed": kept by a track}``,
+        and with ``confirmable`` ``"unsupported"``: on a seeded track but not confirmable.
     """
     counts = {"unconfirmed": 0, "below_threshold": 0, "track_confirmed": 0}
+    if confirmable is not None:
+        counts["unsupported"] = 0
     if not cfg.enabled:
         return counts
     video_frames, by_video = _frames_and_kept_by_video(ds, {f.id: f for f in ds.frames})
@@ -436,7 +444,10 @@ def apply_hysteresis(ds: Dataset, cfg: HysteresisConfig, *, round: int, high: fl
             if not is_low:
                 b.extra["track_id"] = f"{vid}:{int(t)}"
                 continue
-            if ok:
+            if ok and confirmable is not None and b.id not in confirmable:
+                b.prune("unsupported", pruned_round=round)
+                counts["unsupported"] += 1
+            elif ok:
                 b.extra.update(detector=b.source, track_id=f"{vid}:{int(t)}")
                 b.source = "track_confirmed"
                 counts["track_confirmed"] += 1

@@ -78,6 +78,7 @@ def _bbox_params(min_visibility: float):
     return A.BboxParams(format="pascal_voc", min_visibility=min_visibility, clip=True)
 
 
+IGNORE_FROM = ("every_round", "teacher")  # whose pruned boxes may be ignore regions (PseudoLabelDataset)
 IGNORE_TARGET = {"ignore": "bboxes"}  # ignore regions ride along as a second box set: crops pick kept boxes only
 
 
@@ -198,12 +199,14 @@ class PseudoLabelDataset(torch.utils.data.Dataset):
     ignore_reasons : pruned boxes with one of these reasons are ignore regions (label
         :data:`~pseudolabel.student.ignore.IGNORE_LABEL`): doubtful boxes neither teach the ball nor are taught as
         background. Empty: every pruned box is background.
+    ignore_from : ``"every_round"``: any round's pruned box with such a reason; ``"teacher"``: only those round 0
+        pruned (the teacher's doubtful boxes); a student's own unconfirmed boxes are then taught as background.
     """
 
     def __init__(self, ds: Dataset, frames_dir: str | Path, frame_ids: Sequence[int], *,
                  transform: Callable[..., dict] | None = None, negatives_fraction: float | None = 0.25,
                  max_samples: int | None = None, seed: int = 0, copy_paste: float = 0.0,
-                 max_pastes: int = 2, ignore_reasons: Sequence[str] = ()) -> None:
+                 max_pastes: int = 2, ignore_reasons: Sequence[str] = (), ignore_from: str = "every_round") -> None:
         self.frames_dir = Path(frames_dir)
         self.transform = transform
         self.copy_paste, self.max_pastes = float(copy_paste), int(max_pastes)
@@ -214,10 +217,16 @@ class PseudoLabelDataset(torch.utils.data.Dataset):
             raise KeyError(f"frame ids not in the dataset: {unknown[:5]}")
         kept = ds.boxes_by_image(kept_only=True)
         self._boxes = {i: ds.xyxy(kept.get(i, [])) for i in frame_ids}
+        if ignore_from not in IGNORE_FROM:
+            raise ValueError(f"ignore_from must be one of {IGNORE_FROM}, got {ignore_from!r}")
         reasons = set(ignore_reasons)
+
+        def ignored(b) -> bool:
+            return (not b.kept and b.reason in reasons
+                    and (ignore_from == "every_round" or b.extra.get("pruned_round") == 0))
+
         every_box = ds.boxes_by_image(kept_only=False)
-        self._ignore = {i: ds.xyxy([b for b in every_box.get(i, []) if not b.kept and b.reason in reasons])
-                        for i in frame_ids}
+        self._ignore = {i: ds.xyxy([b for b in every_box.get(i, []) if ignored(b)]) for i in frame_ids}
         pos = [i for i in frame_ids if len(self._boxes[i])]
         neg = [i for i in frame_ids if not len(self._boxes[i])]
         rng = np.random.default_rng(seed)
@@ -294,6 +303,8 @@ class PseudoLabelDataModule(pl.LightningDataModule):
     ``val_video_ids``. Training samples are random native-resolution crops of ``crop_size`` with
     ``negatives_fraction`` negatives; validation uses every held-out frame (all its negatives
     included), each a deterministic crop centred on its first box (``val_full_frame``: whole frames).
+    ``train_samples_per_epoch`` makes an epoch that many draws with replacement, so that the training length in
+    steps does not shrink with the number of labels; None: one pass over the training samples.
     """
 
     def __init__(self, pseudo_labels_path: str | Path, frames_dir: str | Path, *, batch_size: int = 4,
@@ -301,7 +312,8 @@ class PseudoLabelDataModule(pl.LightningDataModule):
                  num_workers: int = 0, seed: int = 0, max_train_samples: int | None = None,
                  max_val_samples: int | None = None, val_full_frame: bool = False,
                  brightness_contrast: float = 0.2, min_visibility: float = 0.5, copy_paste: float = 0.0,
-                 max_pastes: int = 2, ignore_reasons: Sequence[str] = ()) -> None:
+                 max_pastes: int = 2, ignore_reasons: Sequence[str] = (), ignore_from: str = "every_round",
+                 train_samples_per_epoch: int | None = None) -> None:
         super().__init__()
         self.pseudo_labels_path = Path(pseudo_labels_path)
         self.frames_dir = Path(frames_dir)
@@ -318,6 +330,8 @@ class PseudoLabelDataModule(pl.LightningDataModule):
         self.min_visibility = float(min_visibility)
         self.copy_paste, self.max_pastes = float(copy_paste), int(max_pastes)
         self.ignore_reasons = tuple(str(r) for r in ignore_reasons)
+        self.ignore_from = str(ignore_from)
+        self.train_samples_per_epoch = None if train_samples_per_epoch is None else int(train_samples_per_epoch)
         self.train_set: PseudoLabelDataset | None = None
         self.val_set: PseudoLabelDataset | None = None
         self.train_video_ids: list[str] = []
@@ -340,24 +354,34 @@ class PseudoLabelDataModule(pl.LightningDataModule):
             transform=train_transform(self.crop_size, brightness_contrast=self.brightness_contrast,
                                       min_visibility=self.min_visibility, seed=self.seed),
             negatives_fraction=self.negatives_fraction, max_samples=self.max_train_samples, seed=self.seed,
-            copy_paste=self.copy_paste, max_pastes=self.max_pastes, ignore_reasons=self.ignore_reasons)
+            copy_paste=self.copy_paste, max_pastes=self.max_pastes, ignore_reasons=self.ignore_reasons,
+            ignore_from=self.ignore_from)
         self.val_set = PseudoLabelDataset(
             ds, self.frames_dir, val_ids,
             transform=CenteredCrop(None if self.val_full_frame else self.crop_size, min_visibility=self.min_visibility),
             negatives_fraction=None, max_samples=self.max_val_samples, seed=self.seed,
-            ignore_reasons=self.ignore_reasons)
+            ignore_reasons=self.ignore_reasons,
+            ignore_from=self.ignore_from)
 
-    def _loader(self, dataset: PseudoLabelDataset, *, shuffle: bool):
-        from torch.utils.data import DataLoader
+    def _loader(self, dataset: PseudoLabelDataset, *, shuffle: bool, num_samples: int | None = None):
+        from torch.utils.data import DataLoader, RandomSampler
 
-        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, collate_fn=collate_detection,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
+        sampler = None
+        if shuffle and num_samples is not None and len(dataset):
+            # a fixed number of draws per epoch, whatever the number of labels: few labels are seen more often
+            # (each draw is a new random crop), not trained on for fewer steps
+            sampler, shuffle = RandomSampler(dataset, replacement=True, num_samples=num_samples,
+                                             generator=generator), False
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, sampler=sampler,
+                          collate_fn=collate_detection, num_workers=self.num_workers,
+                          persistent_workers=self.num_workers > 0,
                           worker_init_fn=_reseed_worker if self.num_workers > 0 else None,
-                          generator=torch.Generator().manual_seed(self.seed) if shuffle else None)
+                          generator=generator if sampler is None else None)
 
     def train_dataloader(self):
         self.setup()
-        return self._loader(self.train_set, shuffle=True)
+        return self._loader(self.train_set, shuffle=True, num_samples=self.train_samples_per_epoch)
 
     def val_dataloader(self):
         self.setup()

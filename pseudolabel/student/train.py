@@ -40,7 +40,8 @@ def train_student(*, pseudo_labels_path: str | Path, frames_dir: str | Path, out
     Returns
     -------
     Path of ``student.pt``. The best checkpoint is used when some validation produced F1 > 0;
-    otherwise (no confident detection yet, or ``fast_dev_run``) the final weights.
+    otherwise (no confident detection yet, ``fast_dev_run``, or no validation frames: ``val_fraction`` 0) the
+    final weights.
     """
     import pytorch_lightning as pl
     import torch
@@ -57,6 +58,8 @@ def train_student(*, pseudo_labels_path: str | Path, frames_dir: str | Path, out
         datamodule = datamodule(pseudo_labels_path=str(pseudo_labels_path), frames_dir=str(frames_dir))
     module = module_factory(model=model)
 
+    datamodule.setup("fit")
+    validates = len(getattr(datamodule, "val_set", None) or ()) > 0
     # the averaged weights reach a checkpoint only through the EMA callback's on_save_checkpoint, which Lightning
     # skips for weights-only checkpoints
     checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor="val/f1", mode="max",
@@ -71,15 +74,18 @@ def train_student(*, pseudo_labels_path: str | Path, frames_dir: str | Path, out
     kwargs: dict[str, Any] = {"accelerator": "cpu", "devices": 1, "enable_progress_bar": True,
                               "default_root_dir": str(out), "logger": logger}
     kwargs.update(trainer_kwargs or {})
+    if not validates:  # no held-out frame (val_fraction 0): the whole schedule, then the final weights
+        cbs = [c for c in cbs if not isinstance(c, (EarlyStopping, ModelCheckpoint))]
+        kwargs["limit_val_batches"] = 0
     kwargs["callbacks"] = cbs
     trainer = pl.Trainer(**kwargs)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         trainer.fit(module, datamodule=datamodule)
 
-    best_score = checkpoint.best_model_score
+    best_score = checkpoint.best_model_score if validates else None
     used = "last"
-    if checkpoint.best_model_path and best_score is not None and float(best_score) > 0:
+    if validates and checkpoint.best_model_path and best_score is not None and float(best_score) > 0:
         model.load_state_dict(_load_lightning_weights(checkpoint.best_model_path), strict=True)
         used = "best"
     dm_info = {k: getattr(datamodule, k) for k in ("train_video_ids", "val_video_ids") if hasattr(datamodule, k)}
