@@ -1,6 +1,6 @@
 """What a round looks like, as plain arrays and rows: the input of the W&B logger and of reviews.
 
-Pure functions over a round's :class:`~pseudolabel.records.Dataset`; no tracking library imported here.
+Pure functions over a round's :class:`~pseudolabel.records.Dataset`; no W&B imported here.
 Every box gets one *review class* saying what happened to it in the round:
 
 - ``kept: new`` — first kept in this round (for round 0: every kept box);

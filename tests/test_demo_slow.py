@@ -38,7 +38,7 @@ def test_demo_three_rounds_end_to_end(tmp_path):
 
 def check_wandb_rounds(exp: Path) -> None:
     """One offline W&B run per round (what each run holds is checked through wandb's public API in
-    tests/test_tracking.py; wandb's record file layout is not read here)."""
+    tests/test_wandb_logging.py; wandb's record file layout is not read here)."""
     runs = sorted((exp / "wandb").glob("offline-run-*"))
     assert len(runs) == 3, runs
     for d in runs:

@@ -76,7 +76,7 @@ def test_the_guard_catches_direct_hydra_instantiation():
                                     "torch.load", "torch.hub.load", "torchvision.models.resnet50",
                                     "pytorch_lightning.Trainer"])
 def test_targets_outside_the_allow_list_are_refused(target):
-    cfg = OmegaConf.create({"a": {"b": [{"_target_": "pseudolabel.tracking.WandbLogger"}, {"_target_": target}]}})
+    cfg = OmegaConf.create({"a": {"b": [{"_target_": "pseudolabel.wandb_logging.WandbLogger"}, {"_target_": target}]}})
     with pytest.raises(UnsafeTargetError, match=re.escape(f"refused config target {target!r} at a.b[1]._target_")):
         check_targets(cfg)
 
@@ -95,15 +95,15 @@ def test_reexport_and_interpolation_tricks_are_refused(tmp_path):
         instantiate(cfg.x)
     with pytest.raises(UnsafeTargetError, match="'builtins.print' at y.inner._target_"):
         instantiate(cfg.y)
-    ok = OmegaConf.create({"_target_": "pseudolabel.tracking.WandbLogger", "_partial_": True})
+    ok = OmegaConf.create({"_target_": "pseudolabel.wandb_logging.WandbLogger", "_partial_": True})
     with pytest.raises(UnsafeTargetError, match="'os.system' at <kwargs>.mode._target_"):
         instantiate(ok, mode={"_target_": "os.system"})
 
 
 def test_allowed_targets_instantiate():
-    from pseudolabel.tracking import WandbLogger
+    from pseudolabel.wandb_logging import WandbLogger
 
-    cfg = OmegaConf.create({"_target_": "pseudolabel.tracking.WandbLogger", "mode": "disabled", "dir": "x"})
+    cfg = OmegaConf.create({"_target_": "pseudolabel.wandb_logging.WandbLogger", "mode": "disabled", "dir": "x"})
     logger = instantiate(cfg)
     assert isinstance(logger, WandbLogger) and not logger.enabled
 

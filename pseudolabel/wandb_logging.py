@@ -1,4 +1,4 @@
-"""Experiment tracking with Weights & Biases, never blocking on the network.
+"""Logging rounds to Weights & Biases (W&B), never blocking on the network.
 
 ``mode: auto`` runs online only when the user is logged in (``WANDB_API_KEY`` or a netrc entry), else
 offline (``wandb sync`` uploads later); ``disabled`` turns logging off.

@@ -1,6 +1,6 @@
 import pytest
 
-from pseudolabel.tracking import WandbLogger, is_logged_in, resolve_mode
+from pseudolabel.wandb_logging import WandbLogger, is_logged_in, resolve_mode
 
 
 def test_auto_mode_is_offline_without_credentials(tmp_path, monkeypatch):
