@@ -31,7 +31,7 @@ def load_data(name: str, cache: Path):
     """(frames, ground truth, frames dir, data key) of one data set; frames are sampled into the cache."""
     from pseudolabel.frames import SamplingConfig, sample_inputs
     from pseudolabel.gt_readers import load_ground_truth
-    from pseudolabel.io import file_sha256
+    from pseudolabel.files import file_sha256
 
     if name == "football":
         images = REPO.parent / "shared" / "data" / "football" / "valid" / "images"
@@ -77,7 +77,7 @@ def label_cached(cfg, frames, fdir: Path, *, threshold: float):
 
 def embeddings_cached(ds, fdir: Path, fcfg, *, source: float) -> dict[int, np.ndarray]:
     """Crop embeddings of the boxes of ``ds`` (cached per source labelling and crop geometry)."""
-    from pseudolabel.io import atomic_write_npz
+    from pseudolabel.files import atomic_write_npz
     from pseudolabel.prune.features import embed_dataset_crops, load_features
 
     path = fdir.parent / f"crops_thr{source:.3f}_{fcfg.crop_size}_{fcfg.crop_context:g}.npz"

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .boxes import xywh_to_xyxy, xyxy_to_xywh
-from .io import atomic_write_json, read_json_or_raise
+from .files import atomic_write_json, read_json_or_raise
 from .records import KEPT, PRUNED, Box, Dataset, Frame
 
 _BOX_KEYS = {"id", "image_id", "bbox", "area", "iscrowd", "category_id", "score", "round", "source",

@@ -33,7 +33,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from pseudolabel import io
+from pseudolabel.files import atomic_write_bytes, atomic_write_json, read_json
 from pseudolabel.frames import VIDEO_EXTENSIONS, safe_video_id
 
 log = logging.getLogger("pseudolabel")
@@ -483,7 +483,7 @@ def _unarchive(archive: Path, line: str) -> None:
         lines = archive.read_text(encoding="utf-8").splitlines()
     except OSError:
         return
-    io.atomic_write_bytes(archive, "".join(f"{x}\n" for x in lines if x.strip() != line).encode())
+    atomic_write_bytes(archive, "".join(f"{x}\n" for x in lines if x.strip() != line).encode())
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -547,7 +547,7 @@ def download_videos(entries: Sequence[VideoEntry], *, out_dir: str | Path,
             log.warning("%s %s: %s", rec["status"], entry.url or entry.id, rec["reason"])
         if not (entry.error and vid in known):  # a malformed row must not erase a good record
             known[vid] = rec
-        io.atomic_write_json(manifest, {"videos": list(known.values())})
+        atomic_write_json(manifest, {"videos": list(known.values())})
     return records
 
 
@@ -555,7 +555,7 @@ def _read_manifest(path: Path) -> dict[str, dict]:
     if not path.exists():
         return {}
     try:
-        data = io.read_json(path)
+        data = read_json(path)
         return {r["video_id"]: r for r in data["videos"]}
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise DownloadInputError(f"existing manifest {path} is unreadable ({e}); move it away to start a new one") \

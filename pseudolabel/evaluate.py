@@ -274,7 +274,7 @@ def per_video_table(metrics: dict[str, Any]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     from .coco import CocoFormatError, load_coco
     from .gt_readers import GroundTruthError, load_ground_truth
-    from .io import atomic_write_json
+    from .files import atomic_write_json
 
     ap = argparse.ArgumentParser(prog="python -m pseudolabel.evaluate", description=__doc__.split("\n")[0])
     ap.add_argument("--pred", required=True, help="predicted labels, COCO JSON (e.g. round_0/annotations.json)")

@@ -100,7 +100,7 @@ def _thumb(img: np.ndarray) -> np.ndarray:
 def _write_jpeg(path: Path, img: np.ndarray, quality: int) -> None:
     """Atomic JPEG write: temp name then ``os.replace``.
 
-    No fsync (unlike :func:`pseudolabel.io.atomic_write_bytes`): atomicity against a killed
+    No fsync (unlike :func:`pseudolabel.files.atomic_write_bytes`): atomicity against a killed
     process is what resuming needs, and an fsync per frame is costly for thousands of frames.
     """
     import cv2

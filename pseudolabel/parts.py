@@ -25,7 +25,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from . import io
+from . import files
 from .detectors.base import Detector
 from .records import Box, Dataset, Frame
 
@@ -77,7 +77,7 @@ def write_part(parts_dir: str | Path, video_id: str, *, frames: Sequence[Frame],
     """
     jpath, npath = part_paths(parts_dir, video_id)
     if features is not None and len(boxes):
-        io.atomic_write_npz(npath, features=np.asarray(features, dtype=np.float32))
+        files.atomic_write_npz(npath, features=np.asarray(features, dtype=np.float32))
     doc = {
         "version": PART_VERSION, "video_id": video_id, "settings": dict(settings), "source": str(source),
         "frames": _frames_key(frames),
@@ -86,7 +86,7 @@ def write_part(parts_dir: str | Path, video_id: str, *, frames: Sequence[Frame],
         "context": [[int(b.image_id), *(float(v) for v in b.xyxy), float(b.score), int(b.category_id)]
                     for b in context],
     }
-    return io.atomic_write_bytes(jpath, json.dumps(doc, separators=(",", ":")).encode())
+    return files.atomic_write_bytes(jpath, json.dumps(doc, separators=(",", ":")).encode())
 
 
 def read_part(parts_dir: str | Path, video_id: str) -> dict[str, Any] | None:

@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
 
-from . import io
+from . import files
 from .coco import load_coco, save_coco
 from .records import Dataset
 
@@ -57,17 +57,17 @@ CONTEXT_FILE = "context.json"  # round 0: the teacher's boxes of teacher.context
 
 def _run_once(directory: Path, stage: str, fn: Callable[[], dict | None]) -> bool:
     """Run ``fn`` unless ``directory`` records ``stage`` as done; returns True when it ran."""
-    if io.is_done(directory, stage):
+    if files.is_done(directory, stage):
         log.info("%s: %s already done, skipped", directory, stage)
         return False
     directory.mkdir(parents=True, exist_ok=True)
     started = time.time()
     info = fn() or {}
-    io.mark_done(directory, stage, info)
+    files.mark_done(directory, stage, info)
     # temps of a killed earlier attempt: older than this attempt, so no write of this one. 0.1 s, not more:
     # file times come from the kernel's coarse clock (a few ms behind time.time()), while a rerun can reach
     # this stage within a second of the kill it resumes from (seen: 0.8 s)
-    io.remove_stale_temps(directory, older_than=started - 0.1)
+    files.remove_stale_temps(directory, older_than=started - 0.1)
     return True
 
 
@@ -92,7 +92,7 @@ def stage_sample(cfg: DictConfig) -> Dataset:
     def run():
         sampling = SamplingConfig(**OmegaConf.to_container(cfg.data.sampling, resolve=True))
         frames, records = sample_inputs(list(cfg.data.inputs), frames_dir=fdir, config=sampling)
-        io.atomic_write_json(fdir / "manifest.json", {"inputs": list(cfg.data.inputs), "videos": records})
+        files.atomic_write_json(fdir / "manifest.json", {"inputs": list(cfg.data.inputs), "videos": records})
         require_frames(frames, records)
         save_coco(Dataset(frames=frames), fdir / "frames.json")
         skipped = [r for r in records if r.get("status") == "skipped"]
@@ -102,7 +102,7 @@ def stage_sample(cfg: DictConfig) -> Dataset:
                         r.get("path"), r.get("reason"))
         return {"n_frames": len(frames), "n_inputs_skipped": len(skipped)}
 
-    with io.file_lock(fdir / ".lock_sample"):  # label shards started together sample once
+    with files.file_lock(fdir / ".lock_sample"):  # label shards started together sample once
         _run_once(fdir, "sample", run)
     return load_coco(fdir / "frames.json")
 
@@ -146,7 +146,7 @@ def stage_label(cfg: DictConfig, k: int, frames: Dataset, detector_factory: Call
     from .parts import PARTS_DIRNAME, PartMismatchError, label_parts, merge_context, merge_parts, select_videos
 
     rdir = round_dir(cfg, k)
-    if io.is_done(rdir, "label"):
+    if files.is_done(rdir, "label"):
         log.info("%s: label already done, skipped", rdir)
         return
     if policy not in ("fixed", "adaptive"):
@@ -201,7 +201,7 @@ def stage_label(cfg: DictConfig, k: int, frames: Dataset, detector_factory: Call
             feats = {b.id: feats[b.id] for b in ds.boxes if b.id in feats}
             if feats:
                 ids = np.array(sorted(feats), dtype=np.int64)
-                io.atomic_write_npz(rdir / "features.npz", ids=ids, features=np.stack([feats[i] for i in ids]))
+                files.atomic_write_npz(rdir / "features.npz", ids=ids, features=np.stack([feats[i] for i in ids]))
             return {"n_boxes": len(ds.boxes), "score_threshold": info["score_threshold"]}
 
         _run_once(rdir, "label", run)
@@ -263,7 +263,7 @@ def _calibrate(cfg: DictConfig, k: int, ds: Dataset) -> dict:
 def refuse_training_on_nothing(cfg: DictConfig, k: int) -> None:
     """Round k would train its student on round k-1's kept boxes: stop when there are none."""
     prev = round_dir(cfg, k - 1) / "annotations.json"
-    if io.is_done(round_dir(cfg, k), "train") or not prev.is_file() or load_coco(prev).kept_boxes():
+    if files.is_done(round_dir(cfg, k), "train") or not prev.is_file() or load_coco(prev).kept_boxes():
         return
     raise PipelineError(
         f"round {k - 1} kept no box, so round {k} has nothing to train on; stopped before training. Try a lower "
@@ -494,11 +494,11 @@ def stage_evaluate(cfg: DictConfig, k: int) -> dict:
             near = evaluate(ds, gt, max_centre_distance=px)
             metrics["at_centre"] = {"max_distance_px": px,
                                     **{k: near[k] for k in ("precision", "recall", "f1", "tp", "fp", "fn")}}
-        io.atomic_write_json(rdir / "metrics.json", metrics)
+        files.atomic_write_json(rdir / "metrics.json", metrics)
         return {}
 
     _run_once(rdir, "evaluate", run)
-    return io.read_json(rdir / "metrics.json")
+    return files.read_json(rdir / "metrics.json")
 
 
 # ---------------------------------------------------------------- rounds
@@ -510,21 +510,21 @@ def check_round_inputs(cfg: DictConfig) -> None:
     """Refuse, before any work, a round whose inputs do not exist: round k >= 1 (and its train / relabel
     stages) needs round k-1 finished; prune, merge and evaluate need the stage before them in round k."""
     stage, k = str(cfg.stage), int(cfg.round)
-    if stage in ROUND_STAGES_NEEDING_PREVIOUS and k > 0 and not io.is_done(round_dir(cfg, k - 1), "evaluate"):
+    if stage in ROUND_STAGES_NEEDING_PREVIOUS and k > 0 and not files.is_done(round_dir(cfg, k - 1), "evaluate"):
         finished = sorted(int(d.name.split("_")[1]) for d in exp_dir(cfg).glob("round_*")
-                          if d.name.split("_")[1].isdigit() and io.is_done(d, "evaluate"))
+                          if d.name.split("_")[1].isdigit() and files.is_done(d, "evaluate"))
         raise PipelineError(f"round={k}: round {k - 1} of experiment {cfg.exp!r} does not exist or is not finished "
                             f"(finished: {finished or 'none'}); run it first: make round N={k - 1} EXP={cfg.exp}")
     if stage in ("round", "train") and k > 0:
         refuse_training_on_nothing(cfg, k)
-    if stage in STAGE_INPUTS and not io.is_done(round_dir(cfg, k), STAGE_INPUTS[stage]):
+    if stage in STAGE_INPUTS and not files.is_done(round_dir(cfg, k), STAGE_INPUTS[stage]):
         raise PipelineError(f"stage={stage} round={k}: round {k} of experiment {cfg.exp!r} has no finished "
                             f"{STAGE_INPUTS[stage]} stage ({round_dir(cfg, k)}); run make round N={k} EXP={cfg.exp}")
 
 
 def run_round(cfg: DictConfig, k: int, *, logger=None) -> dict:
     """Run round ``k`` (0: teacher; k >= 1: train -> relabel from round k-1), then prune, merge, evaluate."""
-    if k > 0 and not io.is_done(round_dir(cfg, k - 1), "evaluate"):
+    if k > 0 and not files.is_done(round_dir(cfg, k - 1), "evaluate"):
         raise PipelineError(f"round {k - 1} of experiment {cfg.exp!r} is not finished "
                             f"({round_dir(cfg, k - 1)}); run it first: make round N={k - 1} EXP={cfg.exp}")
     if label_shard(cfg)[0] is not None:
@@ -539,7 +539,7 @@ def run_round(cfg: DictConfig, k: int, *, logger=None) -> dict:
     stage_merge(cfg, k)
     metrics = stage_evaluate(cfg, k)
     rdir = round_dir(cfg, k)
-    if logger is not None and not io.is_done(rdir, "log"):
+    if logger is not None and not files.is_done(rdir, "log"):
         ckpt = rdir / "student" / "student.pt"
         logger.log_round(experiment=str(cfg.exp), round=k, metrics=metrics,
                          dataset=load_coco(rdir / "annotations.json"), frames_dir=frames_dir(cfg),
@@ -547,7 +547,7 @@ def run_round(cfg: DictConfig, k: int, *, logger=None) -> dict:
                                         "metrics.json": rdir / "metrics.json"},
                          checkpoint=ckpt if ckpt.is_file() else None,
                          config=OmegaConf.to_container(cfg, resolve=True))
-        io.mark_done(rdir, "log")
+        files.mark_done(rdir, "log")
     log.info("round %d: %s", k, _one_line(metrics))
     return metrics
 
@@ -614,7 +614,7 @@ def run_sweep_trial(cfg: DictConfig, *, trial: str) -> float:
     from .sweep import TrialValue
 
     result = TrialValue.of(values)
-    io.atomic_write_json(sweep_dir / trial / "trial.json", {
+    files.atomic_write_json(sweep_dir / trial / "trial.json", {
         "trial": trial, "objective": name, "value": float(result), "values": values, "spread": result.spread,
         "repeats": repeats, "runs": records})
     log.info("sweep trial %s: %s = %s", trial, name, result.describe())

@@ -10,7 +10,7 @@ Two checks per target:
 
 1. the dotted path itself must start with an allowed prefix (no import needed: the CLI's up-front check);
 2. at instantiation, the object it resolves to must be *defined* in an allowed module (its
-   ``__module__``), so a path that passes 1 through a re-export, such as ``pseudolabel.io.os.system``,
+   ``__module__``), so a path that passes 1 through a re-export, such as ``pseudolabel.files.os.system``,
    is still refused.
 
 The allow-list lives in code: no config value or override can extend it. Power users who need their own

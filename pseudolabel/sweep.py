@@ -116,7 +116,7 @@ class SweepSummary(Callback):
                              "status": job_return.status.name})
 
     def on_multirun_end(self, config, **kwargs: Any) -> None:
-        from .io import atomic_write_json
+        from .files import atomic_write_json
 
         best = best_trial(self.results)
         out = Path(self.results_file or Path(config.hydra.sweep.dir) / "results.json")

@@ -25,7 +25,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .io import atomic_write_json
+from .files import atomic_write_json
 from .records import Box, Dataset, Frame
 
 VENUES = ("grass", "clay", "hard", "wood", "sand", "night")

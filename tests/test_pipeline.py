@@ -186,7 +186,7 @@ def test_full_prune_config_runs_temporal_and_feature_pruners(round0, tmp_path):
 
 
 def test_atomic_writes_follow_the_umask(tmp_path):
-    from pseudolabel import io
+    from pseudolabel import files
 
-    p = io.atomic_write_json(tmp_path / "a.json", {"x": 1})
-    assert p.stat().st_mode & 0o777 == 0o666 & ~io._UMASK
+    p = files.atomic_write_json(tmp_path / "a.json", {"x": 1})
+    assert p.stat().st_mode & 0o777 == 0o666 & ~files._UMASK

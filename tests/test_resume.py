@@ -33,7 +33,7 @@ TINY = ["logger=none", "exp=t", "data.synthetic.n_videos=2", "data.synthetic.n_f
         "student.trainer.limit_train_batches=2", "student.trainer.max_epochs=1",
         "student.trainer.limit_val_batches=1", "student.datamodule.batch_size=2", "student.datamodule.crop_size=128"]
 DEMO = ["stage=demo", "rounds=1"]
-TEMP = re.compile(r"(^|/)\.[^/]+\.tmp$")  # io.atomic_write_bytes: .<name>.<random>.tmp next to its target
+TEMP = re.compile(r"(^|/)\.[^/]+\.tmp$")  # files.atomic_write_bytes: .<name>.<random>.tmp next to its target
 
 
 # ---------------------------------------------------------------- helpers
@@ -191,7 +191,7 @@ def test_resumed_run_equals_uninterrupted_run(resumed, reference):
 
 
 def test_stale_temps_are_removed_fresh_ones_kept(tmp_path):
-    from pseudolabel import io
+    from pseudolabel.files import remove_stale_temps
 
     (tmp_path / "student").mkdir()
     old = [tmp_path / ".annotations.json.ab12.tmp", tmp_path / "student" / ".student.pt.cd34.tmp"]
@@ -200,7 +200,7 @@ def test_stale_temps_are_removed_fresh_ones_kept(tmp_path):
         f.write_text("x")
     for f in old:
         os.utime(f, (time.time() - 60, time.time() - 60))
-    assert sorted(io.remove_stale_temps(tmp_path, older_than=time.time() - 30)) == sorted(old)
+    assert sorted(remove_stale_temps(tmp_path, older_than=time.time() - 30)) == sorted(old)
     assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == [".labels.json.ef56.tmp", "annotations.json"]
 
 

@@ -83,9 +83,9 @@ def test_targets_outside_the_allow_list_are_refused(target):
 
 def test_reexport_and_interpolation_tricks_are_refused(tmp_path):
     marker = tmp_path / "pwned"
-    # passes the prefix check, but resolves to posix.system through pseudolabel.io's `import os`
-    cfg = OmegaConf.create({"_target_": "pseudolabel.io.os.system", "_args_": [f"touch {marker}"]})
-    assert check_targets(cfg) == ["pseudolabel.io.os.system"]
+    # passes the prefix check, but resolves to posix.system through pseudolabel.files' `import os`
+    cfg = OmegaConf.create({"_target_": "pseudolabel.files.os.system", "_args_": [f"touch {marker}"]})
+    assert check_targets(cfg) == ["pseudolabel.files.os.system"]
     with pytest.raises(UnsafeTargetError, match="resolves to an object of module 'posix'"):
         instantiate(cfg)
     assert not marker.exists()

@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..io import atomic_write_json
+from ..files import atomic_write_json
 from ..records import Dataset
 from .common import ExportError
 

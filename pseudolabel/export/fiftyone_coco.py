@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..io import atomic_write_json, read_json_or_raise
+from ..files import atomic_write_json, read_json_or_raise
 from ..records import Dataset
 from .cocolike import export_coco, read_review_coco
 from .common import ExportError, categories_of, check_image_mode, export_items, place_image

@@ -33,7 +33,7 @@ from urllib.parse import quote, unquote
 import numpy as np
 
 from ..boxes import clip_to_image
-from ..io import read_json_or_raise
+from ..files import read_json_or_raise
 from ..records import Box, Dataset, Frame
 from .common import (PRUNED_SUFFIX, ExportError, ExportItem, Label, categories_from, categories_of, check_image_mode,
                      export_items, frame_file_name, label_lookup, labels_for, parse_image_name, parse_provenance,

@@ -8,7 +8,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from .. import io
+from .. import files
 from ..coco import load_coco
 from . import ExportError, check_format, export_dataset
 
@@ -24,7 +24,7 @@ def finished_rounds(exp_dir: str | Path) -> list[int]:
     found = []
     for d in exp.iterdir():
         m = _ROUND_DIR.match(d.name)
-        if m and d.is_dir() and io.is_done(d, "evaluate") and (d / "annotations.json").is_file():
+        if m and d.is_dir() and files.is_done(d, "evaluate") and (d / "annotations.json").is_file():
             found.append(int(m[1]))
     return sorted(found)
 

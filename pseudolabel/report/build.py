@@ -97,7 +97,7 @@ def build_report(exp_dir: str | Path, *, frames_dir: str | Path | None = None, o
     pathlib.Path
         The written page.
     """
-    from pseudolabel.io import atomic_write_bytes
+    from pseudolabel.files import atomic_write_bytes
 
     t0 = time.perf_counter()
     opts = options or ReportOptions()

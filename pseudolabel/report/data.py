@@ -251,7 +251,7 @@ def discover_rounds(exp_dir: str | Path) -> list[int]:
 def load_round(exp_dir: str | Path, k: int) -> RoundData:
     """Read round ``k``: ``annotations.json`` (or ``pruned.json`` when the merge has not run),
     ``metrics.json`` (counts recomputed where absent) and ``features.npz`` mapped onto the boxes."""
-    from pseudolabel import io
+    from pseudolabel import files
     from pseudolabel.coco import load_coco
     from pseudolabel.prune.features import load_features
 
@@ -260,7 +260,7 @@ def load_round(exp_dir: str | Path, k: int) -> RoundData:
     ds = load_coco(rdir / name)
     metrics = {**round_counts(ds), "round": k}
     if (rdir / "metrics.json").is_file():
-        metrics.update(io.read_json(rdir / "metrics.json"))
+        metrics.update(files.read_json(rdir / "metrics.json"))
     feats = load_features(rdir / "features.npz")
     mapped = {}
     if feats and (rdir / "labels.json").is_file():

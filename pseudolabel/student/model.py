@@ -264,7 +264,7 @@ def save_student_checkpoint(model, path: str | Path, *, meta: dict[str, Any] | N
     """Write ``{"state_dict", "meta"}`` atomically; ``meta`` must hold plain values only (weights_only loading)."""
     import torch
 
-    from ..io import atomic_write_bytes
+    from ..files import atomic_write_bytes
 
     buf = io.BytesIO()
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}

@@ -104,11 +104,11 @@ def remove_stale_temps(directory: str | Path, *, older_than: float) -> list[Path
 
 
 def atomic_write_npz(path: str | Path, **arrays) -> Path:
-    import io as _stdio
+    import io
 
     import numpy as np
 
-    buf = _stdio.BytesIO()
+    buf = io.BytesIO()
     np.savez(buf, **arrays)
     return atomic_write_bytes(path, buf.getvalue())
 
