@@ -35,9 +35,10 @@ def centre_distance_matrix(a_xyxy, b_xyxy) -> np.ndarray:
     return np.linalg.norm(ca[:, None, :] - cb[None, :, :], axis=-1)
 
 
-def match_boxes(pred_xyxy, pred_scores, gt_xyxy, *, iou_threshold: float = 0.5,
+def greedy_match(pred_xyxy, pred_scores, gt_xyxy, *, iou_threshold: float = 0.5,
                 max_centre_distance: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """One-to-one greedy matching of predictions to ground truth on one image.
+    """One-to-one greedy matching of predictions to ground truth on one image: the package's one greedy matcher
+    (evaluation, threshold calibration and the student's ``val/f1`` all count with it).
 
     Predictions are visited by descending score (ties: input order); each takes the still-unmatched
     ground-truth box with the highest IoU, if that IoU is ``>= iou_threshold`` (as COCOeval does). With
@@ -157,7 +158,7 @@ def evaluate(pred: Dataset, gt: Dataset, *, iou_threshold: float = 0.5, kept_onl
         ``False`` scores every predicted box, pruned ones included.
     max_centre_distance
         None: matches by IoU. A distance in pixels: the counts, precision, recall and F1 match by box
-        centres within it instead (:func:`match_boxes`); AP stays COCO's (IoU).
+        centres within it instead (:func:`greedy_match`); AP stays COCO's (IoU).
 
     Returns
     -------
@@ -184,8 +185,8 @@ def evaluate(pred: Dataset, gt: Dataset, *, iou_threshold: float = 0.5, kept_onl
         preds = pred_boxes.get(pred_frames[key].id, [])
         gts = gt_boxes.get(gt_frames[key].id, [])
         pairs.append((preds, gts))
-        tp_mask, _ = match_boxes([b.xyxy for b in preds], [b.score for b in preds], [b.xyxy for b in gts],
-                                 iou_threshold=iou_threshold, max_centre_distance=max_centre_distance)
+        tp_mask, _ = greedy_match([b.xyxy for b in preds], [b.score for b in preds], [b.xyxy for b in gts],
+                                  iou_threshold=iou_threshold, max_centre_distance=max_centre_distance)
         tp = int(tp_mask.sum())
         counts = {"tp": tp, "fp": len(preds) - tp, "fn": len(gts) - tp}
         video = per_video.setdefault(key[0], {"tp": 0, "fp": 0, "fn": 0, "n_images": 0})
@@ -215,7 +216,7 @@ def pruned_truth_by_reason(pred: Dataset, gt: Dataset, *, iou_threshold: float =
     """What each pruner removed, judged against ground truth: ``{reason: {"true": n, "false": n}}``.
 
     A pruned box is *true* when keeping it would have added a true positive: it matches (as
-    :func:`match_boxes`, IoU or centre distance) a ground-truth box of its frame that no kept box
+    :func:`greedy_match`, IoU or centre distance) a ground-truth box of its frame that no kept box
     matches. Every other pruned box (no ball there, or a duplicate of a ball already found) is *false*.
     Frames are joined as in :func:`evaluate`; frames without ground truth are skipped.
     """
@@ -226,15 +227,15 @@ def pruned_truth_by_reason(pred: Dataset, gt: Dataset, *, iou_threshold: float =
         boxes = all_boxes.get(pred_frames[key].id, [])
         gts = gt_boxes.get(gt_frames[key].id, [])
         kept = [b for b in boxes if b.kept]
-        _, kept_idx = match_boxes([b.xyxy for b in kept], [b.score for b in kept], [b.xyxy for b in gts],
-                                  iou_threshold=iou_threshold, max_centre_distance=max_centre_distance)
+        _, kept_idx = greedy_match([b.xyxy for b in kept], [b.score for b in kept], [b.xyxy for b in gts],
+                                   iou_threshold=iou_threshold, max_centre_distance=max_centre_distance)
         found = set(kept_idx[kept_idx >= 0].tolist())
         missed = [g for j, g in enumerate(gts) if j not in found]
         for b in boxes:
             if b.kept:
                 continue
-            tp, _ = match_boxes([b.xyxy], [b.score], [g.xyxy for g in missed], iou_threshold=iou_threshold,
-                                max_centre_distance=max_centre_distance)
+            tp, _ = greedy_match([b.xyxy], [b.score], [g.xyxy for g in missed], iou_threshold=iou_threshold,
+                                 max_centre_distance=max_centre_distance)
             counts = out.setdefault(b.reason or "unknown", {"true": 0, "false": 0})
             counts["true" if tp[0] else "false"] += 1
     return {r: out[r] for r in sorted(out)}

@@ -27,11 +27,12 @@ def _box_sort_key(b: Box) -> tuple:
     return (*b.xyxy, -b.score, b.decision, b.id)
 
 
-def match_boxes(prev: list[Box], new: list[Box], *, iou_threshold: float,
-                centre_factor: float | None = None) -> list[tuple[int, int]]:
-    """One-to-one matches ``(i_prev, i_new)`` with IoU >= ``iou_threshold`` or, with ``centre_factor``, centres
-    closer than ``centre_factor`` times the smaller box diagonal (two estimates of one tiny ball often overlap
-    less than the IoU threshold).
+def assign_pairs(prev: list[Box], new: list[Box], *, iou_threshold: float,
+                 centre_factor: float | None = None) -> list[tuple[int, int]]:
+    """One-to-one pairs ``(i_prev, i_new)`` chosen by maximum-weight assignment (not greedily, unlike
+    :func:`pseudolabel.evaluate.greedy_match`): pairs with IoU >= ``iou_threshold`` or, with ``centre_factor``,
+    centres closer than ``centre_factor`` times the smaller box diagonal (two estimates of one tiny ball often
+    overlap less than the IoU threshold).
 
     Each pass of :data:`_PASSES` maximises a summed weight (``scipy.optimize.linear_sum_assignment``) over the
     boxes still unmatched: ``1 + IoU`` for pairs over the IoU threshold, then ``1 - distance / limit`` for
@@ -136,7 +137,7 @@ def merge_rounds(prev: Dataset, new: Dataset, *, round: int, iou_threshold: floa
     iou_threshold : float
         Minimum IoU (``xyxy`` boxes) for a previous and a new box to be the same object.
     centre_factor : float or None
-        Also the same object: centres closer than this times the smaller box diagonal (:func:`match_boxes`).
+        Also the same object: centres closer than this times the smaller box diagonal (:func:`assign_pairs`).
     geometry : {"new", "prev", "fused"}
         Box of a confirmed pair (both kept): the new round's, the previous one's, or their
         score-weighted average (two noisy estimates of one ball; the student localises tiny balls
@@ -182,7 +183,7 @@ def merge_rounds(prev: Dataset, new: Dataset, *, round: int, iou_threshold: floa
             boxes += [_from_prev(p, "carried_over") for p in pboxes]
             continue
         nboxes = new_boxes[nf.id]
-        pairs = match_boxes(pboxes, nboxes, iou_threshold=iou_threshold, centre_factor=centre_factor)
+        pairs = assign_pairs(pboxes, nboxes, iou_threshold=iou_threshold, centre_factor=centre_factor)
         # a kept ball whose new box was pruned for its shape (the new box is bad, not the ball) is not judged by
         # it: the pair is undone, the ball stays kept (unconfirmed) and the new box is recorded as new, pruned
         pairs = [(i, j) for i, j in pairs if not (pboxes[i].kept and not nboxes[j].kept

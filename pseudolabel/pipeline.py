@@ -405,7 +405,7 @@ def _teacher_seen_box_ids(cfg: DictConfig, ds: Dataset) -> set[int]:
 def _box_ids_matching(cfg: DictConfig, ds: Dataset, reference: Dataset, evidence: Callable[[Any], bool]) -> set[int]:
     """Ids of the kept boxes of ``ds`` that match (as the merge matches) a box of ``reference`` on the same frame
     for which ``evidence(box)`` holds."""
-    from .merge import match_boxes
+    from .merge import assign_pairs
 
     ref_by_key = {f.key: f.id for f in reference.frames}
     ref_boxes = reference.boxes_by_image(kept_only=False)
@@ -414,8 +414,8 @@ def _box_ids_matching(cfg: DictConfig, ds: Dataset, reference: Dataset, evidence
     for f in ds.frames:
         old = [b for b in ref_boxes.get(ref_by_key.get(f.key), []) if evidence(b)]
         new = new_kept.get(f.id, [])
-        for _, j in match_boxes(old, new, iou_threshold=float(cfg.merge.iou_threshold),
-                                centre_factor=OmegaConf.select(cfg, "merge.centre_factor")):
+        for _, j in assign_pairs(old, new, iou_threshold=float(cfg.merge.iou_threshold),
+                                 centre_factor=OmegaConf.select(cfg, "merge.centre_factor")):
             out.add(new[j].id)
     return out
 

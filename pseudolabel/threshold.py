@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .evaluate import match_boxes
+from .evaluate import greedy_match
 
 
 def agreement_precision(pred: Sequence[tuple[np.ndarray, np.ndarray]], ref: Sequence[np.ndarray], *,
@@ -37,7 +37,7 @@ def agreement_precision(pred: Sequence[tuple[np.ndarray, np.ndarray]], ref: Sequ
         keep = scores >= threshold
         if not keep.any():
             continue
-        hits, _ = match_boxes(boxes[keep], scores[keep], r, iou_threshold=iou_threshold)
+        hits, _ = greedy_match(boxes[keep], scores[keep], r, iou_threshold=iou_threshold)
         tp += int(hits.sum())
         n += int(keep.sum())
     return (tp / n if n else 1.0), n

@@ -9,7 +9,7 @@ import pytest
 
 from pseudolabel.boxes import xyxy_to_xywh
 from pseudolabel.coco import load_coco, save_coco
-from pseudolabel.evaluate import evaluate, main, match_boxes, summarise
+from pseudolabel.evaluate import evaluate, greedy_match, main, summarise
 from pseudolabel.gt_readers import read_yolo_dir
 from pseudolabel.records import Box, Dataset, Frame
 
@@ -176,22 +176,22 @@ def test_duplicate_frame_key_rejected():
         evaluate(ds, make(GT))
 
 
-def test_match_boxes_greedy_by_score():
+def test_greedy_match_by_score():
     gt = [(0, 0, 10, 10), (20, 0, 30, 10)]
     pred = [(1, 0, 11, 10), (0, 0, 10, 10), (20, 0, 30, 10), (100, 100, 110, 110)]
-    tp, idx = match_boxes(pred, [0.3, 0.9, 0.8, 0.95], gt)
+    tp, idx = greedy_match(pred, [0.3, 0.9, 0.8, 0.95], gt)
     # The exact copy (score 0.9) takes gt 0 first; the 0.3 near-copy is then a duplicate.
     assert tp.tolist() == [False, True, True, False]
     assert idx.tolist() == [-1, 0, 1, -1]
-    tp, idx = match_boxes(np.zeros((0, 4)), [], gt)
+    tp, idx = greedy_match(np.zeros((0, 4)), [], gt)
     assert tp.shape == (0,) and idx.shape == (0,)
-    tp, idx = match_boxes(pred, [1, 1, 1, 1], [])
+    tp, idx = greedy_match(pred, [1, 1, 1, 1], [])
     assert idx.tolist() == [-1, -1, -1, -1]
 
 
-def test_match_boxes_takes_best_iou_free_gt():
+def test_greedy_match_takes_best_iou_free_gt():
     gt = [(0, 0, 10, 10), (2, 0, 12, 10)]
-    tp, idx = match_boxes([(2, 0, 12, 10)], [1.0], gt)
+    tp, idx = greedy_match([(2, 0, 12, 10)], [1.0], gt)
     assert idx.tolist() == [1]
 
 
@@ -226,21 +226,21 @@ def test_cli_writes_json(tmp_path: Path, capsys):
 
 
 def test_centre_distance_match_counts_small_offsets_that_iou_misses():
-    from pseudolabel.evaluate import match_boxes
+    from pseudolabel.evaluate import greedy_match
 
     gt = [[100, 100, 108, 108], [200, 200, 208, 208]]
     pred = [[103, 103, 111, 111],   # centre 4.24 px away: IoU 0.29, a miss at IoU 0.5
             [201, 201, 209, 209],   # 1.41 px away
             [300, 300, 308, 308]]   # far from both
     scores = [0.9, 0.8, 0.7]
-    tp_iou, _ = match_boxes(pred, scores, gt, iou_threshold=0.5)
+    tp_iou, _ = greedy_match(pred, scores, gt, iou_threshold=0.5)
     assert tp_iou.tolist() == [False, True, False]
-    tp, idx = match_boxes(pred, scores, gt, max_centre_distance=4.0)
+    tp, idx = greedy_match(pred, scores, gt, max_centre_distance=4.0)
     assert tp.tolist() == [False, True, False] and idx.tolist() == [-1, 1, -1]
-    tp, idx = match_boxes(pred, scores, gt, max_centre_distance=5.0)
+    tp, idx = greedy_match(pred, scores, gt, max_centre_distance=5.0)
     assert tp.tolist() == [True, True, False] and idx.tolist() == [0, 1, -1]
     # one-to-one: a second prediction on the same ball is a false positive
-    tp, _ = match_boxes([[100, 100, 108, 108], [101, 100, 109, 108]], [0.5, 0.9], [gt[0]], max_centre_distance=4)
+    tp, _ = greedy_match([[100, 100, 108, 108], [101, 100, 109, 108]], [0.5, 0.9], [gt[0]], max_centre_distance=4)
     assert tp.tolist() == [False, True]
 
 

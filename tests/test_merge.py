@@ -203,14 +203,14 @@ def test_confirmed_box_geometry_policy(geometry, expected):
 
 
 def test_centre_factor_matches_two_estimates_of_one_tiny_ball():
-    from pseudolabel.merge import match_boxes as merge_match
+    from pseudolabel.merge import assign_pairs
     from pseudolabel.records import Box
 
     prev = [Box(image_id=1, xyxy=(100, 100, 108, 108), id=1), Box(image_id=1, xyxy=(300, 300, 308, 308), id=2)]
     new = [Box(image_id=1, xyxy=(304, 303, 312, 311), id=1), Box(image_id=1, xyxy=(100, 100, 108, 108), id=2),
            Box(image_id=1, xyxy=(400, 400, 408, 408), id=3)]
-    assert merge_match(prev, new, iou_threshold=0.3) == [(0, 1)]
-    assert sorted(merge_match(prev, new, iou_threshold=0.3, centre_factor=1.0)) == [(0, 1), (1, 0)]
+    assert assign_pairs(prev, new, iou_threshold=0.3) == [(0, 1)]
+    assert sorted(assign_pairs(prev, new, iou_threshold=0.3, centre_factor=1.0)) == [(0, 1), (1, 0)]
 
 
 def test_a_kept_ball_whose_new_box_is_pruned_for_its_shape_stays_kept():

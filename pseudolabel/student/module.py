@@ -13,43 +13,30 @@ import pytorch_lightning as pl
 import torch
 
 from ..boxes import as_boxes, iou_matrix
+from ..evaluate import greedy_match
 from .ignore import IGNORE_LABEL, honour_ignore_labels
 
 
 def match_counts(pred_boxes, pred_scores, gt_boxes, *, iou_threshold: float = 0.5,
                  score_threshold: float = 0.5) -> tuple[int, int, int]:
-    """Greedy one-to-one matching of one image's predictions to its reference boxes.
+    """(true positives, false positives, false negatives) of one image's predictions against its reference boxes.
 
-    Parameters
-    ----------
-    pred_boxes : (N, 4) xyxy; pred_scores : (N,); gt_boxes : (M, 4) xyxy.
-    Predictions below ``score_threshold`` are ignored; the rest, highest score first, each take the
-    unmatched reference box of highest IoU if it is >= ``iou_threshold``.
-
-    Returns
-    -------
-    (true positives, false positives, false negatives)
+    Predictions below ``score_threshold`` are ignored; the rest are matched one to one by
+    :func:`~pseudolabel.evaluate.greedy_match` (highest score first, each takes the unmatched reference box of
+    highest IoU if it is >= ``iou_threshold``).
     """
-    p, g = as_boxes(pred_boxes), as_boxes(gt_boxes)
+    p = as_boxes(pred_boxes)
     s = np.asarray(pred_scores, dtype=np.float64).reshape(-1)
     keep = s >= score_threshold
-    p, s = p[keep], s[keep]
-    if len(p) == 0 or len(g) == 0:
-        return 0, len(p), len(g)
-    iou = iou_matrix(p[np.argsort(-s, kind="stable")], g)
-    taken = np.zeros(len(g), dtype=bool)
-    tp = 0
-    for row in iou:
-        row = np.where(taken, -1.0, row)
-        j = int(np.argmax(row))
-        if row[j] >= iou_threshold:
-            taken[j] = True
-            tp += 1
-    return tp, len(p) - tp, len(g) - tp
+    n_ref = len(as_boxes(gt_boxes))
+    tp = int(greedy_match(p[keep], s[keep], gt_boxes, iou_threshold=iou_threshold)[0].sum())
+    return tp, int(keep.sum()) - tp, n_ref - tp
 
 
 def f1_from_counts(tp: float, fp: float, fn: float) -> tuple[float, float, float]:
-    """(precision, recall, F1); an empty reference with no false positive scores 1.0 everywhere."""
+    """(precision, recall, F1); an empty reference with no false positive scores 1.0 everywhere (a validation
+    split of negatives the student leaves empty is perfect), where :func:`pseudolabel.evaluate.evaluate`
+    reports 0.0 for an undefined ratio and leaves reading it to the counts."""
     if tp + fp + fn == 0:
         return 1.0, 1.0, 1.0
     precision = tp / (tp + fp) if tp + fp else 0.0
