@@ -396,7 +396,8 @@ def main(argv=None) -> dict:
     import cv2
     import torch
 
-    from pseudolabel.label import configure_threads, read_rgb
+    from pseudolabel.frames import read_rgb
+    from pseudolabel.label import configure_threads
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

@@ -38,7 +38,8 @@ def child(args) -> None:
 
     from pseudolabel import pipeline
     from pseudolabel.coco import load_coco
-    from pseudolabel.label import configure_threads, read_rgb
+    from pseudolabel.frames import read_rgb
+    from pseudolabel.label import configure_threads
 
     overrides = [f"paths.root_dir={args.root}", "exp=mem", "logger=none", "data=folder",
                  f"data.inputs=[{args.video}]", "data.sampling.stride=1", "data.sampling.target_fps=null",

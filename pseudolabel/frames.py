@@ -90,6 +90,17 @@ def _unique_id(name: str, used: set[str]) -> str:
     return vid
 
 
+def read_rgb(path: str | Path) -> np.ndarray:
+    """RGB uint8 (H, W, 3) of an image file (a sampled frame); :class:`FileNotFoundError` (an ``OSError``)
+    when it is missing or unreadable."""
+    import cv2
+
+    im = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if im is None:
+        raise FileNotFoundError(f"cannot read image {path}")
+    return cv2.cvtColor(im, cv2.COLOR_BGR2RGB)
+
+
 def _thumb(img: np.ndarray) -> np.ndarray:
     import cv2
 

@@ -21,16 +21,8 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from .detectors.base import Detections, Detector, stream_predictions
+from .frames import read_rgb
 from .records import Box, Dataset, Frame
-
-
-def read_rgb(path: str | Path) -> np.ndarray:
-    import cv2
-
-    im = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if im is None:
-        raise OSError(f"cannot read image {path}")
-    return cv2.cvtColor(im, cv2.COLOR_BGR2RGB)
 
 
 def available_cpus() -> int:

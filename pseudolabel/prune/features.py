@@ -258,7 +258,7 @@ def embed_dataset_crops(ds: Dataset, frames_dir: str | Path, box_ids: Sequence[i
                         context: float = 2.0, batch_size: int = 64,
                         weights_path: str | None = None) -> dict[int, np.ndarray]:
     """Crop embeddings (1280,) of the boxes ``box_ids`` of ``ds``, reading each frame once."""
-    from pseudolabel.label import read_rgb
+    from pseudolabel.frames import read_rgb
 
     wanted = set(int(i) for i in box_ids)
     frames = {f.id: f for f in ds.frames}

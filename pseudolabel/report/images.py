@@ -91,7 +91,7 @@ class FrameReader:
         if file_name in self._cache:
             self._cache.move_to_end(file_name)
             return self._cache[file_name]
-        from pseudolabel.label import read_rgb
+        from pseudolabel.frames import read_rgb
 
         im = read_rgb(self.frames_dir / file_name)
         self._cache[file_name] = im

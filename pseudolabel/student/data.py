@@ -255,13 +255,9 @@ class PseudoLabelDataset(torch.utils.data.Dataset):
 
     def read_image(self, frame_id: int) -> np.ndarray:
         """RGB uint8 (H, W, 3) of a frame."""
-        import cv2
+        from ..frames import read_rgb
 
-        path = self.frames_dir / self.frames[frame_id].file_name
-        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise FileNotFoundError(f"cannot read frame image {path}")
-        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        return read_rgb(self.frames_dir / self.frames[frame_id].file_name)
 
     def __getitem__(self, index: int):
         fid = self.frame_ids[index]
