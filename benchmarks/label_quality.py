@@ -28,6 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 sys.path.insert(0, str(REPO))
+from pseudolabel import layout  # noqa: E402
 
 SETS = {
     "synthetic": ["data=synthetic"],
@@ -56,7 +57,7 @@ def set_overrides(name: str, *, clips: int | None) -> list[str] | None:
 
 def run_round(root: Path, exp: str, k: int, overrides: list[str]) -> tuple[float | None, dict]:
     """Run round k (unless finished) and return (wall seconds or None when cached, metrics.json)."""
-    metrics_path = root / "runs" / exp / f"round_{k}" / "metrics.json"
+    metrics_path = layout.round_dir(root / "runs" / exp, k) / layout.METRICS
     if metrics_path.is_file():
         return None, json.loads(metrics_path.read_text())
     cmd = [sys.executable, "-m", "pseudolabel", "stage=round", f"round={k}", f"exp={exp}", "logger=none",
@@ -78,7 +79,7 @@ def teacher_alone_at(root: Path, exp: str, gt, *, precision: float) -> dict | No
     from pseudolabel.coco import load_coco
     from pseudolabel.evaluate import evaluate
 
-    raw = load_coco(root / "runs" / exp / "round_0" / "labels.json")
+    raw = load_coco(layout.round_dir(root / "runs" / exp, 0) / layout.LABELS)
     best = None
     for t in np.round(np.arange(0.2, 1.0, 0.02), 2):
         ds = type(raw)(frames=raw.frames, boxes=[b for b in raw.boxes if b.score >= t], categories=raw.categories)
@@ -93,7 +94,7 @@ def pruned_truth(root: Path, exp: str, k: int, gt) -> dict:
     from pseudolabel.coco import load_coco
     from pseudolabel.evaluate import pruned_truth_by_reason
 
-    ds = load_coco(root / "runs" / exp / f"round_{k}" / "annotations.json")
+    ds = load_coco(layout.round_dir(root / "runs" / exp, k) / layout.ANNOTATIONS)
     ds.boxes = [b for b in ds.boxes if b.kept or b.extra.get("pruned_round", k) == k]
     return pruned_truth_by_reason(ds, gt, max_centre_distance=4.0)
 
@@ -107,7 +108,7 @@ def round0_without_hysteresis(root: Path, exp: str, gt, cfg) -> dict:
     from pseudolabel.evaluate import evaluate
     from pseudolabel.prune import HeuristicsConfig, apply_heuristics
 
-    ds = load_coco(root / "runs" / exp / "round_0" / "labels.json")
+    ds = load_coco(layout.round_dir(root / "runs" / exp, 0) / layout.LABELS)
     high = float(ds.info.get("score_threshold", cfg.teacher.score_threshold))
     ds.boxes = [b for b in ds.boxes if b.score >= high]
     heur = OmegaConf.to_container(cfg.prune, resolve=True).get("heuristics")
@@ -154,15 +155,18 @@ def main(argv=None) -> int:
         overrides += list(a.overrides)
         exp = f"{name}{a.tag}"
         cfg = compose([*overrides, f"paths.root_dir={root}", f"paths.shared_dir={SHARED}", f"exp={exp}"])
-        if a.reuse_round0 is not None and not (root / "runs" / exp / "round_0").exists():
+        round0 = layout.round_dir(root / "runs" / exp, 0)
+        if a.reuse_round0 is not None and not round0.exists():
             import shutil
 
             src = root / "runs" / f"{name}{a.reuse_round0}"
-            shutil.copytree(src / "frames", root / "runs" / exp / "frames", symlinks=True)
-            (root / "runs" / exp / "round_0").mkdir(parents=True)
-            for part in ("labels.json", "context.json", "features.npz", ".done_label"):  # the teacher's pass
-                if (src / "round_0" / part).is_file():
-                    shutil.copy2(src / "round_0" / part, root / "runs" / exp / "round_0" / part)
+            shutil.copytree(layout.default_frames_dir(src), layout.default_frames_dir(root / "runs" / exp),
+                            symlinks=True)
+            round0.mkdir(parents=True)
+            src0 = layout.round_dir(src, 0)
+            for part in (layout.LABELS, layout.CONTEXT, layout.FEATURES, layout.done_marker(src0, "label").name):
+                if (src0 / part).is_file():  # the teacher's pass
+                    shutil.copy2(src0 / part, round0 / part)
         entry: dict = {"overrides": overrides, "rounds": []}
         results["sets"][name] = entry
         for k in range(a.rounds + 1):

@@ -265,7 +265,7 @@ def reference_loop(video: Path, detector, *, stride: int, max_frames: int | None
 
 def ours(cfg, detector, label: dict) -> tuple[dict, float, float, int]:
     """(b): the package's sample + label stages. Returns boxes by frame index, both stage times, frames read."""
-    from pseudolabel import files, pipeline
+    from pseudolabel import files, layout, pipeline
     from pseudolabel.coco import load_coco
 
     t0 = time.perf_counter()
@@ -273,12 +273,12 @@ def ours(cfg, detector, label: dict) -> tuple[dict, float, float, int]:
     t1 = time.perf_counter()
     pipeline.stage_label(cfg, 0, frames, lambda: detector, **label)
     t2 = time.perf_counter()
-    ds = load_coco(pipeline.round_dir(cfg, 0) / "labels.json")
+    ds = load_coco(pipeline.round_dir(cfg, 0) / layout.LABELS)
     index_of = {f.id: f.frame_index for f in ds.frames}
     boxes = {f.frame_index: [] for f in ds.frames}
     for b in ds.boxes:
         boxes[index_of[b.image_id]].append(b.xyxy)
-    manifest = files.read_json(pipeline.frames_dir(cfg) / "manifest.json")
+    manifest = files.read_json(pipeline.frames_dir(cfg) / layout.MANIFEST)
     read = sum(int(r.get("n_frames_read") or 0) for r in manifest["videos"])
     return {k: np.array(v).reshape(-1, 4) for k, v in boxes.items()}, t1 - t0, t2 - t1, read
 

@@ -36,7 +36,7 @@ def child(args) -> None:
     from hydra import compose, initialize_config_dir
     from pseudolabel.safe_config import instantiate
 
-    from pseudolabel import pipeline
+    from pseudolabel import layout, pipeline
     from pseudolabel.coco import load_coco
     from pseudolabel.frames import read_rgb
     from pseudolabel.label import configure_threads
@@ -71,11 +71,11 @@ def child(args) -> None:
     ready = _peak_mb()
     pipeline.stage_label(cfg, 0, frames, lambda: det, **label)
     rdir = pipeline.round_dir(cfg, 0)
-    ds = load_coco(rdir / "labels.json")
+    ds = load_coco(rdir / layout.LABELS)
     print(json.dumps({"frames": len(ds.frames), "boxes": len(ds.boxes), "peak_before_label_mb": ready,
-                      "labels_json_kb": (rdir / "labels.json").stat().st_size / 1024,
-                      "features_kb": (rdir / "features.npz").stat().st_size / 1024
-                      if (rdir / "features.npz").exists() else 0.0}))
+                      "labels_json_kb": (rdir / layout.LABELS).stat().st_size / 1024,
+                      "features_kb": (rdir / layout.FEATURES).stat().st_size / 1024
+                      if (rdir / layout.FEATURES).exists() else 0.0}))
 
 
 def run_child(args, video: Path, frames: int, root: Path) -> dict:

@@ -1,7 +1,7 @@
-"""Small file helpers: atomic writes and stage-completion markers.
+"""Small file helpers: atomic writes, JSON reads, stale temp clean-up and a file lock.
 
-Every stage writes through these so that a killed process never leaves a half-written output, and a
-rerun can tell finished stages from interrupted ones.
+Every stage writes through these so that a killed process never leaves a half-written output (stage-completion
+markers are :mod:`pseudolabel.layout`'s).
 """
 from __future__ import annotations
 
@@ -66,18 +66,6 @@ def file_sha256(path: str | Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def done_marker(stage_dir: str | Path, stage: str) -> Path:
-    return Path(stage_dir) / f".done_{stage}"
-
-
-def is_done(stage_dir: str | Path, stage: str) -> bool:
-    return done_marker(stage_dir, stage).exists()
-
-
-def mark_done(stage_dir: str | Path, stage: str, info: dict | None = None) -> None:
-    atomic_write_json(done_marker(stage_dir, stage), info or {})
 
 
 def remove_stale_temps(directory: str | Path, *, older_than: float) -> list[Path]:

@@ -31,7 +31,6 @@ from .records import Box, Dataset, Frame
 
 log = logging.getLogger("pseudolabel")
 
-PARTS_DIRNAME = "label_parts"
 PART_VERSION = 1
 
 

@@ -1,17 +1,8 @@
-"""The round pipeline: the only module that knows the order of stages.
+"""The round pipeline: the only module that runs the stages, in the order of :func:`run_round`.
 
-Layout of an experiment (every path from config ``paths``)::
-
-    runs/<exp>/frames/<video_id>/<index:06d>.jpg   sampled once, reused by every round
-    runs/<exp>/frames/frames.json, manifest.json    the sampled frames and one record per input
-    runs/<exp>/round_<N>/labels.json                raw detector output of the round (teacher or student)
-    runs/<exp>/round_<N>/pruned.json                labels with heuristic decisions
-    runs/<exp>/round_<N>/annotations.json           the round's dataset (merged with round N-1)
-    runs/<exp>/round_<N>/metrics.json               counts and, with ground truth, P/R/F1/AP
-    runs/<exp>/round_<N>/student/student.pt         (N >= 1) the fine-tuned student
-
-Each stage writes atomically and then a ``.done_<stage>`` marker; a rerun skips finished stages, so an
-interrupted round resumes and a finished one changes no file.
+Files and folders are those of :mod:`pseudolabel.layout` (every path from config ``paths``). Each stage writes
+atomically and then its ``.done_<stage>`` marker; a rerun skips finished stages, so an interrupted round resumes
+and a finished one changes no file.
 """
 from __future__ import annotations
 
@@ -24,7 +15,7 @@ from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
 
-from . import files
+from . import files, layout
 from .coco import load_coco, save_coco
 from .records import Dataset
 
@@ -49,21 +40,18 @@ def frames_dir(cfg: DictConfig) -> Path:
 
 
 def round_dir(cfg: DictConfig, k: int) -> Path:
-    return exp_dir(cfg) / f"round_{k}"
-
-
-CONTEXT_FILE = "context.json"  # round 0: the teacher's boxes of teacher.context_class_ids (persons)
+    return layout.round_dir(exp_dir(cfg), k)
 
 
 def _run_once(directory: Path, stage: str, fn: Callable[[], dict | None]) -> bool:
     """Run ``fn`` unless ``directory`` records ``stage`` as done; returns True when it ran."""
-    if files.is_done(directory, stage):
+    if layout.is_done(directory, stage):
         log.info("%s: %s already done, skipped", directory, stage)
         return False
     directory.mkdir(parents=True, exist_ok=True)
     started = time.time()
     info = fn() or {}
-    files.mark_done(directory, stage, info)
+    layout.mark_done(directory, stage, info)
     # temps of a killed earlier attempt: older than this attempt, so no write of this one. 0.1 s, not more:
     # file times come from the kernel's coarse clock (a few ms behind time.time()), while a rerun can reach
     # this stage within a second of the kill it resumes from (seen: 0.8 s)
@@ -92,9 +80,9 @@ def stage_sample(cfg: DictConfig) -> Dataset:
     def run():
         sampling = SamplingConfig(**OmegaConf.to_container(cfg.data.sampling, resolve=True))
         frames, records = sample_inputs(list(cfg.data.inputs), frames_dir=fdir, config=sampling)
-        files.atomic_write_json(fdir / "manifest.json", {"inputs": list(cfg.data.inputs), "videos": records})
+        files.atomic_write_json(fdir / layout.MANIFEST, {"inputs": list(cfg.data.inputs), "videos": records})
         require_frames(frames, records)
-        save_coco(Dataset(frames=frames), fdir / "frames.json")
+        save_coco(Dataset(frames=frames), fdir / layout.FRAMES_INDEX)
         skipped = [r for r in records if r.get("status") == "skipped"]
         for r in records:
             if r.get("status") != "ok":
@@ -102,9 +90,9 @@ def stage_sample(cfg: DictConfig) -> Dataset:
                         r.get("path"), r.get("reason"))
         return {"n_frames": len(frames), "n_inputs_skipped": len(skipped)}
 
-    with files.file_lock(fdir / ".lock_sample"):  # label shards started together sample once
-        _run_once(fdir, "sample", run)
-    return load_coco(fdir / "frames.json")
+    with files.file_lock(fdir / layout.SAMPLE_LOCK):  # label shards started together sample once
+        _run_once(fdir, layout.SAMPLE, run)
+    return load_coco(fdir / layout.FRAMES_INDEX)
 
 
 def _build_teacher(cfg: DictConfig):
@@ -143,16 +131,16 @@ def stage_label(cfg: DictConfig, k: int, frames: Dataset, detector_factory: Call
     import shutil
 
     from .label import configure_threads
-    from .parts import PARTS_DIRNAME, PartMismatchError, label_parts, merge_context, merge_parts, select_videos
+    from .parts import PartMismatchError, label_parts, merge_context, merge_parts, select_videos
 
     rdir = round_dir(cfg, k)
-    if files.is_done(rdir, "label"):
+    if layout.is_done(rdir, "label"):
         log.info("%s: label already done, skipped", rdir)
         return
     if policy not in ("fixed", "adaptive"):
         raise PipelineError(f"relabel.policy must be fixed or adaptive, got {policy!r}")
     shard, num_shards = label_shard(cfg)
-    parts_dir = rdir / PARTS_DIRNAME
+    parts_dir = rdir / layout.LABEL_PARTS
     floor = float(cfg.relabel.min_threshold) if policy == "adaptive" else float(score_threshold)
     # round 0 keeps the teacher's boxes down to the hysteresis floor (tracks confirm them); a student round keeps
     # its boxes above the relabel threshold and lets agreement with round k-1 seed its tracks (prune.hysteresis)
@@ -196,12 +184,12 @@ def stage_label(cfg: DictConfig, k: int, frames: Dataset, detector_factory: Call
                 info["label_floor"] = keep_floor
             ds.info = info
             if context:
-                save_coco(merge_context(parts_dir, frames.frames), rdir / CONTEXT_FILE)
-            save_coco(ds, rdir / "labels.json")
+                save_coco(merge_context(parts_dir, frames.frames), rdir / layout.CONTEXT)
+            save_coco(ds, rdir / layout.LABELS)
             feats = {b.id: feats[b.id] for b in ds.boxes if b.id in feats}
             if feats:
                 ids = np.array(sorted(feats), dtype=np.int64)
-                files.atomic_write_npz(rdir / "features.npz", ids=ids, features=np.stack([feats[i] for i in ids]))
+                files.atomic_write_npz(rdir / layout.FEATURES, ids=ids, features=np.stack([feats[i] for i in ids]))
             return {"n_boxes": len(ds.boxes), "score_threshold": info["score_threshold"]}
 
         _run_once(rdir, "label", run)
@@ -233,7 +221,7 @@ def stage_label_round(cfg: DictConfig, k: int, frames: Dataset) -> None:
                     score_threshold=cfg.teacher.score_threshold, batch_size=cfg.teacher.batch_size,
                     **_teacher_context(cfg))
         return
-    ckpt = round_dir(cfg, k) / "student" / "student.pt"
+    ckpt = layout.student_checkpoint(exp_dir(cfg), k)
     stage_label(cfg, k, frames, lambda: _student_relabeller(cfg, ckpt), class_ids=[1],
                 score_threshold=cfg.relabel.score_threshold, batch_size=cfg.relabel.batch_size,
                 policy=str(cfg.relabel.policy))
@@ -242,7 +230,7 @@ def stage_label_round(cfg: DictConfig, k: int, frames: Dataset) -> None:
 def _calibrate(cfg: DictConfig, k: int, ds: Dataset) -> dict:
     from .threshold import calibrate_threshold
 
-    prev = load_coco(round_dir(cfg, k - 1) / "annotations.json")
+    prev = load_coco(round_dir(cfg, k - 1) / layout.ANNOTATIONS)
     ref_by_key: dict = {}
     prev_keys = {f.id: f.key for f in prev.frames}
     for b in prev.kept_boxes():
@@ -262,8 +250,8 @@ def _calibrate(cfg: DictConfig, k: int, ds: Dataset) -> dict:
 
 def refuse_training_on_nothing(cfg: DictConfig, k: int) -> None:
     """Round k would train its student on round k-1's kept boxes: stop when there are none."""
-    prev = round_dir(cfg, k - 1) / "annotations.json"
-    if files.is_done(round_dir(cfg, k), "train") or not prev.is_file() or load_coco(prev).kept_boxes():
+    prev = round_dir(cfg, k - 1) / layout.ANNOTATIONS
+    if layout.is_done(round_dir(cfg, k), "train") or not prev.is_file() or load_coco(prev).kept_boxes():
         return
     raise PipelineError(
         f"round {k - 1} kept no box, so round {k} has nothing to train on; stopped before training. Try a lower "
@@ -278,8 +266,8 @@ def stage_train(cfg: DictConfig, k: int) -> Path:
 
     from .student.train import train_student
 
-    rdir, prev = round_dir(cfg, k), round_dir(cfg, k - 1) / "annotations.json"
-    out = rdir / "student"
+    rdir, prev = round_dir(cfg, k), round_dir(cfg, k - 1) / layout.ANNOTATIONS
+    out = rdir / layout.STUDENT_DIRNAME
     refuse_training_on_nothing(cfg, k)
 
     def run():
@@ -296,7 +284,7 @@ def stage_train(cfg: DictConfig, k: int) -> Path:
         return {"checkpoint": str(path)}
 
     _run_once(rdir, "train", run)
-    return out / "student.pt"
+    return out / layout.STUDENT_CHECKPOINT
 
 
 def _build_student(cfg: DictConfig, checkpoint: Path):
@@ -337,7 +325,7 @@ def stage_prune(cfg: DictConfig, k: int) -> None:
     def run():
         from .prune import HeuristicsConfig, apply_heuristics
 
-        ds = load_coco(rdir / "labels.json")
+        ds = load_coco(rdir / layout.LABELS)
         counts = {}
         pcfg = OmegaConf.to_container(cfg.prune, resolve=True)
         if pcfg.get("heuristics"):
@@ -358,7 +346,7 @@ def stage_prune(cfg: DictConfig, k: int) -> None:
             from .prune.track_size import TrackSizeConfig, apply_track_size
 
             counts.update(apply_track_size(ds, TrackSizeConfig(**pcfg["track_size"]), round=k))
-        context_path = round_dir(cfg, 0) / CONTEXT_FILE
+        context_path = round_dir(cfg, 0) / layout.CONTEXT
         if (pcfg.get("on_person") or {}).get("enabled") and context_path.is_file():  # votes per track
             from .prune.context import OnPersonConfig, apply_on_person
 
@@ -366,7 +354,7 @@ def stage_prune(cfg: DictConfig, k: int) -> None:
         if pcfg.get("features"):
             from .prune.features import FeatureOutlierConfig, apply_feature_outliers, load_features
 
-            counts.update(apply_feature_outliers(ds, load_features(rdir / "features.npz"),
+            counts.update(apply_feature_outliers(ds, load_features(rdir / layout.FEATURES),
                                                  FeatureOutlierConfig(**pcfg["features"]), round=k,
                                                  frames_dir=frames_dir(cfg)))
         added = {"track_confirmed": confirmed} if pcfg.get("hysteresis") else {}
@@ -377,7 +365,7 @@ def stage_prune(cfg: DictConfig, k: int) -> None:
             added["interpolated"] = temporal.pop("interpolated")
             counts.update(temporal)
         ds.info = {**ds.info, "stage": "prune", "pruned": counts, "added": added}
-        save_coco(ds, rdir / "pruned.json")
+        save_coco(ds, rdir / layout.PRUNED)
         return {"pruned": counts, "added": added}
 
     _run_once(rdir, "prune", run)
@@ -393,13 +381,13 @@ def _agreeing_box_ids(cfg: DictConfig, k: int, ds: Dataset, *, with_doubtful: bo
     def evidence(b) -> bool:
         return b.kept or (with_doubtful and b.reason in DOUBTFUL_REASONS and b.extra.get("pruned_round") == 0)
 
-    return _box_ids_matching(cfg, ds, load_coco(round_dir(cfg, k - 1) / "annotations.json"), evidence)
+    return _box_ids_matching(cfg, ds, load_coco(round_dir(cfg, k - 1) / layout.ANNOTATIONS), evidence)
 
 
 def _teacher_seen_box_ids(cfg: DictConfig, ds: Dataset) -> set[int]:
     """Ids of the kept boxes of ``ds`` that match one of the teacher's round-0 detections (``labels.json``, down
     to the label floor, whatever the pruners decided later)."""
-    return _box_ids_matching(cfg, ds, load_coco(round_dir(cfg, 0) / "labels.json"), lambda b: True)
+    return _box_ids_matching(cfg, ds, load_coco(round_dir(cfg, 0) / layout.LABELS), lambda b: True)
 
 
 def _box_ids_matching(cfg: DictConfig, ds: Dataset, reference: Dataset, evidence: Callable[[Any], bool]) -> set[int]:
@@ -425,7 +413,7 @@ def stage_merge(cfg: DictConfig, k: int) -> None:
     rdir = round_dir(cfg, k)
 
     def run():
-        new = load_coco(rdir / "pruned.json")
+        new = load_coco(rdir / layout.PRUNED)
         if k == 0:
             merged = new
             merged.renumber()
@@ -434,7 +422,7 @@ def stage_merge(cfg: DictConfig, k: int) -> None:
         else:
             from .merge import check_merge_invariant, merge_rounds, merge_stats
 
-            prev = load_coco(round_dir(cfg, k - 1) / "annotations.json")
+            prev = load_coco(round_dir(cfg, k - 1) / layout.ANNOTATIONS)
             merged = merge_rounds(prev, new, round=k, iou_threshold=float(cfg.merge.iou_threshold),
                                   centre_factor=OmegaConf.select(cfg, "merge.centre_factor"),
                                   geometry=str(cfg.merge.geometry))
@@ -444,7 +432,7 @@ def stage_merge(cfg: DictConfig, k: int) -> None:
             stats = merge_stats(prev, merged)
             check_collapse(len(prev.kept_boxes()), len(merged.kept_boxes()), k=k,
                            max_factor=cfg.collapse_guard.max_factor)
-        save_coco(merged, rdir / "annotations.json")
+        save_coco(merged, rdir / layout.ANNOTATIONS)
         return {"merge": stats}
 
     _run_once(rdir, "merge", run)
@@ -472,7 +460,7 @@ def stage_evaluate(cfg: DictConfig, k: int) -> dict:
     def run():
         from collections import Counter
 
-        ds = load_coco(rdir / "annotations.json")
+        ds = load_coco(rdir / layout.ANNOTATIONS)
         kept = ds.kept_boxes()
         metrics: dict[str, Any] = {
             "round": k, "n_images": len(ds.frames), "n_boxes": len(kept),
@@ -494,37 +482,42 @@ def stage_evaluate(cfg: DictConfig, k: int) -> dict:
             near = evaluate(ds, gt, max_centre_distance=px)
             metrics["at_centre"] = {"max_distance_px": px,
                                     **{k: near[k] for k in ("precision", "recall", "f1", "tp", "fp", "fn")}}
-        files.atomic_write_json(rdir / "metrics.json", metrics)
+        files.atomic_write_json(rdir / layout.METRICS, metrics)
         return {}
 
     _run_once(rdir, "evaluate", run)
-    return files.read_json(rdir / "metrics.json")
+    return files.read_json(rdir / layout.METRICS)
 
 
 # ---------------------------------------------------------------- rounds
 ROUND_STAGES_NEEDING_PREVIOUS = ("round", "train", "label", "relabel")
-STAGE_INPUTS = {"prune": "label", "merge": "prune", "evaluate": "merge"}  # stage -> stage of the same round it reads
+# stage -> the stage of the same round it reads (the one before it): prune <- label, merge <- prune, evaluate <- merge
+STAGE_INPUTS = dict(zip(layout.ROUND_STAGES[2:], layout.ROUND_STAGES[1:-1]))
 
 
 def check_round_inputs(cfg: DictConfig) -> None:
     """Refuse, before any work, a round whose inputs do not exist: round k >= 1 (and its train / relabel
     stages) needs round k-1 finished; prune, merge and evaluate need the stage before them in round k."""
     stage, k = str(cfg.stage), int(cfg.round)
-    if stage in ROUND_STAGES_NEEDING_PREVIOUS and k > 0 and not files.is_done(round_dir(cfg, k - 1), "evaluate"):
-        finished = sorted(int(d.name.split("_")[1]) for d in exp_dir(cfg).glob("round_*")
-                          if d.name.split("_")[1].isdigit() and files.is_done(d, "evaluate"))
+    if stage in ROUND_STAGES_NEEDING_PREVIOUS and k > 0 and not layout.is_finished(round_dir(cfg, k - 1)):
+        finished = [r for r, d in layout.round_dirs(exp_dir(cfg)).items() if layout.is_finished(d)]
         raise PipelineError(f"round={k}: round {k - 1} of experiment {cfg.exp!r} does not exist or is not finished "
                             f"(finished: {finished or 'none'}); run it first: make round N={k - 1} EXP={cfg.exp}")
     if stage in ("round", "train") and k > 0:
         refuse_training_on_nothing(cfg, k)
-    if stage in STAGE_INPUTS and not files.is_done(round_dir(cfg, k), STAGE_INPUTS[stage]):
+    if stage in STAGE_INPUTS and not layout.is_done(round_dir(cfg, k), STAGE_INPUTS[stage]):
         raise PipelineError(f"stage={stage} round={k}: round {k} of experiment {cfg.exp!r} has no finished "
                             f"{STAGE_INPUTS[stage]} stage ({round_dir(cfg, k)}); run make round N={k} EXP={cfg.exp}")
 
 
-def run_round(cfg: DictConfig, k: int, *, logger=None) -> dict:
-    """Run round ``k`` (0: teacher; k >= 1: train -> relabel from round k-1), then prune, merge, evaluate."""
-    if k > 0 and not files.is_done(round_dir(cfg, k - 1), "evaluate"):
+def run_round(cfg: DictConfig, k: int, *, logger=None,
+              label: Callable[[DictConfig, int, Dataset], None] | None = None) -> dict:
+    """Run round ``k`` (0: teacher; k >= 1: train -> relabel from round k-1), then prune, merge, evaluate.
+
+    ``label(cfg, k, frames)`` stands in for the label stage (default :func:`stage_label_round`): a sweep trial's
+    round 0 takes its boxes from the teacher labels the trials share.
+    """
+    if k > 0 and not layout.is_finished(round_dir(cfg, k - 1)):
         raise PipelineError(f"round {k - 1} of experiment {cfg.exp!r} is not finished "
                             f"({round_dir(cfg, k - 1)}); run it first: make round N={k - 1} EXP={cfg.exp}")
     if label_shard(cfg)[0] is not None:
@@ -534,20 +527,20 @@ def run_round(cfg: DictConfig, k: int, *, logger=None) -> dict:
     frames = stage_sample(cfg)
     if k > 0:
         stage_train(cfg, k)
-    stage_label_round(cfg, k, frames)
+    (label or stage_label_round)(cfg, k, frames)
     stage_prune(cfg, k)
     stage_merge(cfg, k)
     metrics = stage_evaluate(cfg, k)
     rdir = round_dir(cfg, k)
-    if logger is not None and not files.is_done(rdir, "log"):
-        ckpt = rdir / "student" / "student.pt"
+    if logger is not None and not layout.is_done(rdir, layout.LOG):
+        ckpt = layout.student_checkpoint(exp_dir(cfg), k)
         logger.log_round(experiment=str(cfg.exp), round=k, metrics=metrics,
-                         dataset=load_coco(rdir / "annotations.json"), frames_dir=frames_dir(cfg),
-                         dataset_files={"annotations.json": rdir / "annotations.json",
-                                        "metrics.json": rdir / "metrics.json"},
+                         dataset=load_coco(rdir / layout.ANNOTATIONS), frames_dir=frames_dir(cfg),
+                         dataset_files={layout.ANNOTATIONS: rdir / layout.ANNOTATIONS,
+                                        layout.METRICS: rdir / layout.METRICS},
                          checkpoint=ckpt if ckpt.is_file() else None,
                          config=OmegaConf.to_container(cfg, resolve=True))
-        files.mark_done(rdir, "log")
+        layout.mark_done(rdir, layout.LOG)
     log.info("round %d: %s", k, _one_line(metrics))
     return metrics
 
@@ -599,7 +592,7 @@ def run_sweep_trial(cfg: DictConfig, *, trial: str) -> float:
                             f"lower sweep.label_floor")
     stage_synth(cfg)
     frames = stage_sample(cfg)
-    sweep_dir = exp_dir(cfg) / "sweep"
+    sweep_dir = layout.sweep_dir(exp_dir(cfg))
     base = _relocated(cfg, sweep_dir / f"teacher_{_teacher_digest(cfg, floor)}")
     stage_label(base, 0, frames, lambda: _build_teacher(cfg), class_ids=cfg.teacher.class_ids,
                 score_threshold=floor, batch_size=cfg.teacher.batch_size, **_teacher_context(cfg))
@@ -630,21 +623,20 @@ def _sweep_trial_once(tcfg: DictConfig, base: DictConfig, *, threshold: float, f
     lowest = threshold if hysteresis_floor is None else max(floor, min(threshold, hysteresis_floor))
 
     def keep_above_threshold():
-        ds = load_coco(round_dir(base, 0) / "labels.json")
+        ds = load_coco(round_dir(base, 0) / layout.LABELS)
         ds.boxes = [b for b in ds.boxes if b.score >= lowest]
         ds.renumber()
         ds.info = {**ds.info, "score_threshold": threshold, "label_floor": lowest}
-        save_coco(ds, round_dir(tcfg, 0) / "labels.json")
+        save_coco(ds, round_dir(tcfg, 0) / layout.LABELS)
         return {"n_boxes": len(ds.boxes), "score_threshold": threshold, "from": str(round_dir(base, 0))}
 
-    _run_once(round_dir(tcfg, 0), "label", keep_above_threshold)
-    stage_prune(tcfg, 0)
-    stage_merge(tcfg, 0)
-    metrics = stage_evaluate(tcfg, 0)
+    def shared_teacher_labels(cfg: DictConfig, k: int, frames: Dataset) -> None:
+        _run_once(round_dir(cfg, k), "label", keep_above_threshold)
+
     last = int(tcfg.sweep.rounds)
-    for k in range(1, last + 1):
-        metrics = run_round(tcfg, k)
-    proxy = track_proxy(load_coco(round_dir(tcfg, last) / "annotations.json"),
+    for k in range(last + 1):  # round 0 labels from the shared teacher labels, later rounds as any round
+        metrics = run_round(tcfg, k, label=shared_teacher_labels if k == 0 else None)
+    proxy = track_proxy(load_coco(round_dir(tcfg, last) / layout.ANNOTATIONS),
                         min_track_length=int(tcfg.sweep.proxy_min_track_length))
     name, value = objective(metrics, proxy, kind=str(tcfg.sweep.objective))
     return name, value, {"seed": int(tcfg.seed), "objective": name, "value": value, "round": last, "proxy": proxy,

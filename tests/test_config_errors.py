@@ -51,7 +51,7 @@ def test_round_that_does_not_exist(tmp_path):
 
 
 def test_round_whose_previous_round_kept_no_box_stops_before_training(tmp_path):
-    from pseudolabel import files
+    from pseudolabel import layout
     from pseudolabel.coco import save_coco
     from pseudolabel.records import Dataset, Frame
 
@@ -60,7 +60,7 @@ def test_round_whose_previous_round_kept_no_box_stops_before_training(tmp_path):
     save_coco(Dataset(frames=[Frame(id=1, file_name="v/000000.jpg", width=64, height=48, video_id="v",
                                     frame_index=0)], boxes=[]), r0 / "annotations.json")
     for stage in ("label", "prune", "merge", "evaluate"):
-        files.mark_done(r0, stage)
+        layout.mark_done(r0, stage)
     line = one_line_error(run_cli(tmp_path, "stage=round", "round=1", "exp=empty"))
     assert "round 0 kept no box, so round 1 has nothing to train on" in line
     assert "teacher.score_threshold" in line and "teacher.detector.tile_size" in line and "make sweep" in line

@@ -326,14 +326,14 @@ def _compose(*overrides):
 
 
 def _hand_built_experiment(root: Path) -> Dataset:
-    from pseudolabel import files
+    from pseudolabel import layout
 
     exp = root / "runs" / "e"
     ds = make_dataset(exp / "frames")
     for k in (0, 1, 2):
         save_coco(ds, exp / f"round_{k}" / "annotations.json")
     for k in (0, 1):  # round 2 has its dataset but never finished
-        files.mark_done(exp / f"round_{k}", "evaluate")
+        layout.mark_done(exp / f"round_{k}", "evaluate")
     return ds
 
 

@@ -2,38 +2,23 @@
 from __future__ import annotations
 
 import logging
-import re
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from .. import files
+from .. import layout
 from ..coco import load_coco
 from . import ExportError, check_format, export_dataset
 
 log = logging.getLogger("pseudolabel")
-_ROUND_DIR = re.compile(r"^round_(\d+)$")
-
-
-def finished_rounds(exp_dir: str | Path) -> list[int]:
-    """Rounds of an experiment that finished (``.done_evaluate``) and hold ``annotations.json``, ascending."""
-    exp = Path(exp_dir)
-    if not exp.is_dir():
-        return []
-    found = []
-    for d in exp.iterdir():
-        m = _ROUND_DIR.match(d.name)
-        if m and d.is_dir() and files.is_done(d, "evaluate") and (d / "annotations.json").is_file():
-            found.append(int(m[1]))
-    return sorted(found)
 
 
 def resolve_round(exp_dir: str | Path, k: Any, *, exp: str) -> int:
     """``k`` checked (its ``annotations.json`` must exist), or the latest finished round when ``k`` is None."""
     exp_dir = Path(exp_dir)
     if k is None:
-        rounds = finished_rounds(exp_dir)
+        rounds = layout.finished_rounds(exp_dir)
         if not rounds:
             raise ExportError(f"experiment {exp!r} has no finished round in {exp_dir}; "
                               f"run one first (make round N=0 EXP={exp}) or give export.round")
@@ -42,7 +27,7 @@ def resolve_round(exp_dir: str | Path, k: Any, *, exp: str) -> int:
         k = int(k)
     except (TypeError, ValueError):
         raise ExportError(f"export.round must be a round number or null, got {k!r}") from None
-    path = exp_dir / f"round_{k}" / "annotations.json"
+    path = layout.round_dir(exp_dir, k) / layout.ANNOTATIONS
     if k < 0 or not path.is_file():
         raise ExportError(f"round {k} of experiment {exp!r} has no dataset ({path}); "
                           f"run it first: make round N={k} EXP={exp}")
@@ -59,8 +44,8 @@ def stage_export(cfg: DictConfig) -> dict[str, Any]:
     fmt = check_format(ecfg.format)
     exp_dir = Path(cfg.paths.exp_dir)
     k = resolve_round(exp_dir, ecfg.get("round"), exp=str(cfg.exp))
-    src = exp_dir / f"round_{k}" / "annotations.json"
-    out_dir = Path(ecfg.out_dir) if ecfg.get("out_dir") else exp_dir / "export" / f"{fmt}_round_{k}"
+    src = layout.round_dir(exp_dir, k) / layout.ANNOTATIONS
+    out_dir = Path(ecfg.out_dir) if ecfg.get("out_dir") else layout.export_dir(exp_dir, fmt, k)
     options = ecfg.get(fmt)
     options = OmegaConf.to_container(options, resolve=True) if options is not None else {}
     manifest = export_dataset(load_coco(src), out_dir, format=fmt, frames_dir=cfg.paths.frames_dir,

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from pseudolabel import layout
 from pseudolabel.pipeline import PipelineError
 
 from . import data as D
@@ -106,17 +107,17 @@ def build_report(exp_dir: str | Path, *, frames_dir: str | Path | None = None, o
     if opts.box_embedding not in (E.PIXELS, E.CNN):
         raise ReportError(f"box_embedding must be {E.PIXELS!r} or {E.CNN!r}, got {opts.box_embedding!r}")
     exp_dir = Path(exp_dir)
-    rounds = D.discover_rounds(exp_dir)
+    rounds = layout.rounds_with_dataset(exp_dir)
     if not rounds:
         raise ReportError(f"{exp_dir}: no round_<N>/annotations.json (or pruned.json) to report on; "
                           "run a round first (make round N=0 EXP=<name>)")
     rds = [D.load_round(exp_dir, k) for k in rounds]  # a malformed file stops here, the old report intact
-    out = Path(out) if out is not None else exp_dir / "report.html"
+    out = Path(out) if out is not None else exp_dir / layout.REPORT_PAGE
     files = out.parent / FILES_DIR
     for sub in ("crops", "thumbs"):
         shutil.rmtree(files / sub, ignore_errors=True)
     _copy_plotly(files / "plotly.min.js")
-    reader = FrameReader(frames_dir if frames_dir is not None else exp_dir / "frames")
+    reader = FrameReader(frames_dir if frames_dir is not None else layout.default_frames_dir(exp_dir))
     ctx = _Ctx(out_dir=out.parent, files=files, reader=reader, opts=opts, ground_truth=ground_truth)
 
     table = D.curves_table({rd.round: rd.metrics for rd in rds})
@@ -164,7 +165,7 @@ def _copy_plotly(dest: Path) -> None:
 def _round_section(rd: D.RoundData, ctx: _Ctx, colours: dict[str, str]) -> dict[str, Any]:
     o = ctx.opts
     frames = {f.id: f for f in rd.ds.frames}
-    crop_dir = ctx.files / "crops" / f"round_{rd.round}"
+    crop_dir = ctx.files / "crops" / layout.round_dirname(rd.round)
     cache: dict[int, np.ndarray] = {}  # box id -> raw crop (shared by grid and map)
 
     def raw_crop(b) -> np.ndarray:

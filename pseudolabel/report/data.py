@@ -5,7 +5,6 @@ A box's *group* is ``"kept"`` or, for a pruned box, its pruning reason (``"prune
 """
 from __future__ import annotations
 
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,12 +12,12 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from pseudolabel import layout
 from pseudolabel.records import Box, Dataset
 
 KEPT_GROUP = "kept"
 # (metrics.json key, label) of the quality curves, in display order
 QUALITY_KEYS = (("precision", "precision"), ("recall", "recall"), ("f1", "F1"), ("ap50", "AP50"), ("ap", "AP"))
-_ROUND_DIR = re.compile(r"^round_(\d+)$")
 
 
 @dataclass
@@ -33,7 +32,7 @@ class RoundData:
     ds: Dataset
     metrics: dict[str, Any] = field(default_factory=dict)
     features: dict[int, np.ndarray] = field(default_factory=dict)
-    source_file: str = "annotations.json"
+    source_file: str = layout.ANNOTATIONS
 
 
 # ------------------------------------------------------------------------------------------ pure
@@ -238,16 +237,6 @@ def ground_truth_matches(ds: Dataset, gt: Dataset, *, max_centre_distance: float
     return out
 
 
-def discover_rounds(exp_dir: str | Path) -> list[int]:
-    """Rounds of an experiment that have a dataset (``annotations.json`` or ``pruned.json``), sorted."""
-    out = []
-    for p in Path(exp_dir).glob("round_*"):
-        m = _ROUND_DIR.match(p.name)
-        if m and p.is_dir() and any((p / n).is_file() for n in ("annotations.json", "pruned.json")):
-            out.append(int(m.group(1)))
-    return sorted(out)
-
-
 def load_round(exp_dir: str | Path, k: int) -> RoundData:
     """Read round ``k``: ``annotations.json`` (or ``pruned.json`` when the merge has not run),
     ``metrics.json`` (counts recomputed where absent) and ``features.npz`` mapped onto the boxes."""
@@ -255,14 +244,14 @@ def load_round(exp_dir: str | Path, k: int) -> RoundData:
     from pseudolabel.coco import load_coco
     from pseudolabel.prune.features import load_features
 
-    rdir = Path(exp_dir) / f"round_{k}"
-    name = "annotations.json" if (rdir / "annotations.json").is_file() else "pruned.json"
-    ds = load_coco(rdir / name)
+    rdir = layout.round_dir(exp_dir, k)
+    source = layout.dataset_file(rdir) or rdir / layout.PRUNED
+    ds = load_coco(source)
     metrics = {**round_counts(ds), "round": k}
-    if (rdir / "metrics.json").is_file():
-        metrics.update(files.read_json(rdir / "metrics.json"))
-    feats = load_features(rdir / "features.npz")
+    if (rdir / layout.METRICS).is_file():
+        metrics.update(files.read_json(rdir / layout.METRICS))
+    feats = load_features(rdir / layout.FEATURES)
     mapped = {}
-    if feats and (rdir / "labels.json").is_file():
-        mapped = map_features(ds, load_coco(rdir / "labels.json"), feats, round=k)
-    return RoundData(round=k, ds=ds, metrics=metrics, features=mapped, source_file=name)
+    if feats and (rdir / layout.LABELS).is_file():
+        mapped = map_features(ds, load_coco(rdir / layout.LABELS), feats, round=k)
+    return RoundData(round=k, ds=ds, metrics=metrics, features=mapped, source_file=source.name)

@@ -5,6 +5,8 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from ..layout import STUDENT_CHECKPOINT
+
 
 def _load_lightning_weights(path: str | Path) -> dict[str, Any]:
     """The detector's state dict from a Lightning checkpoint (``model.`` prefix removed)."""
@@ -104,4 +106,4 @@ def train_student(*, pseudo_labels_path: str | Path, frames_dir: str | Path, out
         ds = getattr(datamodule, name, None)
         if ds is not None:
             meta[f"n_{name}"] = len(ds)
-    return save_student_checkpoint(model, out / "student.pt", meta=meta)
+    return save_student_checkpoint(model, out / STUDENT_CHECKPOINT, meta=meta)
