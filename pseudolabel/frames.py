@@ -194,8 +194,8 @@ def sample_video(
     """Sample one video into JPEGs.
 
     Frames off the stride are skipped with ``cap.grab()`` only: never retrieved, so no colour
-    conversion or copy (the codec itself must still run, inter frames depend on earlier ones;
-    measured on 1080p H.264: 4.8 ms/frame grab vs 6.6 ms read). Sampled frames are fetched with
+    conversion or copy (the codec itself must still run, inter frames depend on earlier ones; the
+    saving is in BENCHMARKS.md). Sampled frames are fetched with
     ``cap.retrieve()``, tested for near-duplicates against the last kept frame,
     and written to ``frames_dir/<video_id>/<index:06d>.jpg`` unless that file already exists
     (JPEG encoding and writing run in a background thread, overlapping decoding).

@@ -2,14 +2,14 @@
 
 Same boxes, scores and pooled features as torchvision's ``RegionProposalNetwork`` and ``RoIHeads`` in
 eval mode, up to float rounding (``tests/test_lean_heads.py``). Why they exist: on one CPU core the
-torchvision heads of the EfficientNet-Lite0 student took ~24 ms per 640x360 frame against ~55-75 ms
-for its whole backbone, FPN and RPN head in ONNX Runtime; of those, measured one by one:
+torchvision heads of the EfficientNet-Lite0 student took a large share of a frame's time next to its whole
+backbone, FPN and RPN head in ONNX Runtime (timings in BENCHMARKS.md, "Lean heads"); of those, timed one by one:
 
-- anchors rebuilt for every frame (1.6 ms): here built once per input shape and kept;
-- every anchor's box decoded (2.2 ms for 57,600 anchors) although only each level's top
+- anchors rebuilt for every frame: here built once per input shape and kept;
+- every anchor's box decoded although only each level's top
   ``pre_nms_top_n`` survive: here the top ones are chosen first and only they are decoded (decoding
   is per box, so the chosen boxes are the same numbers);
-- ``torchvision.ops.roi_align``, 5.3 + 2.7 ms for the proposals and the final boxes: a scalar loop per
+- ``torchvision.ops.roi_align`` for the proposals and the final boxes: a scalar loop per
   channel. Here the same bilinear samples are one ``F.embedding_bag`` per level over the feature map
   laid out position x channel: each output bin is a weighted sum of 4 x ``sampling_ratio``\\ :sup:`2`
   rows, vectorised across channels.
@@ -42,8 +42,8 @@ def supports(model: Any) -> bool:
 
 def native_batch(transform, images):
     """``transform(to_tensors(images))[0]`` for uint8 RGB images (H, W, 3) that a native-resolution
-    transform (one with ``shrunk_size``) leaves at their size, in one NumPy pass per image (measured on one
-    core for 640x360: 0.85 ms against 2.2 ms for the same steps on tensors); None when any image would
+    transform (one with ``shrunk_size``) leaves at their size, in one NumPy pass per image (faster than the
+    same steps on tensors: BENCHMARKS.md); None when any image would
     be resized, or the transform is another kind, so the caller uses the transform itself.
 
     Returns
@@ -176,8 +176,8 @@ def roi_align_rows(rows, *, height: int, width: int, boxes, image_index, output_
 
 
 def _as_rows(fmap):
-    """(N, C, H, W) float32 -> (N x H x W, C) contiguous: one row per position (OpenCV's transpose,
-    measured ~3x faster than ``permute(...).contiguous()`` for a 64 x 96 x 160 map on one core)."""
+    """(N, C, H, W) float32 -> (N x H x W, C) contiguous: one row per position (OpenCV's transpose, faster
+    than ``permute(...).contiguous()`` on one core: BENCHMARKS.md)."""
     import cv2
     import torch
 

@@ -10,19 +10,18 @@ rounding (``tests/test_onnx_backbone.py``).
 
 Why the graphs are static: one graph is exported (TorchScript-based exporter) per input shape
 ``(N, 3, H, W)``. timm's TF-"same" padding is computed from the input size while tracing, so H and W
-must be fixed anyway; a fixed batch axis as well let ONNX Runtime plan every buffer, and measured here
-(2 cores, EfficientNet-Lite0 at 384x640) a dynamic batch axis cost ~40 % more per forward. Every frame of a
+must be fixed anyway; a fixed batch axis as well lets ONNX Runtime plan every buffer, and a dynamic batch
+axis was measurably slower per forward (BENCHMARKS.md). Every frame of a
 video has one size, so a relabel exports once or twice. Shapes past ``max_graphs`` run in PyTorch
 instead of exporting yet another graph (a folder of stills of many sizes).
 
 Why spinning is off: ONNX Runtime's worker threads busy-wait after each run by default; on a small
-CPU they then steal the cores from the PyTorch heads that run next (measured: 87 ms vs 51 ms per frame).
+CPU they then steal the cores from the PyTorch heads that run next (BENCHMARKS.md).
 
-Why OpenVINO too: the same exported graph, compiled by OpenVINO's CPU plugin. In fp32 it is no faster
-than ONNX Runtime here (53 vs 51 ms per 384x640 student frame, one core), so ``auto`` keeps ONNX Runtime.
-With ``precision="bf16"`` it runs the convolutions in bfloat16 on CPUs that have AMX or AVX512-BF16
-(measured: 22 ms against 51 ms, and 71 against 25-29 forwards/s on two cores). That changes the
-numbers (feature maps off by 2-5 % of their mean magnitude, measured), so it is opt-in, never
+Why OpenVINO too: the same exported graph, compiled by OpenVINO's CPU plugin. In fp32 it was no faster
+than ONNX Runtime, so ``auto`` keeps ONNX Runtime. With ``precision="bf16"`` it runs the convolutions in
+bfloat16 on CPUs that have AMX or AVX512-BF16, much faster there (BENCHMARKS.md). That changes the
+numbers (feature maps are no longer fp32's), so it is opt-in, never
 ``auto``; on a CPU without bf16 OpenVINO runs fp32 and :attr:`OnnxBackbone.precision` says so.
 """
 from __future__ import annotations
@@ -140,7 +139,7 @@ def warm_up(compiled) -> None:
     Why: the first NumPy array that OpenVINO's Python binding converts initialises a process-wide
     static; two threads doing that at once deadlocked here (pybind11's ``gil_safe_call_once_and_store``
     for the NumPy API, seen with two student replicas). It also moves the first run's kernel
-    preparation (~3 s for the SSD teacher) out of the workers.
+    preparation, which is slow, out of the workers.
     """
     import numpy as np
 

@@ -73,7 +73,7 @@ class OpenCVDnnDetector:
         Networks run at once, each from its own thread and single-threaded, on the forwards of one
         ``predict`` call (give it many images: all tiles of a batch of frames). A 300x300 SSD splits
         poorly over cores inside one forward; whole forwards side by side keep every core busy
-        (measured on 2 cores: 44 ms per view against 56 ms for one net on 2 threads). Same detections as
+        (BENCHMARKS.md). Same detections as
         one network: every image is still forwarded alone. None: ``cv2.getNumThreads()`` at call time
         (the labelling stage sets it to the CPUs it may use); 1: one network on OpenCV's own threads.
         Each network holds its own copy of the weights (~70 MB for SSD-MobileNetV2).

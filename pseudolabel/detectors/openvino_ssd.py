@@ -1,7 +1,7 @@
 """A TensorFlow object-detection SSD (the offline COCO teacher) run by OpenVINO instead of ``cv2.dnn``.
 
-Why: OpenVINO's CPU plugin runs SSD-MobileNetV2's convolutions much faster than ``cv2.dnn`` here
-(one core, one 300x300 view: 39 ms against 109 ms in fp32, 13 ms in bf16 on AMX).
+Why: OpenVINO's CPU plugin runs SSD-MobileNetV2's convolutions much faster than ``cv2.dnn``, in fp32 and
+more so in bf16 on AMX (BENCHMARKS.md, "The SSD teacher on OpenVINO").
 
 What runs where, so that the boxes are ``cv2.dnn``'s:
 
@@ -97,8 +97,8 @@ class OpenVinoSSDDetector:
         The text graph's prior-box layer.
     cache_dir : str or None
         Where the cut graph is kept as OpenVINO IR (fp32 weights), keyed by the graph file's content
-        (None: :func:`default_cache_dir`): converting the TF graph takes ~10 s here, reading the IR
-        back under 1 s. The first forward after that takes ~3 s more (OpenVINO prepares its kernels).
+        (None: :func:`default_cache_dir`): converting the TF graph is slow, reading the IR back is
+        fast. The first forward after that is slow too (OpenVINO prepares its kernels).
     """
 
     def __init__(self, model: str | dict, config: str | dict, *, input_size=(300, 300), swap_rb: bool = True,

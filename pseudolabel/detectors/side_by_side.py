@@ -3,9 +3,8 @@ chunks of images of one ``predict`` call.
 
 Why: on a small CPU one forward split over every core spends much of its time waiting at the
 barrier after each small operation (depthwise convolutions, proposal filtering, RoIAlign, NMS, the
-Python between them). Independent frames on separate cores need no barrier. Measured on 2 cores
-(EfficientNet-Lite0 Faster R-CNN at 384x640, ONNX Runtime backbone): 62-72 ms per frame with two
-single-threaded replicas against 109-115 ms with one replica on two threads, in the same run.
+Python between them). Independent frames on separate cores need no barrier (measured on 2 cores:
+BENCHMARKS.md, "Replicas side by side").
 
 Every image is forwarded exactly as with one replica, so the detections are the same up to the float
 rounding of a different thread count (tests). :meth:`SideBySide.stream` does the same over a stream of
@@ -115,8 +114,8 @@ class SideBySide:
         chunks of later batches run while an earlier batch's results are consumed.
 
         Why: :meth:`map` returns when its last chunk is done, so a worker that finishes early waits
-        for the others, and for the caller's own work between calls (measured on 2 cores, student at
-        640x360, 4 frames per call: 10 % of the CPU time idle). Here every worker always has a chunk
+        for the others, and for the caller's own work between calls (BENCHMARKS.md, "Streamed calls").
+        Here every worker always has a chunk
         queued: at most the oldest unfinished batch plus ``workers`` chunks are in flight, so memory
         stays bounded. Each chunk runs on one thread, so the results equal :meth:`map`'s.
         """

@@ -77,8 +77,8 @@ def shrink_to_model_input(images: Sequence[np.ndarray], transform) -> tuple[list
     would downscale itself, to the size it would give them; other transforms (or None) and images pass
     unchanged.
 
-    Why: torchvision's transform resizes the float tensor of the whole frame, which for a 1080p frame
-    took ~70 ms of one core (tensor conversion and interpolation) against ~1 ms for ``cv2.resize``.
+    Why: torchvision's transform resizes the float tensor of the whole frame, which for a large frame costs
+    far more (tensor conversion and interpolation) than ``cv2.resize`` on uint8 (BENCHMARKS.md).
     ``INTER_LINEAR`` samples as ``F.interpolate(mode="bilinear", align_corners=False)`` does, so the
     network input differs only by uint8 rounding (boxes within 0.5 px: ``tests/test_student.py``).
 
@@ -284,8 +284,7 @@ class StudentDetector:
     to float rounding, faster on CPU. ``"torch"`` (default) is PyTorch throughout; ``"auto"`` is
     ONNX Runtime on CPU when it is installed, else PyTorch. ``"openvino"`` runs the same graph in
     OpenVINO; with ``precision="bf16"`` its convolutions run in bfloat16 (CPUs with AMX/AVX512-BF16):
-    here the backbone 2.3x faster, the student 1.65x end to end, no longer equal to fp32 (README
-    "bf16 on CPU").
+    faster there, no longer equal to fp32 (README "bf16 on CPU"; timings in BENCHMARKS.md).
 
     ``batch_size`` frames go through one forward; the forwards of one ``predict`` call run on
     ``workers`` replicas side by side, one thread each (:mod:`pseudolabel.detectors.side_by_side`;
@@ -344,7 +343,7 @@ class StudentDetector:
     @property
     def frames_per_call(self) -> int:
         """Frames per ``predict`` call that give every worker two forwards: the label stage's batch when
-        ``relabel.batch_size`` is null (measured on 2 cores: 4 frames per call beat 2, and equalled 8)."""
+        ``relabel.batch_size`` is null (two forwards per worker measured best on 2 cores: BENCHMARKS.md)."""
         return 2 * self.workers * self.batch_size
 
     @classmethod
