@@ -6,7 +6,7 @@ def assert_same_detections(ref, got, *, features: bool, box_atol: float = 1e-2, 
                            feature_tol: float = 1e-3):
     """Same number of detections per image (some at all), boxes, scores and features within tolerance."""
     assert len(ref) == len(got) and sum(len(d) for d in ref) > 0
-    for r, g in zip(ref, got):
+    for r, g in zip(ref, got, strict=True):
         assert len(r) == len(g)
         np.testing.assert_allclose(g.boxes, r.boxes, atol=box_atol)
         np.testing.assert_allclose(g.scores, r.scores, atol=score_atol)

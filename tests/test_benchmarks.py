@@ -18,6 +18,7 @@ def _load(name: str):
     return module
 
 
+@pytest.mark.slow  # runs a benchmark script
 def test_label_throughput_student_reports_every_level(tmp_path, capsys):
     bench = _load("label_throughput")
     res = bench.main(["--teacher", "student", "--frames", "8", "--size", "320x192", "--json", str(tmp_path / "r.json")])
@@ -42,6 +43,13 @@ def test_graph_alone_is_none_without_an_exported_graph():
     assert bench.graph_alone(object(), np.zeros((32, 32, 3), np.uint8), forwards=1, repeats=1) is None
 
 
+def test_label_quality_loads_and_names_its_sets():
+    lq = _load("label_quality")
+    assert lq.set_overrides("synthetic", clips=None) == ["data=synthetic"]
+    assert set(lq.SETS) == {"synthetic", "football_broadcast", "football"}
+
+
+@pytest.mark.slow  # runs a benchmark script (a round of the pipeline)
 def test_label_quality_benchmark_scores_round_0_of_a_tiny_suite(tmp_path, capsys):
     import json
 

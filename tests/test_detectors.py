@@ -177,13 +177,13 @@ def test_opencv_networks_side_by_side_give_the_same_detections_and_restore_threa
     ref, got = one.predict(frames), side.predict(frames)
     assert cv2.getNumThreads() == 2  # set to 1 inside the call only
     assert len(side.detector._side_by_side._spares) == 1 and sum(len(d) for d in ref) > 0
-    for r, g in zip(ref, got):
+    for r, g in zip(ref, got, strict=True):
         np.testing.assert_array_equal(g.boxes, r.boxes)
         np.testing.assert_array_equal(g.scores, r.scores)
         np.testing.assert_array_equal(g.labels, r.labels)
     streamed = [d for out in side.predict_stream(iter([frames[:1], frames[1:]])) for d in out]
     assert cv2.getNumThreads() == 2
-    for r, g in zip(ref, streamed):
+    for r, g in zip(ref, streamed, strict=True):
         np.testing.assert_array_equal(g.boxes, r.boxes)
         np.testing.assert_array_equal(g.scores, r.scores)
     with pytest.raises(ValueError, match="forward_batch and workers"):
@@ -210,8 +210,8 @@ def test_tiled_predict_stream_gives_predicts_results_and_groups():
     ref = [TiledDetector(plain, tile_size=160, batch_size=10).predict(b) for b in batches]
     got = list(TiledDetector(streaming, tile_size=160, batch_size=10).predict_stream(iter(batches)))
     assert [len(r) for r in got] == [3, 0, 1]
-    for r, g in zip(ref, got):
-        for a, b in zip(r, g):
+    for r, g in zip(ref, got, strict=True):
+        for a, b in zip(r, g, strict=True):
             np.testing.assert_array_equal(a.boxes, b.boxes)
             np.testing.assert_array_equal(a.scores, b.scores)
     assert streaming.streamed == plain.calls  # the same groups of views reached the wrapped detector

@@ -105,7 +105,7 @@ def test_round_trip_through_coco_files_stays_perfect(tmp_path: Path):
 def test_xyxy_written_as_xywh_is_a_miss(tmp_path: Path):
     ds = make(GT)
     data = json.loads(save_coco(ds, tmp_path / "p.json").read_text())
-    for ann, box in zip(data["annotations"], ds.boxes):
+    for ann, box in zip(data["annotations"], ds.boxes, strict=True):
         ann["bbox"] = list(box.xyxy)  # the bug: corners where COCO wants width/height
     (tmp_path / "p.json").write_text(json.dumps(data))
     m = evaluate(load_coco(tmp_path / "p.json"), ds)

@@ -77,7 +77,7 @@ def assert_same(got: Dataset, want: Dataset, *, include_pruned: bool, provenance
         (wa, ha, ra), (wb, hb, rb) = a[key], b[key]
         assert (wa, ha) == (wb, hb), key
         assert len(ra) == len(rb), (key, ra, rb)
-        for x, y in zip(ra, rb):
+        for x, y in zip(ra, rb, strict=True):
             assert x[:2] == y[:2], (key, x, y)
             np.testing.assert_allclose(x[2:6], y[2:6], atol=atol, rtol=0, err_msg=str(key))
             if provenance:

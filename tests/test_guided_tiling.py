@@ -59,7 +59,7 @@ def frames_with_ball(n, *, pan=(0, 0), velocity=(17, 9), start=(150, 100), seed=
 
 def found(dets, centres):
     hits = []
-    for d, (cx, cy) in zip(dets, centres):
+    for d, (cx, cy) in zip(dets, centres, strict=True):
         c = (d.boxes[:, :2] + d.boxes[:, 2:]) / 2
         hits.append(bool(len(c)) and bool((np.linalg.norm(c - [cx, cy], axis=1) <= 2).any()))
     return np.array(hits)
@@ -90,7 +90,7 @@ def test_scan_every_one_is_plain_tiling():
     full = TiledDetector(SmallBallDetector(), tile_size=TILE, overlap=0.25, batch_size=64).predict(frames)
     out = guided(SmallBallDetector(), scan_every=1).predict(frames)
     assert len(out) == len(full)
-    for a, b in zip(out, full):
+    for a, b in zip(out, full, strict=True):
         np.testing.assert_array_equal(a.boxes, b.boxes)
         np.testing.assert_array_equal(a.scores, b.scores)
 

@@ -73,7 +73,7 @@ def test_propose_equals_the_rpn_in_eval_mode():
         ref = model.rpn(batch, feats)[0]
         got = lean.propose(model.rpn, batch, feats, *model.rpn.head(list(feats.values())))
         again = lean.propose(model.rpn, batch, feats, *model.rpn.head(list(feats.values())))  # cached anchors
-    for r, g, a in zip(ref, got, again):
+    for r, g, a in zip(ref, got, again, strict=True):
         assert len(r) == len(g) > 0
         torch.testing.assert_close(g, r, atol=1e-4, rtol=0)
         assert torch.equal(a, g)

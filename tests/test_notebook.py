@@ -1,4 +1,5 @@
-"""notebooks/review_round.ipynb runs top to bottom (nbclient) on a small hand-built experiment."""
+"""notebooks/review_round.ipynb runs top to bottom on a small hand-built experiment: in process by default, in a
+real kernel (nbclient) in the slow run."""
 import json
 from pathlib import Path
 
@@ -75,6 +76,38 @@ def build_experiment(root: Path) -> Path:
     return exp
 
 
+def run_in_process(exp_dir: Path, monkeypatch, round: int = -1) -> tuple[str, int]:
+    """The notebook's code cells executed in this process (Agg backend): (printed text, figures shown)."""
+    import contextlib
+    import io
+
+    import matplotlib.pyplot as plt
+
+    plt.switch_backend("Agg")
+    shown = []
+    monkeypatch.setattr(plt, "show", lambda *a, **k: (shown.append(plt.gcf()), plt.close("all")))
+    monkeypatch.setenv("PSEUDOLABEL_EXP_DIR", str(exp_dir))
+    monkeypatch.setenv("PSEUDOLABEL_ROUND", str(round))
+    monkeypatch.chdir(NOTEBOOK.parent)
+    cells = [c for c in json.loads(NOTEBOOK.read_text())["cells"] if c["cell_type"] == "code"]
+    out, namespace = io.StringIO(), {"__name__": "__main__"}
+    with contextlib.redirect_stdout(out):
+        for i, cell in enumerate(cells):
+            exec(compile("".join(cell["source"]), f"{NOTEBOOK.name}[{i}]", "exec"), namespace)
+    return out.getvalue(), len(shown)
+
+
+def test_review_notebook_cells_run_in_process(tmp_path, monkeypatch):
+    exp = build_experiment(tmp_path)
+    text, figures = run_in_process(exp, monkeypatch)
+    assert "rounds [0, 1]; reviewing round 1: 4 frames, 4 kept boxes, 2 pruned" in text
+    assert "1  pruned: aspect" in text and "3  kept: confirmed" in text and "1  kept: new" in text
+    assert figures == 4  # curves, crops, histograms, worst frames
+    text0, _ = run_in_process(exp, monkeypatch, round=0)
+    assert "reviewing round 0: 4 frames, 3 kept boxes, 0 pruned" in text0
+
+
+@pytest.mark.slow  # starts a notebook kernel
 def test_review_notebook_runs_on_a_small_experiment(tmp_path):
     pytest.importorskip("nbclient")
     exp = build_experiment(tmp_path)

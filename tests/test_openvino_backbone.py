@@ -86,7 +86,7 @@ def test_openvino_graph_runs_from_two_threads_at_once():
         t.start()
     for t in threads:
         t.join()
-    for a, b in zip(alone, together):
+    for a, b in zip(alone, together, strict=True):
         for k in a:
             assert torch.equal(a[k], b[k])
 

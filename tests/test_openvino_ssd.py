@@ -45,7 +45,7 @@ def test_detection_output_matches_a_per_class_loop(seed):
     got_boxes, got_scores, got_labels = detection_output(boxes, scores, **settings)
     assert len(ref) == len(got_scores) > 20
     np.testing.assert_allclose(got_scores, [r[0] for r in ref])
-    assert sorted(zip(got_labels.tolist(), got_scores.round(12).tolist())) == \
+    assert sorted(zip(got_labels.tolist(), got_scores.round(12).tolist(), strict=True)) == \
         sorted((r[1], round(float(r[0]), 12)) for r in ref)
     assert 0 not in got_labels  # background
     # min_score before the NMS keeps exactly the results at or above it
@@ -66,12 +66,12 @@ def test_decode_center_size():
 
 
 @pytest.fixture(scope="module")
-def ov_detector(tmp_path_factory):
+def ov_detector(openvino_cache):
     pytest.importorskip("openvino")
     from pseudolabel.detectors.opencv_dnn import ModelFileNotFound
     from pseudolabel.detectors.openvino_ssd import OpenVinoSSDDetector
 
-    cache = tmp_path_factory.mktemp("ov-cache")
+    cache = openvino_cache  # the session's temp cache (conftest): converted once for every test
     try:
         return OpenVinoSSDDetector(MODEL, CONFIG, workers=2, name="ssd", min_score=0.02, cache_dir=cache), cache
     except ModelFileNotFound as e:
@@ -158,7 +158,7 @@ def test_openvino_ssd_gives_cv2_dnn_detections(detectors):
     views = _views()
     ref, got = cv.predict(views), ov.predict(views)
     assert sum(len(d) for d in ref) > 50
-    for r, g in zip(ref, got):
+    for r, g in zip(ref, got, strict=True):
         assert len(r) == len(g)
         o_r, o_g = np.lexsort((-r.scores, r.labels)), np.lexsort((-g.scores, g.labels))
         np.testing.assert_array_equal(g.labels[o_g], r.labels[o_r])
@@ -190,20 +190,20 @@ def test_stream_equals_predict(detectors):
     views = _views()
     batches = [views[:5], views[5:]]
     streamed = [d for batch in ov.predict_stream(batches) for d in batch]
-    for a, b in zip(ov.predict(views), streamed):
+    for a, b in zip(ov.predict(views), streamed, strict=True):
         np.testing.assert_array_equal(a.boxes, b.boxes)
         np.testing.assert_array_equal(a.scores, b.scores)
 
 
-def test_teacher_config_builds_the_openvino_ssd(tmp_path):
+def test_teacher_config_builds_the_openvino_ssd(openvino_cache):
     pytest.importorskip("openvino")
     from pseudolabel.detectors.openvino_ssd import OpenVinoSSDDetector
     from pseudolabel.safe_config import instantiate
     from tests.test_config import compose_cfg
 
-    cfg = compose_cfg("teacher=ssd_mobilenet_v2_openvino", f"teacher.detector.detector.cache_dir={tmp_path}")
+    cfg = compose_cfg("teacher=ssd_mobilenet_v2_openvino", f"teacher.detector.detector.cache_dir={openvino_cache}")
     det = instantiate(cfg.teacher.detector)
-    assert isinstance(det.detector, OpenVinoSSDDetector)
+    assert isinstance(det.detector, OpenVinoSSDDetector) and det.detector.cache_dir == openvino_cache
     assert (det.name, det.tile_size, det.detector.requested_precision) == ("ssd_mobilenet_v2_coco", 160, "fp32")
     assert det.detector.output_settings == {"confidence_threshold": pytest.approx(0.01), "nms_threshold":
                                             pytest.approx(0.6), "top_k": 100, "keep_top_k": 100,

@@ -1,4 +1,6 @@
-"""Round 0 end to end on a tiny synthetic suite, with the real Hydra config and the real offline teacher."""
+"""Round 0 end to end on a tiny synthetic suite, with the real Hydra config and the real offline teacher.
+
+Round 1 (a student trained in the ``round1`` fixture) is ``slow``."""
 import json
 import os
 import subprocess
@@ -110,6 +112,7 @@ def test_cli_no_usable_input_is_one_clear_message(tmp_path):
     assert "a.mp4" in proc.stderr and "b.mp4" in proc.stderr
 
 
+@pytest.mark.slow  # trains a student in the round1 fixture
 def test_round1_keeps_every_round0_box_and_leaves_round0_untouched(round1):
     from pseudolabel.coco import load_coco
     from pseudolabel.merge import check_merge_invariant
@@ -126,6 +129,7 @@ def test_round1_keeps_every_round0_box_and_leaves_round0_untouched(round1):
     assert metrics["round"] == 1 and "f1" in metrics
 
 
+@pytest.mark.slow  # trains a student in the round1 fixture
 def test_round1_student_split_has_no_video_on_both_sides(round1):
     import torch
 
@@ -136,6 +140,7 @@ def test_round1_student_split_has_no_video_on_both_sides(round1):
     assert train and val and not (train & val)
 
 
+@pytest.mark.slow  # trains a student in the round1 fixture
 def test_rerunning_round1_changes_no_file(round1):
     root, cfg, _ = round1
     before = tree_state(root / "runs")
@@ -143,6 +148,7 @@ def test_rerunning_round1_changes_no_file(round1):
     assert tree_state(root / "runs") == before
 
 
+@pytest.mark.slow  # trains a student in the round1 fixture
 def test_adaptive_relabel_threshold_is_recorded(round1, tmp_path):
     import shutil
 
@@ -190,3 +196,21 @@ def test_atomic_writes_follow_the_umask(tmp_path):
 
     p = files.atomic_write_json(tmp_path / "a.json", {"x": 1})
     assert p.stat().st_mode & 0o777 == 0o666 & ~files._UMASK
+
+
+def test_sweep_trial_in_process_equals_an_ordinary_round_0(round0):
+    """One sweep trial (``sweep.rounds=0``) in process: the teacher labels the frames once at the label floor, the
+    trial keeps its own threshold and runs round 0 through ``run_round``; it equals the ordinary round 0."""
+    from pseudolabel.coco import load_coco
+
+    root, _ = round0
+    exp = root / "runs" / "t"
+    value = pipeline.run_sweep_trial(make_cfg(root, "stage=sweep_trial"), trial="in_process")
+    assert len(list((exp / "sweep").glob("teacher_*/round_0/labels.json"))) == 1
+    a = load_coco(exp / "sweep" / "in_process" / "round_0" / "annotations.json")
+    b = load_coco(exp / "round_0" / "annotations.json")
+    assert [(x.image_id, x.xyxy, x.score, x.decision, x.reason) for x in a.boxes] == \
+           [(x.image_id, x.xyxy, x.score, x.decision, x.reason) for x in b.boxes]
+    rec = json.loads((exp / "sweep" / "in_process" / "trial.json").read_text())
+    f1 = json.loads((exp / "round_0" / "metrics.json").read_text())["f1"]
+    assert rec["objective"] == "f1" and rec["value"] == pytest.approx(f1) and float(value) == pytest.approx(f1)

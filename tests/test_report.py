@@ -183,6 +183,7 @@ def _playwright():
     return sync_playwright
 
 
+@pytest.mark.slow  # starts a browser
 def test_report_in_headless_chromium(experiment, tmp_path):
     sync_playwright = _playwright()
     page_path = build_report(experiment, crops_per_group=3)

@@ -4,6 +4,7 @@ merge; rerunning the same command must finish with exactly the bytes of an unint
 Every run here goes through ``python -m pseudolabel`` in a subprocess (kill points armed by
 ``tests/killpoint.py``) under the same ``paths.root_dir``: the uninterrupted reference runs first and is
 moved aside, so that files holding absolute paths (``student.pt`` meta, markers) compare byte for byte.
+Those runs are ``slow`` (``make test-slow``); the stale-temp clean-up and the W&B folder are checked by default.
 """
 from __future__ import annotations
 
@@ -136,6 +137,7 @@ def _under(d: dict[str, str], prefix: str) -> dict[str, str]:
     return {k: v for k, v in d.items() if k.startswith(prefix) and not TEMP.search(k)}
 
 
+@pytest.mark.slow  # kill/resume runs of the whole CLI
 def test_round_1_leaves_round_0_frames_and_data_byte_identical(resumed):
     """Round 0 was finished by the run killed in round 1's training; the two runs that then finished
     round 1 (both re-entering round 0 first, as ``stage=demo`` does) changed no file of it, frames and
@@ -151,6 +153,7 @@ def test_round_1_leaves_round_0_frames_and_data_byte_identical(resumed):
     assert "runs/t/round_1/student/student.pt" in final
 
 
+@pytest.mark.slow  # kill/resume runs of the whole CLI
 @pytest.mark.parametrize("name", list(KILLS))
 def test_kill_point_was_reached_and_nothing_claimed_done(resumed, reference, name):
     state, ref = resumed[name], reference["final"]
@@ -177,6 +180,7 @@ def test_kill_point_was_reached_and_nothing_claimed_done(resumed, reference, nam
         assert state["hashes"][temps[0]] == ref["runs/t/round_1/annotations.json"]
 
 
+@pytest.mark.slow  # kill/resume runs of the whole CLI
 def test_resumed_run_equals_uninterrupted_run(resumed, reference):
     final, ref = resumed["final"], reference["final"]
     missing, different, extra = compare(final, ref)
@@ -301,6 +305,7 @@ def www(tmp_path):
     server.httpd.server_close()
 
 
+@pytest.mark.slow  # kill/resume runs of the whole CLI
 def test_download_killed_after_archiving_and_mid_transfer_resumes(www, tmp_path):
     """Kill 1: right after yt-dlp archived the (non-video) first entry, before our check removed it.
     Kill 2: mid-transfer of the second, a partial ``.part`` on disk. The rerun resumes the ``.part``

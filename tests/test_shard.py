@@ -177,6 +177,7 @@ def test_slurm_launcher_config_composes():
     assert (cfg.label.shard, cfg.label.num_shards) == (3, 8)
 
 
+@pytest.mark.slow  # a multirun of the whole CLI
 def test_two_joblib_shards_then_merge_equal_the_single_process_labels(tmp_path, monkeypatch):
     """The real multirun: 2 shards in parallel (hydra joblib launcher), then a merge that labels nothing."""
     from pseudolabel.__main__ import run

@@ -293,10 +293,10 @@ def test_frames_past_max_size_are_shrunk_in_uint8_to_the_transforms_size():
 
     got = StudentDetector(model, workers=1).predict(frames)
     ref, _ = two_stage_predict(model, to_tensors(frames))  # the transform resizes the float tensors
-    for r, g in zip(ref, got):
+    for r, g in zip(ref, got, strict=True):
         rb, rs = r["boxes"].numpy(), r["scores"].numpy()
         assert len(rb) > 10 and np.all(g.boxes[:, 2] <= 640) and np.all(g.boxes[:, 3] <= 360)
-        for box, score in zip(rb[:10], rs[:10]):  # the top boxes: each found again, same place and score
+        for box, score in zip(rb[:10], rs[:10], strict=True):  # the top boxes: each found again, same place and score
             err = np.abs(g.boxes - box).max(axis=1)
             j = int(np.argmin(err))
             assert err[j] < 0.5 and abs(g.scores[j] - score) < 1e-2, (box, g.boxes[j], score, g.scores[j])

@@ -87,6 +87,7 @@ def test_sweep_configs_compose(name, sweeper, n_trials):
         assert cfg.hydra.sweeper.n_trials == n_trials and cfg.hydra.sweeper.direction == "maximize"
 
 
+@pytest.mark.slow  # a multirun of the whole CLI (in-process trial: test_pipeline.py)
 def test_grid_sweep_runs_trials_and_reports_the_best(tmp_path):
     env = {**os.environ, "WANDB_MODE": "disabled"}
     proc = subprocess.run([sys.executable, "-m", "pseudolabel", "hparams_search=grid", "exp=s", "logger=none",

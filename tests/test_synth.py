@@ -48,7 +48,7 @@ def test_boxes_match_where_the_ball_was_drawn(venue, seed):
     without, gt2 = synth._render_frames(**kw, draw_ball=False)
     assert gt == gt2
     centred = 0
-    for fa, fb, boxes in zip(with_ball, without, gt):
+    for fa, fb, boxes in zip(with_ball, without, gt, strict=True):
         drawn = np.abs(fa.astype(np.int16) - fb.astype(np.int16)).max(axis=2) > 0
         if not boxes:
             continue

@@ -50,8 +50,8 @@ def test_crossing_balls_keep_separate_tracks():
         boxes += [_ball(100 + 20 * s, 100), _ball(290 - 20 * s, 104)]
         truth += ["A", "B"]
     ids = track_boxes(np.array(steps), boxes)
-    ids_a = {i for i, t in zip(ids, truth) if t == "A"}
-    ids_b = {i for i, t in zip(ids, truth) if t == "B"}
+    ids_a = {i for i, t in zip(ids, truth, strict=True) if t == "A"}
+    ids_b = {i for i, t in zip(ids, truth, strict=True) if t == "B"}
     assert len(ids_a) == 1 and len(ids_b) == 1 and ids_a != ids_b
 
 
@@ -107,7 +107,7 @@ def test_apply_temporal_prunes_isolated_and_fills_gap():
     assert ball[0].extra["track_id"].startswith("v:")
     new = sorted((b for b in ds.boxes if b.source == "track_interp"), key=lambda b: b.image_id)
     assert [b.image_id for b in new] == [frames[4].id, frames[5].id]
-    for b, i in zip(new, (4, 5)):
+    for b, i in zip(new, (4, 5), strict=True):
         # Lies between its neighbours at frames 3 and 6, exactly where the linear motion puts it.
         np.testing.assert_allclose(b.xyxy, _ball(100 + 20 * i, 150 + 4 * i))
         assert _ball(160, 162)[0] < b.xyxy[0] < _ball(220, 174)[0]
