@@ -9,6 +9,9 @@ Layout of an experiment (every path from config ``paths``)::
     runs/<exp>/round_<N>/annotations.json           the round's dataset (merged with round N-1)
     runs/<exp>/round_<N>/metrics.json               counts and, with ground truth, P/R/F1/AP
     runs/<exp>/round_<N>/student/student.pt         (N >= 1) the fine-tuned student
+    runs/<exp>/round_<N>/train_labels.json          (N >= 1, with a reviewed set) what the student trained on
+    runs/<exp>/review/reviewed.json                 the reviewed set (stage=review_import), applied by every
+                                                    round run after it: by train and, last, by merge
 
 Each stage writes atomically and then a ``.done_<stage>`` marker; a rerun skips finished stages, so an
 interrupted round resumes and a finished one changes no file.
@@ -283,17 +286,23 @@ def stage_train(cfg: DictConfig, k: int) -> Path:
     refuse_training_on_nothing(cfg, k)
 
     def run():
+        labels, info = prev, {}
+        ds = load_coco(prev)
+        review = apply_reviewed_set(cfg, ds, k)
+        if review is not None:  # round k-1's dataset with the reviewer's frames as ground truth
+            labels, info["review"] = rdir / TRAIN_LABELS_FILE, review
+            save_coco(ds, labels)
         scfg = cfg.student
-        datamodule = instantiate(scfg.datamodule, pseudo_labels_path=str(prev), frames_dir=str(frames_dir(cfg)))
+        datamodule = instantiate(scfg.datamodule, pseudo_labels_path=str(labels), frames_dir=str(frames_dir(cfg)))
         module_factory = instantiate(scfg.module)
         # the model is built after seeding (inside train_student) so that its new heads are reproducible
-        path = train_student(pseudo_labels_path=str(prev), frames_dir=str(frames_dir(cfg)), out_dir=str(out),
+        path = train_student(pseudo_labels_path=str(labels), frames_dir=str(frames_dir(cfg)), out_dir=str(out),
                              model=lambda: instantiate(scfg.model), datamodule=datamodule,
                              module_factory=module_factory,
                              trainer_kwargs=OmegaConf.to_container(scfg.trainer, resolve=True),
                              callbacks=[instantiate(c) for c in scfg.get("callbacks", [])],
                              seed=int(cfg.seed) + k, ema_decay=scfg.get("ema_decay"))
-        return {"checkpoint": str(path)}
+        return {"checkpoint": str(path), **info}
 
     _run_once(rdir, "train", run)
     return out / "student.pt"
@@ -420,6 +429,30 @@ def _box_ids_matching(cfg: DictConfig, ds: Dataset, reference: Dataset, evidence
     return out
 
 
+TRAIN_LABELS_FILE = "train_labels.json"  # round k >= 1 with a reviewed set: what its student trains on
+
+
+def apply_reviewed_set(cfg: DictConfig, ds: Dataset, k: int) -> dict[str, int] | None:
+    """Apply the experiment's reviewed set (``review/reviewed.json``) to ``ds`` in place, as round ``k`` decides
+    (:func:`pseudolabel.review.apply.apply_review`); its counts, or None (nothing changed) when there is none."""
+    from .review.stage import load_reviewed
+
+    reviewed = load_reviewed(exp_dir(cfg))
+    if reviewed is None:
+        return None
+    from .prune.temporal import HysteresisConfig
+    from .review.apply import apply_review
+
+    h = OmegaConf.select(cfg, "prune.hysteresis")
+    tracker = HysteresisConfig(**OmegaConf.to_container(h, resolve=True)) if h else HysteresisConfig()
+    counts = apply_review(ds, reviewed, round=k, iou_threshold=float(cfg.merge.iou_threshold),
+                          centre_factor=OmegaConf.select(cfg, "merge.centre_factor"),
+                          track_reach=int(OmegaConf.select(cfg, "review.track_reach", default=0) or 0),
+                          tracker=tracker)
+    log.info("round %d: reviewed set applied: %s", k, ", ".join(f"{n} {c}" for c, n in counts.items() if n))
+    return counts
+
+
 def stage_merge(cfg: DictConfig, k: int) -> None:
     """Round 0: the pruned labels are the dataset. Round k: merge box by box with round k-1."""
     rdir = round_dir(cfg, k)
@@ -444,6 +477,12 @@ def stage_merge(cfg: DictConfig, k: int) -> None:
             stats = merge_stats(prev, merged)
             check_collapse(len(prev.kept_boxes()), len(merged.kept_boxes()), k=k,
                            max_factor=cfg.collapse_guard.max_factor)
+        review = apply_reviewed_set(cfg, merged, k)  # last: the reviewer's frames end as the reviewer left them
+        if review is not None:
+            if k > 0:  # boxes the reviewer drew stand for no box of round k-1
+                for b in merged.boxes:
+                    b.extra.setdefault("prev_ids", [])
+            merged.info["review"] = stats["review"] = review
         save_coco(merged, rdir / "annotations.json")
         return {"merge": stats}
 
