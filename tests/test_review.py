@@ -146,6 +146,23 @@ def test_a_frame_reviewed_again_replaces_its_earlier_review(tmp_path):
     assert [i["tool"] for i in rs.info["imports"]] == ["cvat", "yolo"]
 
 
+def test_label_studio_counts_only_the_tasks_a_reviewer_submitted(tmp_path):
+    exp, ds = experiment(tmp_path)
+    out = exp / "export" / "labelstudio_round_0"
+    export_dataset(ds, out, format="labelstudio", frames_dir=exp / "frames", about={"experiment": "e", "round": 0})
+    tasks = json.loads((out / "tasks.json").read_text())
+    ball_only = [r for r in tasks[1]["predictions"][0]["result"] if r["value"]["x"] < 50]
+    tasks[1]["annotations"] = [{"result": ball_only}]  # frame 1 reviewed: the head deleted; the others untouched
+    (out / "tasks.json").write_text(json.dumps(tasks))
+    result = run_import(tmp_path, out / "tasks.json")
+    assert (result["format"], result["n_frames"], result["kept"], result["deleted"]) == ("labelstudio", 1, 1, 1)
+    assert [f.key for f in load_coco(exp / "review" / "reviewed.json").frames] == [("v", 1)]
+    del tasks[1]["annotations"]
+    (out / "tasks.json").write_text(json.dumps(tasks))
+    with pytest.raises(Exception, match="no task holds an annotation, so no frame was reviewed; nothing imported"):
+        run_import(tmp_path, out)
+
+
 def _yolo_review(root: Path, ds: Dataset) -> Path:
     out = root / "yolo"
     view = Dataset(frames=ds.frames[:2], boxes=[b for b in ds.boxes if b.image_id <= 2], categories=ds.categories)
@@ -415,3 +432,4 @@ def test_dashboard_lists_the_frames_to_review_first(tmp_path):
     for s in top:
         assert f"v / {s.frame.frame_index:06d}" in page
     assert len(list((exp / "report_files" / "review" / "round_0").glob("*.jpg"))) == 2
+

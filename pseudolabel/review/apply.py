@@ -114,7 +114,8 @@ def apply_review(ds: Dataset, reviewed: Dataset, *, round: int, iou_threshold: f
                 next_id += 1
                 ds.boxes.append(new)
                 corrections.append(new)
-            rest = [b for i, b in enumerate(rest) if i not in {i for i, _ in pairs}]
+            matched = {i for i, _ in pairs}
+            rest = [b for i, b in enumerate(rest) if i not in matched]
         for b in rest:
             b.prune(REVIEW_ABSENT, pruned_round=round, before_review=_provenance(b), reviewed=True)
         counts["absent"] += len(rest)

@@ -1,9 +1,10 @@
 """The reviewed set: what a reviewer kept, moved, drew and deleted on the frames of one round (pure functions).
 
 An export read back after review (:func:`pseudolabel.export.read_export`) is compared with the round it was made
-from. Frames are matched by key ``(video_id, frame_index)``, which every reader rebuilds from the image name; every
-frame of the export counts as reviewed (export only the frames to review: ``export.budget``). On a frame, the
-reviewer's kept boxes are matched one-to-one to the round's boxes as the merge matches them
+from. Frames are matched by key ``(video_id, frame_index)``, which every reader rebuilds from the image name. Every
+frame of the export counts as reviewed (export only the frames to review: ``export.budget``), except in Label Studio,
+where only tasks holding a submitted annotation do (the reader lists them in ``info["annotated_frames"]``; the others
+hold only our predictions). On a frame, the reviewer's kept boxes are matched one-to-one to the round's boxes as the merge matches them
 (:func:`pseudolabel.merge.match_boxes`):
 
 - matched, corners within :data:`MOVED_PX`: ``kept`` (a pruned box the reviewer turned back into a ball too);
@@ -161,8 +162,17 @@ def reviewed_set(round_ds: Dataset, export_ds: Dataset, *, tool: str, round: int
     Raises
     ------
     ReviewError
-        See :func:`match_frames`; also a box whose label is not one of the round's categories.
+        See :func:`match_frames`; also Label Studio tasks none of which holds an annotation, and a box whose label
+        is not one of the round's categories.
     """
+    annotated = export_ds.info.get("annotated_frames")
+    if annotated is not None:  # Label Studio: a task with only our predictions was not reviewed
+        if export_ds.frames and not annotated:
+            raise ReviewError(f"{source_name}: no task holds an annotation, so no frame was reviewed; nothing imported")
+        wanted = set(annotated)
+        export_ds = Dataset(frames=[f for f in export_ds.frames if f.id in wanted],
+                            boxes=[b for b in export_ds.boxes if b.image_id in wanted],
+                            categories=export_ds.categories, info=export_ds.info)
     pairs = match_frames(round_ds, export_ds, source_name=source_name, round_name=round_name)
     categories = _category_map(round_ds, export_ds, source_name=source_name, round_name=round_name)
     ours = round_ds.boxes_by_image()
