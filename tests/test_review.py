@@ -433,3 +433,25 @@ def test_dashboard_lists_the_frames_to_review_first(tmp_path):
         assert f"v / {s.frame.frame_index:06d}" in page
     assert len(list((exp / "report_files" / "review" / "round_0").glob("*.jpg"))) == 2
 
+
+def test_the_simulated_reviewer_of_the_benchmark_corrects_to_the_ground_truth():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("review_simulation", REPO / "benchmarks" / "review_simulation.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    ds = make_round()
+    truth = [Box(image_id=2, xyxy=ball(1)), Box(image_id=3, xyxy=(ball(2)[0] + 5, 100, ball(2)[2] + 5, 108)),
+             Box(image_id=4, xyxy=ball(3))]
+    gt = Dataset(frames=[Frame(**{**f.__dict__}) for f in ds.frames], boxes=truth)
+    frames = bench.choose_frames(ds, ordering="random", budget=3, seed=0)
+    assert len({f.key for f in frames}) == 3
+    chosen = [ds.frames[1], ds.frames[2], ds.frames[3]]
+    reviewed = bench.simulate_reviewer(ds, gt, chosen)
+    got = {(b.image_id, tuple(b.xyxy)) for b in reviewed.boxes}
+    # frame 1: the ball kept as it was, the head deleted; frame 2: the ball moved onto the truth; frame 3: the ball
+    # the round had only pruned is drawn
+    assert got == {(2, ball(1)), (3, (ball(2)[0] + 5, 100, ball(2)[2] + 5, 108)), (4, ball(3))}
+    rs = reviewed_set(ds, reviewed, tool="labelstudio", round=0, round_name="round 0", source_name="sim",
+                      iou_threshold=0.3, centre_factor=1.0)
+    assert sorted(b.extra["review"] for b in rs.boxes) == ["deleted", "deleted", "deleted", "kept", "kept", "moved"]
