@@ -14,7 +14,7 @@ student learnt from them).
 
     .venv/bin/python benchmarks/review_simulation.py                       # 3 clips, review round 0, run round 1
     .venv/bin/python benchmarks/review_simulation.py --clips 10 --budget 20 --review-round 1
-    .venv/bin/python benchmarks/review_simulation.py --root runs/label_quality --reuse-round0 ""   # label_quality's teacher pass
+    .venv/bin/python benchmarks/review_simulation.py --root runs/label_quality --reuse-round0 ""  # its teacher pass
 
 Writes everything to ``--out`` (JSON).
 """
@@ -182,7 +182,8 @@ def main(argv=None) -> int:
             continue
         after = load_coco(root / "runs" / exp / f"round_{k + 1}" / "annotations.json")
         rows.append({"ordering": ordering, "round": k + 1, "reviewed": len(chosen.get(ordering, [])),
-                     "all": f1_rows(after, gt), "unreviewed": f1_rows(after, gt, exclude=reviewed_keys), "wall_s": wall})
+                     "all": f1_rows(after, gt), "unreviewed": f1_rows(after, gt, exclude=reviewed_keys),
+                     "wall_s": wall})
     results["rows"] = rows
     n_unreviewed = rows[0]["unreviewed"]["n_images"]
     print(f"\n{SET}, first {a.clips} clip(s): round {k} reviewed on {a.budget} frames, then round {k + 1}")

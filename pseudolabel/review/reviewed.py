@@ -4,8 +4,8 @@ An export read back after review (:func:`pseudolabel.export.read_export`) is com
 from. Frames are matched by key ``(video_id, frame_index)``, which every reader rebuilds from the image name. Every
 frame of the export counts as reviewed (export only the frames to review: ``export.budget``), except in Label Studio,
 where only tasks holding a submitted annotation do (the reader lists them in ``info["annotated_frames"]``; the others
-hold only our predictions). On a frame, the reviewer's kept boxes are matched one-to-one to the round's boxes as the merge matches them
-(:func:`pseudolabel.merge.match_boxes`):
+hold only our predictions). On a frame, the reviewer's kept boxes are matched one-to-one to the round's boxes as the
+merge matches them (:func:`pseudolabel.merge.match_boxes`):
 
 - matched, corners within :data:`MOVED_PX`: ``kept`` (a pruned box the reviewer turned back into a ball too);
 - matched, further: ``moved``;
@@ -185,9 +185,9 @@ def reviewed_set(round_ds: Dataset, export_ds: Dataset, *, tool: str, round: int
             b.image_id = rf.id
             boxes.append(b)
     counts = review_counts(boxes)
+    record = {"source": source_name, "tool": tool, "round": int(round), "n_frames": len(pairs), **counts}
     out = Dataset(frames=[replace(rf) for rf, _ in pairs], boxes=boxes,
-                  categories=[dict(c) for c in round_ds.categories], info={"imports": [{"source": source_name, "tool": tool, "round": int(round),
-                                     "n_frames": len(pairs), **counts}]})
+                  categories=[dict(c) for c in round_ds.categories], info={"imports": [record]})
     out.renumber()
     return out
 
