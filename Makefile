@@ -8,7 +8,7 @@ N ?= 0
 ARGS ?=
 SWEEP ?= grid
 
-.PHONY: setup lock test test-slow demo round synth sweep export report clean-demo
+.PHONY: setup lock test test-slow demo round synth sweep export review-import report clean-demo
 
 # exact versions from requirements.lock (make lock rewrites it from pyproject's ranges); pip check: nothing missing
 setup:
@@ -43,6 +43,11 @@ synth:
 # make export EXP=<exp> FORMAT=yolo|cvat|labelstudio|fiftyone [N=<round>, default: latest finished]
 export:
 	$(PY) -m pseudolabel stage=export exp=$(EXP) export.format=$(or $(FORMAT),yolo) $(if $(filter command line environment,$(origin N)),export.round=$(N)) $(ARGS)
+
+# make review-import EXP=<exp> FROM=<export file or folder> [FORMAT=yolo|cvat|labelstudio|fiftyone] [N=<round>]:
+# the reviewer's corrections -> runs/<exp>/review/reviewed.json, ground truth for every later round
+review-import:
+	$(PY) -m pseudolabel stage=review_import exp=$(EXP) 'review.path="$(FROM)"' $(if $(FORMAT),review.format=$(FORMAT)) $(if $(filter command line environment,$(origin N)),review.round=$(N)) $(ARGS)
 
 # make report EXP=<exp>: runs/<exp>/report.html, a static dashboard (open it from disk)
 report:

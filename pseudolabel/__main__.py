@@ -2,7 +2,8 @@
 
 Stages: ``demo`` (synthetic data + rounds 0..rounds), ``round`` (one full round), ``download`` (yt-dlp, see
 ``conf/download/``), ``export`` (a round for review, see ``conf/export/``), ``report``
-(``runs/<exp>/report.html``, see :mod:`pseudolabel.report`), or one stage of a round:
+(``runs/<exp>/report.html``, see :mod:`pseudolabel.report`), ``review_import`` (a reviewed export into the
+reviewed set, see ``conf/review/``), or one stage of a round:
 ``synth``, ``sample``, ``label``, ``train``, ``relabel``, ``prune``, ``merge``, ``evaluate``.
 """
 from __future__ import annotations
@@ -35,6 +36,10 @@ def run(cfg: DictConfig) -> object:
         from .export.stage import stage_export
 
         return stage_export(cfg)
+    if stage == "review_import":
+        from .review.stage import stage_review_import
+
+        return stage_review_import(cfg)
     if stage == "sweep_trial":
         return p.run_sweep_trial(cfg, trial=trial_name())
     if stage == "report":

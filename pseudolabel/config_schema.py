@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 STAGES: tuple[str, ...] = ("demo", "round", "download", "synth", "sample", "label", "relabel", "train", "prune",
-                           "merge", "evaluate", "export", "report", "sweep_trial")
+                           "merge", "evaluate", "export", "report", "review_import", "sweep_trial")
 
 
 class ConfigError(ValueError):
@@ -171,6 +171,14 @@ SCHEMA: dict[str, Rule] = {
     "sweep.rounds": Rule("int", 0),
     "sweep.label_floor": UNIT,
     "sweep.repeats": COUNT,
+    # review exports and imports
+    "export.order": Rule("str", choices=("informative", "frame")),
+    "export.budget": OPTIONAL_COUNT,
+    "report.review_frames": Rule("int", 0),
+    "review.path": Rule("str", nullable=True),
+    "review.format": Rule("str", choices=("yolo", "cvat", "labelstudio", "fiftyone"), nullable=True),
+    "review.round": Rule("int", 0, nullable=True),
+    "review.track_reach": Rule("int", 0),
     "data.sampling.stride": OPTIONAL_COUNT,
     "data.sampling.target_fps": Rule("float", 0.0, lo_open=True, nullable=True),
 }

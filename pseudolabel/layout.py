@@ -13,7 +13,10 @@ benchmarks read them. Layout of an experiment (``exp_dir`` and ``frames_dir`` fr
     runs/<exp>/round_<N>/annotations.json           the round's dataset (merged with round N-1)
     runs/<exp>/round_<N>/metrics.json               counts and, with ground truth, P/R/F1/AP
     runs/<exp>/round_<N>/student/student.pt         (N >= 1) the fine-tuned student
+    runs/<exp>/round_<N>/train_labels.json          (N >= 1, with a reviewed set) what the student trained on
     runs/<exp>/round_<N>/.done_<stage>              written when ``stage`` finished (last of its writes)
+    runs/<exp>/review/reviewed.json                 the reviewed set (``stage=review_import``), applied by every
+                                                    round run after it: by train and, last, by merge
     runs/<exp>/sweep/                               sweep trials (:func:`pseudolabel.pipeline.run_sweep_trial`)
     runs/<exp>/export/<format>_round_<N>/           default folder of ``stage=export``
     runs/<exp>/report.html, report_files/           ``stage=report``
@@ -43,6 +46,9 @@ ANNOTATIONS = "annotations.json"
 METRICS = "metrics.json"
 STUDENT_DIRNAME = "student"
 STUDENT_CHECKPOINT = "student.pt"    # in the round's student/ folder
+TRAIN_LABELS = "train_labels.json"   # round N >= 1 with a reviewed set: round N-1's dataset, reviewed frames applied
+REVIEW_DIRNAME = "review"
+REVIEWED = "reviewed.json"           # in the experiment's review/ folder: the reviewed set
 SWEEP_DIRNAME = "sweep"
 EXPORT_DIRNAME = "export"
 REPORT_PAGE = "report.html"
@@ -114,6 +120,16 @@ def export_dir(exp_dir: str | Path, fmt: str, k: int) -> Path:
 
 def sweep_dir(exp_dir: str | Path) -> Path:
     return Path(exp_dir) / SWEEP_DIRNAME
+
+
+def review_dir(exp_dir: str | Path) -> Path:
+    """The experiment's ``review/`` folder, outside every round: it holds the reviewed set."""
+    return Path(exp_dir) / REVIEW_DIRNAME
+
+
+def reviewed_path(exp_dir: str | Path) -> Path:
+    """``<exp_dir>/review/reviewed.json``: the experiment's reviewed set (:mod:`pseudolabel.review`)."""
+    return review_dir(exp_dir) / REVIEWED
 
 
 # ---------------------------------------------------------------- rounds on disk

@@ -2,7 +2,8 @@
 
 Files and folders are those of :mod:`pseudolabel.layout` (every path from config ``paths``). Each stage writes
 atomically and then its ``.done_<stage>`` marker; a rerun skips finished stages, so an interrupted round resumes
-and a finished one changes no file.
+and a finished one changes no file. The experiment's reviewed set (``stage=review_import``) is applied by every
+round run after it: by train and, last, by merge.
 """
 from __future__ import annotations
 
@@ -271,17 +272,23 @@ def stage_train(cfg: DictConfig, k: int) -> Path:
     refuse_training_on_nothing(cfg, k)
 
     def run():
+        labels, info = prev, {}
+        ds = load_coco(prev)
+        review = apply_reviewed_set(cfg, ds, k)
+        if review is not None:  # round k-1's dataset with the reviewer's frames as ground truth
+            labels, info["review"] = rdir / layout.TRAIN_LABELS, review
+            save_coco(ds, labels)
         scfg = cfg.student
-        datamodule = instantiate(scfg.datamodule, pseudo_labels_path=str(prev), frames_dir=str(frames_dir(cfg)))
+        datamodule = instantiate(scfg.datamodule, pseudo_labels_path=str(labels), frames_dir=str(frames_dir(cfg)))
         module_factory = instantiate(scfg.module)
         # the model is built after seeding (inside train_student) so that its new heads are reproducible
-        path = train_student(pseudo_labels_path=str(prev), frames_dir=str(frames_dir(cfg)), out_dir=str(out),
+        path = train_student(pseudo_labels_path=str(labels), frames_dir=str(frames_dir(cfg)), out_dir=str(out),
                              model=lambda: instantiate(scfg.model), datamodule=datamodule,
                              module_factory=module_factory,
                              trainer_kwargs=OmegaConf.to_container(scfg.trainer, resolve=True),
                              callbacks=[instantiate(c) for c in scfg.get("callbacks", [])],
                              seed=int(cfg.seed) + k, ema_decay=scfg.get("ema_decay"))
-        return {"checkpoint": str(path)}
+        return {"checkpoint": str(path), **info}
 
     _run_once(rdir, "train", run)
     return out / layout.STUDENT_CHECKPOINT
@@ -408,6 +415,28 @@ def _box_ids_matching(cfg: DictConfig, ds: Dataset, reference: Dataset, evidence
     return out
 
 
+def apply_reviewed_set(cfg: DictConfig, ds: Dataset, k: int) -> dict[str, int] | None:
+    """Apply the experiment's reviewed set (:func:`pseudolabel.layout.reviewed_path`) to ``ds`` in place, as round
+    ``k`` decides (:func:`pseudolabel.review.apply.apply_review`); its counts, or None (nothing changed) when there is
+    none."""
+    from .review.stage import load_reviewed
+
+    reviewed = load_reviewed(exp_dir(cfg))
+    if reviewed is None:
+        return None
+    from .prune.temporal import HysteresisConfig
+    from .review.apply import apply_review
+
+    h = OmegaConf.select(cfg, "prune.hysteresis")
+    tracker = HysteresisConfig(**OmegaConf.to_container(h, resolve=True)) if h else HysteresisConfig()
+    counts = apply_review(ds, reviewed, round=k, iou_threshold=float(cfg.merge.iou_threshold),
+                          centre_factor=OmegaConf.select(cfg, "merge.centre_factor"),
+                          track_reach=int(OmegaConf.select(cfg, "review.track_reach", default=0) or 0),
+                          tracker=tracker)
+    log.info("round %d: reviewed set applied: %s", k, ", ".join(f"{n} {c}" for c, n in counts.items() if n))
+    return counts
+
+
 def stage_merge(cfg: DictConfig, k: int) -> None:
     """Round 0: the pruned labels are the dataset. Round k: merge box by box with round k-1."""
     rdir = round_dir(cfg, k)
@@ -432,6 +461,12 @@ def stage_merge(cfg: DictConfig, k: int) -> None:
             stats = merge_stats(prev, merged)
             check_collapse(len(prev.kept_boxes()), len(merged.kept_boxes()), k=k,
                            max_factor=cfg.collapse_guard.max_factor)
+        review = apply_reviewed_set(cfg, merged, k)  # last: the reviewer's frames end as the reviewer left them
+        if review is not None:
+            if k > 0:  # boxes the reviewer drew stand for no box of round k-1
+                for b in merged.boxes:
+                    b.extra.setdefault("prev_ids", [])
+            merged.info["review"] = stats["review"] = review
         save_coco(merged, rdir / layout.ANNOTATIONS)
         return {"merge": stats}
 

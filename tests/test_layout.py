@@ -7,6 +7,7 @@ def test_round_paths_and_names(tmp_path):
     assert layout.student_checkpoint(tmp_path, 1) == tmp_path / "round_1" / "student" / "student.pt"
     assert layout.export_dir(tmp_path, "yolo", 2) == tmp_path / "export" / "yolo_round_2"
     assert layout.default_frames_dir(tmp_path) == tmp_path / "frames"
+    assert layout.reviewed_path(tmp_path) == tmp_path / "review" / "reviewed.json"
     assert [layout.round_number(n) for n in ("round_12", "round_x", "round_1b", "sweep")] == [12, None, None, None]
     assert layout.round_stages(0) == ("label", "prune", "merge", "evaluate")
     assert layout.round_stages(2) == ("train", "label", "prune", "merge", "evaluate")

@@ -37,7 +37,8 @@ _FUNCTIONS = {
     "fiftyone": ("fiftyone_coco", "export_fiftyone", "read_fiftyone"),
 }
 
-__all__ = ["FORMATS", "MANIFEST_NAME", "ExportError", "export_dataset", "read_export", "check_format"]
+__all__ = ["FORMATS", "MANIFEST_NAME", "ExportError", "export_dataset", "read_export", "check_format", "guess_format",
+           "export_manifest"]
 
 
 def check_format(fmt: Any) -> str:
@@ -141,3 +142,50 @@ def read_export(path: str | Path, *, format: str, **options: Any) -> Dataset:
     fmt = check_format(format)
     fn = _function(fmt, 1)
     return fn(path, **_check_options(fn, options, fmt))
+
+
+def export_manifest(path: str | Path) -> dict[str, Any] | None:
+    """The ``pseudolabel_export.json`` of the export at ``path`` (its folder, or a file in it), or None."""
+    import json
+
+    p = Path(path)
+    for folder in (p, p.parent) if p.is_dir() else (p.parent,):
+        if (folder / MANIFEST_NAME).is_file():
+            try:
+                data = json.loads((folder / MANIFEST_NAME).read_text())
+            except (OSError, json.JSONDecodeError):
+                return None
+            return data if isinstance(data, dict) else None
+    return None
+
+
+def guess_format(path: str | Path) -> str:
+    """The format of the export at ``path``: its manifest's, else told by its layout (a YOLO folder, a CVAT zip or
+    folder, Label Studio tasks, a FiftyOne folder or ``labels.json``); else one-line :class:`ExportError`."""
+    import json
+
+    p = Path(path)
+    manifest = export_manifest(p)
+    if manifest and manifest.get("format") in FORMATS:
+        return str(manifest["format"])
+    if p.is_dir():
+        layouts = (("cvat", p / "cvat_coco.zip"), ("cvat", p / "annotations"),
+                   ("labelstudio", p / "tasks.json"), ("fiftyone", p / "labels.json"), ("yolo", p / "labels"))
+        for fmt, marker in layouts:
+            if marker.exists():
+                return fmt
+    elif p.suffix.lower() == ".zip":
+        return "cvat"
+    elif p.suffix.lower() == ".json" and p.is_file():
+        if p.name == "labels.json":
+            return "fiftyone"
+        try:
+            data = json.loads(p.read_text())
+        except (OSError, json.JSONDecodeError):
+            data = None
+        if isinstance(data, list):
+            return "labelstudio"
+        if isinstance(data, dict) and "images" in data:
+            return "cvat"
+    raise ExportError(f"{p}: cannot tell which tool's export this is; give the format "
+                      f"(FORMAT= or review.format=, one of {', '.join(FORMATS)})")

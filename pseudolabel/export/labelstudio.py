@@ -228,7 +228,8 @@ def read_labelstudio(path: str | Path, *, url_prefix: str | None = DEFAULT_URL_P
         ones as their envelope); label ``<name>_pruned`` -> decision ``pruned``; reason, score, round and
         source from the region's ``provenance`` lines (else the result's score; regions drawn by a
         reviewer: score 1.0, round 0, source ``"labelstudio"``); other provenance lines go to
-        ``extra["review_notes"]``.
+        ``extra["review_notes"]``. ``info["annotated_frames"]``: ids of the frames whose task holds a non-cancelled
+        annotation (what a reviewer submitted), whichever result ``prefer`` chose.
     """
     if prefer not in ("annotations", "predictions"):
         raise ExportError(f"prefer must be 'annotations' or 'predictions', got {prefer!r}")
@@ -284,5 +285,7 @@ def read_labelstudio(path: str | Path, *, url_prefix: str | None = DEFAULT_URL_P
                 extra["ls_rotation"] = float(value["rotation"])
             boxes.append(Box(image_id=fid, xyxy=xyxy, category_id=lb.category_id, id=len(boxes) + 1,
                              extra=extra, **prov))
+    annotated = [fid for fid, task in enumerate(tasks, start=1)
+                 if any(not a.get("was_cancelled") for a in task.get("annotations") or [])]
     return Dataset(frames=frames, boxes=boxes, categories=categories_from(lookup),
-                   info={"imported_from": "labelstudio", "path": str(tasks_path)})
+                   info={"imported_from": "labelstudio", "path": str(tasks_path), "annotated_frames": annotated})

@@ -340,6 +340,32 @@ class HysteresisConfig:
                                     # only one where round 0's teacher pass also has a box ("track_and_teacher")
 
 
+def hysteresis_tracks(cfg: HysteresisConfig, steps, boxes, *, width: int, height: int) -> np.ndarray:
+    """Track ids of one video's boxes with the hysteresis's tracker settings (:func:`track_boxes`).
+
+    Parameters
+    ----------
+    cfg : HysteresisConfig
+        ``max_gap``, ``gate``, ``max_size_ratio``, ``iou_weight``, ``max_displacement`` (or
+        ``max_displacement_fraction`` of the frame diagonal, per sampled frame).
+    steps : array_like of int, shape (N,)
+        Sampled step of each box's frame.
+    boxes : array_like, shape (N, 4)
+        ``xyxy`` float pixels.
+    width, height : int
+        The video's frame size.
+
+    Returns
+    -------
+    numpy.ndarray of int, shape (N,)
+    """
+    reach = cfg.max_displacement
+    if reach is None:  # a ball crosses a fixed share of the picture per sampled frame, whatever its size
+        reach = cfg.max_displacement_fraction * float(np.hypot(width, height))
+    return track_boxes(steps, boxes, max_gap=cfg.max_gap, gate=cfg.gate, max_size_ratio=cfg.max_size_ratio,
+                       iou_weight=cfg.iou_weight, max_displacement=reach)
+
+
 def two_best_evidence_mask(track_ids, steps, scores, *, high: float) -> np.ndarray:
     """(N,) bool: boxes on a track whose two best detections, in two different frames, reach ``high`` together.
 
@@ -422,12 +448,7 @@ def apply_hysteresis(ds: Dataset, cfg: HysteresisConfig, *, round: int, high: fl
         vframes = sorted(video_frames[vid], key=lambda f: (f.frame_index, f.id))
         step_of = {f.id: s for s, f in enumerate(vframes)}
         steps = np.array([step_of[b.image_id] for b in boxes], dtype=np.int64)
-        xyxy = ds.xyxy(boxes)
-        reach = cfg.max_displacement
-        if reach is None:  # a ball crosses a fixed share of the picture per sampled frame, whatever its size
-            reach = cfg.max_displacement_fraction * float(np.hypot(vframes[0].width, vframes[0].height))
-        tids = track_boxes(steps, xyxy, max_gap=cfg.max_gap, gate=cfg.gate, max_size_ratio=cfg.max_size_ratio,
-                           iou_weight=cfg.iou_weight, max_displacement=reach)
+        tids = hysteresis_tracks(cfg, steps, ds.xyxy(boxes), width=vframes[0].width, height=vframes[0].height)
         seed = ~low
         if cfg.track_seed_length:  # a run of confident detections moving like one object is evidence too
             steps_hi = {}

@@ -46,6 +46,7 @@ class ReportOptions:
     thumb_width: int = 480
     seed: int = 0
     gt_centre_distance: float = 4.0  # with ground truth: a crop "is a ball" when its centre is this close (px)
+    review_frames: int = 20         # "review these frames first": the most informative frames of each round
 
 
 class ReportError(PipelineError):
@@ -114,11 +115,15 @@ def build_report(exp_dir: str | Path, *, frames_dir: str | Path | None = None, o
     rds = [D.load_round(exp_dir, k) for k in rounds]  # a malformed file stops here, the old report intact
     out = Path(out) if out is not None else exp_dir / layout.REPORT_PAGE
     files = out.parent / FILES_DIR
-    for sub in ("crops", "thumbs"):
+    for sub in ("crops", "thumbs", "review"):
         shutil.rmtree(files / sub, ignore_errors=True)
     _copy_plotly(files / "plotly.min.js")
     reader = FrameReader(frames_dir if frames_dir is not None else layout.default_frames_dir(exp_dir))
-    ctx = _Ctx(out_dir=out.parent, files=files, reader=reader, opts=opts, ground_truth=ground_truth)
+    from pseudolabel.review.stage import load_reviewed
+
+    reviewed = load_reviewed(exp_dir)
+    ctx = _Ctx(out_dir=out.parent, files=files, reader=reader, opts=opts, ground_truth=ground_truth,
+               reviewed_keys=[f.key for f in reviewed.frames] if reviewed is not None else [])
 
     table = D.curves_table({rd.round: rd.metrics for rd in rds})
     all_groups = list(dict.fromkeys([D.KEPT_GROUP] + [g for rd in rds for g in D.groups(rd.ds.boxes)]
@@ -147,6 +152,7 @@ class _Ctx:
     reader: FrameReader
     opts: ReportOptions
     ground_truth: object = None  # Dataset of ground-truth boxes, or None
+    reviewed_keys: list = None   # frame keys of the experiment's reviewed set
 
     def rel(self, path: Path) -> str:
         return path.relative_to(self.out_dir).as_posix()
@@ -204,7 +210,29 @@ def _round_section(rd: D.RoundData, ctx: _Ctx, colours: dict[str, str]) -> dict[
 
     map_div, map_note, preview_id = _embedding_map(rd, ctx, colours, raw_crop, crop_file)
     return {"round": rd.round, "crops": crops, "videos": videos, "total": total, "has_quality": has_quality,
-            "map_div": map_div, "map_note": map_note, "preview_id": preview_id}
+            "map_div": map_div, "map_note": map_note, "preview_id": preview_id, "review": _review_first(rd, ctx)}
+
+
+def _review_first(rd: D.RoundData, ctx: _Ctx) -> list[dict[str, Any]]:
+    """The round's ``review_frames`` most informative frames not reviewed yet, each with a thumbnail and why."""
+    from pseudolabel.export.common import image_name
+    from pseudolabel.review.informative import review_order
+
+    o = ctx.opts
+    if o.review_frames <= 0:
+        return []
+    by_image = rd.ds.boxes_by_image()
+    rows = []
+    for rank, s in enumerate(review_order(rd.ds, budget=o.review_frames, reviewed_keys=ctx.reviewed_keys or []),
+                             start=1):
+        f, bs = s.frame, by_image.get(s.frame.id, [])
+        path = ctx.files / "review" / layout.round_dirname(rd.round) / f"{f.id}.jpg"
+        write_jpeg(path, thumbnail(ctx.reader(f.file_name), width=o.thumb_width, kept=[b.xyxy for b in bs if b.kept],
+                                   pruned=[b.xyxy for b in bs if not b.kept]))
+        rows.append({"rank": rank, "label": f"{f.video_id} / {f.frame_index:06d}", "image": image_name(f),
+                     "score": f"{s.score:.2f}", "why": ", ".join(f"{k} {v:.2f}" for k, v in s.why().items()),
+                     "src": ctx.rel(path)})
+    return rows
 
 
 def _sorted_by_frame(boxes, frames):

@@ -228,6 +228,30 @@ PAGE = """<!DOCTYPE html>
   {% endfor %}
 </section>
 
+<section id="review">
+  <h2>Review these frames first</h2>
+  <p class="note">The selected round's most informative frames, not reviewed yet: the rounds disagree on a box
+    (disagreement), a box near score 0.5 (mid_confidence), a confident box a pruner removed (pruned_confident), a
+    ball that vanishes, appears alone or changes track (track_break); the score is their sum. Boxes drawn: green
+    kept, red pruned. <code>make export EXP=&lt;exp&gt; ARGS="export.budget=N"</code> exports these frames in this
+    order; after review, <code>make review-import</code> brings the corrections back.</p>
+  {% for rs in round_sections %}
+  <div data-round="{{ rs.round }}">
+    {% if rs.review %}
+    <table>
+      <thead><tr><th>#</th><th>frame</th><th>score</th><th class="reasons">why</th><th>frame</th></tr></thead>
+      <tbody>
+      {% for r in rs.review %}<tr><td>{{ r.rank }}</td><td title="{{ r.image }}">{{ r.label }}</td>
+        <td>{{ r.score }}</td><td class="reasons">{{ r.why }}</td>
+        <td><img src="{{ r.src }}" width="240" alt="{{ r.label }}" loading="lazy"></td></tr>
+      {% endfor %}
+      </tbody>
+    </table>
+    {% else %}<p class="note">nothing to review in round {{ rs.round }}</p>{% endif %}
+  </div>
+  {% endfor %}
+</section>
+
 <section id="map">
   <h2>Embedding map</h2>
   <p class="note">Each point is one box; PCA to 2-D of its embedding. Buttons switch the colouring

@@ -1,7 +1,9 @@
 """Training data for the student: pseudo-labelled frames, split by video, cropped at native resolution.
 
 Only boxes with ``decision == "kept"`` are targets; frames without a kept box are negatives. Pruned boxes whose
-reason is in ``ignore_reasons`` (doubtful: below the threshold and unconfirmed) are ignore regions.
+reason is in ``ignore_reasons`` (doubtful: below the threshold and unconfirmed) are ignore regions. Boxes a reviewer
+deleted (reasons of :data:`pseudolabel.review.HARD_NEGATIVE_REASONS`) are hard negatives: background, and training
+crops are chosen around them as around the kept boxes.
 Samples follow torchvision's detection contract: an image tensor float [0, 1] (3, H, W) and a target
 ``{"boxes": float32 (N, 4) xyxy pixels, "labels": int64 (N,)}`` (N may be 0): label 1 for a ball, then
 :data:`~pseudolabel.student.ignore.IGNORE_LABEL` for ignore regions.
@@ -17,6 +19,7 @@ import torch
 
 from ..boxes import as_boxes, clip_to_image, iou_matrix
 from ..records import Dataset, Frame
+from ..review import HARD_NEGATIVE_REASONS
 from .ignore import IGNORE_LABEL
 
 
@@ -82,6 +85,14 @@ IGNORE_FROM = ("every_round", "teacher")  # whose pruned boxes may be ignore reg
 IGNORE_TARGET = {"ignore": "bboxes"}  # ignore regions ride along as a second box set: crops pick kept boxes only
 
 
+def _box_rows(bboxes) -> np.ndarray:
+    """``bboxes`` as a float64 (N, 4 + k) array: xyxy pixels, then any extra columns (a hard-negative flag)."""
+    arr = np.asarray(bboxes, dtype=np.float64)
+    if arr.ndim == 2:
+        return arr
+    return as_boxes(arr)
+
+
 def train_transform(crop_size: int = 256, *, brightness_contrast: float = 0.2, min_visibility: float = 0.5,
                     seed: int | None = 0):
     """Random ``crop_size`` crop at native resolution containing a kept box when the frame has one,
@@ -106,8 +117,8 @@ def train_transform(crop_size: int = 256, *, brightness_contrast: float = 0.2, m
 class CenteredCrop:
     """Deterministic validation crop: ``crop_size`` square centred on the first box (else the frame centre).
 
-    Called like :func:`train_transform`: ``t(image=..., bboxes=..., ignore=...) -> dict``.
-    ``crop_size=None`` returns the full frame.
+    Called like :func:`train_transform`: ``t(image=..., bboxes=..., ignore=...) -> dict``; ``bboxes`` may carry
+    extra columns after xyxy (kept through the crop). ``crop_size=None`` returns the full frame.
     """
 
     def __init__(self, crop_size: int | None = 256, *, min_visibility: float = 0.5) -> None:
@@ -116,14 +127,14 @@ class CenteredCrop:
 
     def __call__(self, *, image: np.ndarray, bboxes, ignore=()) -> dict[str, Any]:
         if self.crop_size is None:
-            return {"image": image, "bboxes": as_boxes(bboxes), "ignore": as_boxes(ignore)}
+            return {"image": image, "bboxes": _box_rows(bboxes), "ignore": as_boxes(ignore)}
         import albumentations as A
         import cv2
 
         c = int(self.crop_size)
         h, w = image.shape[:2]
         H, W = max(h, c), max(w, c)
-        b = as_boxes(bboxes)
+        b = _box_rows(bboxes)
         cx, cy = ((b[0, 0] + b[0, 2]) / 2, (b[0, 1] + b[0, 3]) / 2) if len(b) else (w / 2, h / 2)
         x0 = int(np.clip(round(cx - c / 2), 0, W - c))
         y0 = int(np.clip(round(cy - c / 2), 0, H - c))
@@ -201,6 +212,10 @@ class PseudoLabelDataset(torch.utils.data.Dataset):
         background. Empty: every pruned box is background.
     ignore_from : ``"every_round"``: any round's pruned box with such a reason; ``"teacher"``: only those round 0
         pruned (the teacher's doubtful boxes); a student's own unconfirmed boxes are then taught as background.
+
+    Pruned boxes with a reason of :data:`~pseudolabel.review.HARD_NEGATIVE_REASONS` (a reviewer deleted them) are
+    hard negatives: background, a frame holding one is always a sample, and the transform gets them with the kept
+    boxes (an extra column: 1 kept, 0 hard negative) so that crops are chosen around them too.
     """
 
     def __init__(self, ds: Dataset, frames_dir: str | Path, frame_ids: Sequence[int], *,
@@ -227,21 +242,26 @@ class PseudoLabelDataset(torch.utils.data.Dataset):
 
         every_box = ds.boxes_by_image(kept_only=False)
         self._ignore = {i: ds.xyxy([b for b in every_box.get(i, []) if ignored(b)]) for i in frame_ids}
+        self._hard = {i: ds.xyxy([b for b in every_box.get(i, []) if not b.kept and b.reason in HARD_NEGATIVE_REASONS])
+                      for i in frame_ids}
         pos = [i for i in frame_ids if len(self._boxes[i])]
         neg = [i for i in frame_ids if not len(self._boxes[i])]
+        hard = [i for i in neg if len(self._hard[i])]  # never subsampled: the student must learn not to fire there
+        neg = [i for i in neg if not len(self._hard[i])]
         rng = np.random.default_rng(seed)
         if negatives_fraction is not None and pos:
             if not 0 <= negatives_fraction < 1:
                 raise ValueError(f"negatives_fraction must be in [0, 1), got {negatives_fraction}")
             n_neg = min(len(neg), int(round(negatives_fraction / (1 - negatives_fraction) * len(pos))))
             neg = [neg[i] for i in sorted(rng.choice(len(neg), size=n_neg, replace=False))]
-        samples = sorted(pos + neg)
+        samples = sorted(pos + hard + neg)
         if max_samples is not None and len(samples) > max_samples:
             samples = sorted(samples[i] for i in rng.choice(len(samples), size=int(max_samples), replace=False))
         self.frame_ids: list[int] = samples
         self.frames = frames
         self.n_positives = sum(1 for i in samples if len(self._boxes[i]))
         self.n_negatives = len(samples) - self.n_positives
+        self.n_hard_negatives = sum(1 for i in samples if len(self._hard[i]))  # frames holding one
 
     def __len__(self) -> int:
         return len(self.frame_ids)
@@ -268,15 +288,21 @@ class PseudoLabelDataset(torch.utils.data.Dataset):
             b = clip_to_image(b, width=w, height=h)
             return b[(b[:, 2] - b[:, 0] >= 1) & (b[:, 3] - b[:, 1] >= 1)]
 
-        boxes, ignore = visible(self._boxes[fid]), visible(self._ignore[fid])
-        if self.transform is not None:
+        boxes, ignore, hard = visible(self._boxes[fid]), visible(self._ignore[fid]), visible(self._hard[fid])
+        if self.transform is not None and len(hard):
+            flagged = np.concatenate([np.c_[boxes, np.ones(len(boxes))], np.c_[hard, np.zeros(len(hard))]])
+            out = self.transform(image=image, bboxes=flagged, ignore=ignore)
+            rows = np.asarray(out["bboxes"], dtype=np.float64).reshape(-1, 5)
+            image, ignore = out["image"], as_boxes(out["ignore"])
+            boxes, hard = rows[rows[:, 4] > 0.5, :4], rows[rows[:, 4] <= 0.5, :4]
+        elif self.transform is not None:
             out = self.transform(image=image, bboxes=boxes, ignore=ignore)
             image, boxes, ignore = out["image"], as_boxes(out["bboxes"]), as_boxes(out["ignore"])
         if self.copy_paste > 0:
             # torch's generator is seeded by seed_everything (and per DataLoader worker): reproducible
             rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
             if rng.random() < self.copy_paste and self.patches():
-                taken = np.concatenate([boxes, ignore])  # never paste over a box, doubtful ones included
+                taken = np.concatenate([boxes, ignore, hard])  # never paste over a box, doubtful or deleted ones too
                 image, pasted = paste_patches(image, taken, self._patches, rng, max_pastes=self.max_pastes)
                 boxes = np.concatenate([boxes, pasted[len(taken):]])
         tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
