@@ -157,7 +157,7 @@ SCHEMA: dict[str, Rule] = {
     "prune.hysteresis.student_seeds": Rule("str", choices=("agreement", "agreement_or_doubtful", "score")),
     "prune.hysteresis.track_seed_length": Rule("int", 1, nullable=True),
     "prune.hysteresis.track_evidence": Rule("str", choices=("max", "two_best")),
-    "prune.hysteresis.student_confirm": Rule("str", choices=("track", "track_and_teacher")),
+    "prune.hysteresis.student_confirm": Rule("str", choices=("track", "track_and_teacher", "track_between_teacher")),
     "student.datamodule.ignore_from": Rule("str", choices=("every_round", "teacher")),
     "student.datamodule.train_samples_per_epoch": Rule("int", 1, nullable=True),
     "prune.hysteresis.max_displacement": Rule("float", 0.0, lo_open=True, nullable=True),

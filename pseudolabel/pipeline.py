@@ -345,9 +345,10 @@ def stage_prune(cfg: DictConfig, k: int) -> None:
             seeds = confirmable = None
             if k > 0 and hcfg.student_seeds != "score":
                 seeds = _agreeing_box_ids(cfg, k, ds, with_doubtful=hcfg.student_seeds == "agreement_or_doubtful")
-            if k > 0 and hcfg.student_confirm == "track_and_teacher":
+            if k > 0 and hcfg.student_confirm != "track":
                 confirmable = _teacher_seen_box_ids(cfg, ds)
-            counts.update(apply_hysteresis(ds, hcfg, round=k, high=high, seeds=seeds, confirmable=confirmable))
+            counts.update(apply_hysteresis(ds, hcfg, round=k, high=high, seeds=seeds, confirmable=confirmable,
+                                           confirm_between=hcfg.student_confirm == "track_between_teacher"))
             confirmed = counts.pop("track_confirmed")
         if pcfg.get("track_size"):  # after the hysteresis: it judges tracks against the seeds
             from .prune.track_size import TrackSizeConfig, apply_track_size

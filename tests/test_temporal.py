@@ -210,6 +210,31 @@ def test_hysteresis_confirms_only_the_confirmable_boxes_of_a_seeded_track():
     assert apply_hysteresis(plain, HysteresisConfig(), round=1, high=0.7, seeds={2})["track_confirmed"] == 3
 
 
+def test_between_anchors_mask_keeps_what_lies_between_two_anchors_of_its_own_track():
+    from pseudolabel.prune.temporal import between_anchors_mask
+
+    tids = np.array([1, 1, 1, 1, 1, 2, 2, 2])
+    steps = np.array([0, 1, 2, 3, 4, 0, 1, 2])
+    anchor = np.array([False, True, False, True, False, False, True, False])
+    # track 1: steps 1 and 3 anchor, so step 2 lies between and steps 0 and 4 do not; track 2: one anchor only
+    assert between_anchors_mask(tids, steps, anchor).tolist() == [False, True, True, True, False,
+                                                                  False, True, False]
+
+
+def test_hysteresis_confirm_between_keeps_a_student_box_bracketed_by_teacher_seen_boxes():
+    """student_confirm=track_between_teacher: a box the teacher did not see is kept when boxes the teacher saw come
+    before and after it on its track; the ends of the track beyond them stay unsupported."""
+    from pseudolabel.prune.temporal import HysteresisConfig, apply_hysteresis
+
+    ball = [Box(image_id=i + 1, xyxy=_ball(105 + 20 * i, 105), score=0.3, id=i + 1) for i in range(5)]
+    ds = Dataset(frames=_video(5), boxes=ball)
+    counts = apply_hysteresis(ds, HysteresisConfig(), round=1, high=0.7, seeds={2}, confirmable={2, 4},
+                              confirm_between=True)
+    assert [b.kept for b in ball] == [False, True, True, True, False]
+    assert counts["unsupported"] == 2 and counts["track_confirmed"] == 2
+    assert ball[2].source == "track_confirmed" and ball[4].reason == "unsupported"
+
+
 def test_a_track_of_confident_boxes_seeds_itself_when_asked():
     from pseudolabel.prune.temporal import HysteresisConfig, apply_hysteresis
     from pseudolabel.records import Box, Dataset, Frame

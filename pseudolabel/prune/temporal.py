@@ -336,8 +336,9 @@ class HysteresisConfig:
     track_seed_length: int | None = None  # also seeds: a track holding this many boxes >= the threshold (None: off)
     track_evidence: str = "max"    # a track is seeded when its best box reaches the threshold ("max") or when its
                                    # two best boxes, in two frames, do together ("two_best": 1 - (1-s1)(1-s2))
-    student_confirm: str = "track"  # rounds >= 1: a seeded track confirms any student box it links ("track") or
-                                    # only one where round 0's teacher pass also has a box ("track_and_teacher")
+    student_confirm: str = "track"  # rounds >= 1: a seeded track confirms any student box it links ("track"),
+                                    # only one where round 0's teacher pass also has a box ("track_and_teacher"),
+                                    # or also one lying between two such boxes of its track ("track_between_teacher")
 
 
 def hysteresis_tracks(cfg: HysteresisConfig, steps, boxes, *, width: int, height: int) -> np.ndarray:
@@ -407,15 +408,38 @@ def seeded_track_mask(track_ids, is_seed) -> np.ndarray:
     return np.isin(track_ids, np.unique(track_ids[np.asarray(is_seed, dtype=bool)]))
 
 
+def between_anchors_mask(track_ids, steps, is_anchor) -> np.ndarray:
+    """(N,) bool: ``True`` for boxes with an anchor box of their own track at an earlier step and one at a later
+    step, or that are anchors themselves.
+
+    Parameters
+    ----------
+    track_ids, steps : array_like of int, shape (N,)
+        Each box's track id and sampled-frame step.
+    is_anchor : array_like of bool, shape (N,)
+    """
+    track_ids, steps = np.asarray(track_ids), np.asarray(steps)
+    is_anchor = np.asarray(is_anchor, dtype=bool)
+    out = is_anchor.copy()
+    for t in np.unique(track_ids[is_anchor]):
+        on_track = track_ids == t
+        anchored = steps[on_track & is_anchor]
+        out |= on_track & (steps > anchored.min()) & (steps < anchored.max())
+    return out
+
+
 def apply_hysteresis(ds: Dataset, cfg: HysteresisConfig, *, round: int, high: float,
-                     seeds: set[int] | None = None, confirmable: set[int] | None = None) -> dict[str, int]:
+                     seeds: set[int] | None = None, confirmable: set[int] | None = None,
+                     confirm_between: bool = False) -> dict[str, int]:
     """Keep the kept boxes below ``high`` that a seeded track confirms; prune the others, in place.
 
     ``seeds`` (box ids), when given, replaces the score test: those boxes are the seeds and every other box
     needs a seeded track, whatever its score (student rounds: the boxes that agree with round k-1).
     ``confirmable`` (box ids), when given, limits what a seeded track confirms to those boxes; the other boxes
     below ``high`` are pruned with reason ``unsupported`` (student rounds: a track can hop from the ball to a
-    player's foot the student fires on; a box the teacher also saw is two models agreeing).
+    player's foot the student fires on; a box the teacher also saw is two models agreeing). With
+    ``confirm_between``, a box between two confirmable boxes of its track (:func:`between_anchors_mask`) is
+    confirmable too: a hop to a foot and back to the ball is rarer than a hop that stays on the foot.
 
     Per video, every kept box (down to the label floor) is tracked (:func:`track_boxes`). A box scoring
     ``>= high`` is a seed and stays as it is. A box below ``high`` on a track with a seed stays kept with
@@ -459,13 +483,15 @@ def apply_hysteresis(ds: Dataset, cfg: HysteresisConfig, *, round: int, high: fl
             seed |= np.isin(tids, list(strong)) & np.array([b.score >= high for b in boxes])
             low = ~seed
         confirmed = seeded_track_mask(tids, seed)
+        between = (between_anchors_mask(tids, steps, [b.id in confirmable for b in boxes])
+                   if confirm_between and confirmable is not None else np.zeros(len(boxes), dtype=bool))
         if cfg.track_evidence == "two_best" and seeds is None:
             confirmed |= two_best_evidence_mask(tids, steps, [b.score for b in boxes], high=high)
-        for b, t, is_low, ok in zip(boxes, tids, low, confirmed):
+        for b, t, is_low, ok, inside in zip(boxes, tids, low, confirmed, between, strict=True):
             if not is_low:
                 b.extra["track_id"] = f"{vid}:{int(t)}"
                 continue
-            if ok and confirmable is not None and b.id not in confirmable:
+            if ok and confirmable is not None and b.id not in confirmable and not inside:
                 b.prune("unsupported", pruned_round=round)
                 counts["unsupported"] += 1
             elif ok:
