@@ -397,7 +397,7 @@ def test_frames_are_ordered_by_how_informative_they_are():
                                                         ("v", 4), ("v", 5)]
     assert len(SIGNALS) == len(scores[("v", 1)].signals)
     top = review_order(ds, budget=3, reviewed_keys=[("v", 1)])
-    assert [s.frame.key for s in top] == [("v", 2), ("v", 3), ("still", 0)]
+    assert [s.frame.key for s in top] == [("v", 2), ("still", 0), ("v", 3)]  # each video's best first, in turns
     assert len(review_order(ds, budget=100)) == 6  # never a reviewed frame
 
 
@@ -456,3 +456,17 @@ def test_the_simulated_reviewer_of_the_benchmark_corrects_to_the_ground_truth():
     rs = reviewed_set(ds, reviewed, tool="labelstudio", round=0, round_name="round 0", source_name="sim",
                       iou_threshold=0.3, centre_factor=1.0)
     assert sorted(b.extra["review"] for b in rs.boxes) == ["deleted", "deleted", "deleted", "kept", "kept", "moved"]
+
+
+def test_review_order_takes_turns_across_videos():
+    """A budget goes to every video's most informative frames in turns, not all to the most disputed video."""
+    frames = [Frame(id=i + 1, file_name=f"a/{i:06d}.jpg", width=W, height=H, video_id="a", frame_index=i)
+              for i in range(3)]
+    frames.append(Frame(id=4, file_name="b/000000.jpg", width=W, height=H, video_id="b", frame_index=0))
+    scores = (0.5, 0.55, 0.6, 0.8)  # mid-confidence 1.0, 0.9, 0.8 in video a; 0.4 in video b
+    ds = Dataset(frames=frames,
+                 boxes=[Box(image_id=i + 1, xyxy=(10, 10, 20, 20), score=s) for i, s in enumerate(scores)])
+    ds.renumber()
+    assert [s.frame.key for s in frame_scores(ds)][:2] == [("a", 0), ("a", 1)]
+    assert [s.frame.key for s in review_order(ds, budget=2)] == [("a", 0), ("b", 0)]
+    assert [s.frame.key for s in review_order(ds)] == [("a", 0), ("b", 0), ("a", 1), ("a", 2)]

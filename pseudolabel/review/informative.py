@@ -104,9 +104,22 @@ def frame_scores(ds: Dataset, *, reviewed_keys=()) -> list[FrameScore]:
 
 
 def review_order(ds: Dataset, *, budget: int | None = None, reviewed_keys=()) -> list[FrameScore]:
-    """The frames to review, most informative first: the ``budget`` first of :func:`frame_scores` (None: all),
-    never a frame already reviewed when a budget is given."""
+    """The frames to review: :func:`frame_scores` taken in turns across videos (each video's most informative
+    frame, then each one's second, ...; by score within a turn), reviewed frames last; the ``budget`` first (None:
+    all), never a frame already reviewed when a budget is given.
+
+    Turns across videos: a budget spent on the most disputed frames of one or two videos teaches the student
+    nothing about the others (a simulated review of 20 frames left one of three clips out and did worse than 20
+    random frames, BENCHMARKS.md).
+    """
     scores = frame_scores(ds, reviewed_keys=reviewed_keys)
+    turn: dict[int, int] = {}
+    seen: dict[str, int] = {}
+    for s in scores:
+        if not s.reviewed:
+            turn[s.frame.id] = seen.get(s.frame.video_id, 0)
+            seen[s.frame.video_id] = turn[s.frame.id] + 1
+    scores.sort(key=lambda s: (s.reviewed, turn.get(s.frame.id, 0), -s.score, s.frame.key))
     if budget is None:
         return scores
     return [s for s in scores if not s.reviewed][:int(budget)]
