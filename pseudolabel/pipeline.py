@@ -273,11 +273,12 @@ def stage_train(cfg: DictConfig, k: int) -> Path:
 
     def run():
         labels, info = prev, {}
-        ds = load_coco(prev)
-        review = apply_reviewed_set(cfg, ds, k)
-        if review is not None:  # round k-1's dataset with the reviewer's frames as ground truth
-            labels, info["review"] = rdir / layout.TRAIN_LABELS, review
-            save_coco(ds, labels)
+        if layout.reviewed_path(exp_dir(cfg)).is_file():  # else round k-1's file as it is, not read here
+            ds = load_coco(prev)
+            review = apply_reviewed_set(cfg, ds, k)
+            if review is not None:  # round k-1's dataset with the reviewer's frames as ground truth
+                labels, info["review"] = rdir / layout.TRAIN_LABELS, review
+                save_coco(ds, labels)
         scfg = cfg.student
         datamodule = instantiate(scfg.datamodule, pseudo_labels_path=str(labels), frames_dir=str(frames_dir(cfg)))
         module_factory = instantiate(scfg.module)
