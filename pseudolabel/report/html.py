@@ -243,7 +243,7 @@ PAGE = """<!DOCTYPE html>
       <tbody>
       {% for r in rs.review %}<tr><td>{{ r.rank }}</td><td title="{{ r.image }}">{{ r.label }}</td>
         <td>{{ r.score }}</td><td class="reasons">{{ r.why }}</td>
-        <td><img src="{{ r.src }}" width="240" alt="{{ r.label }}" loading="lazy"></td></tr>
+        <td><img src="{{ r.src }}" width="240" alt="{{ r.label }}"></td></tr>
       {% endfor %}
       </tbody>
     </table>
