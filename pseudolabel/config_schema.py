@@ -123,6 +123,7 @@ SCHEMA: dict[str, Rule] = {
     "relabel.score_threshold": UNIT,
     "relabel.target_precision": UNIT,
     "relabel.min_threshold": UNIT,
+    "relabel.floor": Rule("float", 0.0, 1.0, nullable=True),
     "relabel.batch_size": OPTIONAL_COUNT,
     "relabel.forward_batch": COUNT,
     "relabel.workers": OPTIONAL_COUNT,

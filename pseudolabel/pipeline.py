@@ -144,8 +144,9 @@ def stage_label(cfg: DictConfig, k: int, frames: Dataset, detector_factory: Call
     parts_dir = rdir / layout.LABEL_PARTS
     floor = float(cfg.relabel.min_threshold) if policy == "adaptive" else float(score_threshold)
     # round 0 keeps the teacher's boxes down to the hysteresis floor (tracks confirm them); a student round keeps
-    # its boxes above the relabel threshold and lets agreement with round k-1 seed its tracks (prune.hysteresis)
-    hysteresis_floor = _hysteresis_floor(cfg) if k == 0 else None
+    # its boxes above the relabel threshold, or down to relabel.floor when set, and lets agreement with round k-1
+    # seed its tracks (prune.hysteresis)
+    hysteresis_floor = _hysteresis_floor(cfg) if k == 0 else _student_floor(cfg)
     keep_floor = min(float(score_threshold), hysteresis_floor) if hysteresis_floor is not None else None
     if keep_floor is not None:  # labels.json keeps the boxes a track may confirm (prune.hysteresis)
         floor = min(floor, keep_floor)
@@ -207,6 +208,12 @@ def _teacher_context(cfg: DictConfig) -> dict[str, Any]:
     return {"context_class_ids": list(ids),
             "context_score_threshold": float(OmegaConf.select(cfg, "teacher.context_score_threshold",
                                                               default=0.5))}
+
+
+def _student_floor(cfg: DictConfig) -> float | None:
+    """A student round's label floor: ``relabel.floor`` when set and ``prune.hysteresis`` is on, else None."""
+    floor = OmegaConf.select(cfg, "relabel.floor")
+    return None if floor is None or _hysteresis_floor(cfg) is None else float(floor)
 
 
 def _hysteresis_floor(cfg: DictConfig) -> float | None:
