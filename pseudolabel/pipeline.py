@@ -318,15 +318,18 @@ def _build_student(cfg: DictConfig, checkpoint: Path):
 
 
 def _student_relabeller(cfg: DictConfig, checkpoint: Path):
-    """The student as the relabel stage runs it. With ``relabel.native_tiles`` frames longer than the model's
-    ``max_size`` are cut into tiles of ``max_size`` so that the student sees balls at the native scale it trained
-    on (its training crops are native-resolution), not shrunk with the whole frame."""
+    """The student as the relabel stage runs it. With ``relabel.native_tiles`` frames whose longest side, times
+    the model's ``scale``, exceeds its ``max_size`` are cut into tiles of ``max_size / scale`` so that the student
+    sees balls at the scale it trained on (its training crops are native-resolution times ``scale``), not shrunk
+    with the whole frame."""
     from .detectors.tiling import TiledDetector
 
     student = _build_student(cfg, checkpoint)
     if not cfg.relabel.get("native_tiles", False):
         return student
-    tiled = TiledDetector(student, tile_size=int(student.model.transform.max_size), overlap=0.25, full_frame=False,
+    transform = student.model.transform
+    tile = int(transform.max_size / getattr(transform, "scale", 1.0))
+    tiled = TiledDetector(student, tile_size=tile, overlap=0.25, full_frame=False,
                           batch_size=student.frames_per_call)
     tiled.frames_per_call = max(1, student.frames_per_call // 2)  # a large frame gives two or more tiles
     return tiled

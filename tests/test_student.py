@@ -402,3 +402,38 @@ def test_without_validation_frames_the_student_trains_the_whole_schedule_and_kee
     assert meta["val_video_ids"] == [] and sorted(meta["train_video_ids"]) == ["v0", "v1", "v2", "v3"]
     assert meta["weights"] == "last" and meta["best_val_f1"] is None
     assert meta["global_step"] == 6 and meta["epochs"] == 3  # two batches an epoch, whatever the labels
+
+
+def test_scale_feeds_images_upscaled_and_maps_boxes_back_to_the_frame(tmp_path):
+    """student.model.scale=2: a 160x90 image reaches the network as 320x180 (uint8 path and torchvision's float
+    transform alike), boxes come back in the image's own pixels, and relabel tiles shrink to max_size / scale."""
+    from pseudolabel.detectors.rcnn import to_tensors, two_stage_predict
+    from pseudolabel.detectors.tiling import TiledDetector
+    from pseudolabel.pipeline import _student_relabeller
+    from pseudolabel.student.model import save_student_checkpoint, shrink_to_model_input
+    from pseudolabel.synth import _render_frames
+    from tests.test_config import compose_cfg
+
+    torch.manual_seed(0)
+    model = build_efficientnet_lite0_frcnn(pretrained=False, scale=2.0, max_size=320, box_detections_per_img=30,
+                                           box_score_thresh=0.0).eval()
+    frames, _ = _render_frames(seed=3, venue="grass", n_frames=1, width=160, height=90, fps=25.0)
+    fed, factors = shrink_to_model_input(frames + [np.zeros((300, 200, 3), np.uint8)], model.transform)
+    assert [im.shape[:2] for im in fed] == [(180, 320), (320, 213)]  # the second: capped at max_size
+    np.testing.assert_array_equal(factors[0], [0.5, 0.5, 0.5, 0.5])
+    with torch.inference_mode():
+        batch, _ = model.transform(to_tensors(frames))
+    assert tuple(batch.image_sizes[0]) == (180, 320)
+    ref = two_stage_predict(model, to_tensors(frames))[0][0]  # torchvision's float resize and postprocess
+    floats = StudentDetector(model, workers=1, uint8_resize=False).predict(frames)[0]
+    np.testing.assert_allclose(floats.boxes, ref["boxes"].numpy(), atol=1e-3)
+    got = StudentDetector(model, workers=1).predict(frames)[0]  # cv2 upscales the uint8 image instead
+    assert len(got.boxes) > 5 and got.boxes[:, 2].max() <= 160 and got.boxes[:, 3].max() <= 90
+    near = [np.abs(got.boxes - box).max(axis=1).min() < 0.5 for box in ref["boxes"].numpy()[:5]]
+    assert sum(near) >= 3, near  # an untrained model's near-tied scores may reorder a box out of the top 30
+
+    ckpt = save_student_checkpoint(model, tmp_path / "student.pt")
+    cfg = compose_cfg("relabel.backend=torch", "relabel.workers=1", "student.model.scale=2.0",
+                      "student.model.max_size=320", "student.model.pretrained=false")
+    det = _student_relabeller(cfg, ckpt)
+    assert isinstance(det, TiledDetector) and det.tile_size == 160

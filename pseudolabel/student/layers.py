@@ -30,14 +30,21 @@ class TimmFPNBackbone(nn.Module):
 class NativeResolutionTransform(GeneralizedRCNNTransform):
     """Normalise and batch, but keep the image's own scale (tiny balls must not shrink).
 
-    Images whose longest side exceeds ``max_size`` are downscaled to it; nothing is upscaled.
+    Images are fed at ``scale`` times their size (1: native), except that the longest side never exceeds
+    ``max_size`` (larger images are shrunk to it).
     """
+
+    def __init__(self, *args, scale: float = 1.0, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if not scale > 0:
+            raise ValueError(f"scale must be > 0, got {scale}")
+        self.scale = float(scale)
 
     def shrunk_size(self, h: int, w: int) -> tuple[int, int]:
         """(H, W) that :meth:`resize` turns an (h, w) image into (the floor rule of F.interpolate's
         ``scale_factor``, which this resize used before it took sizes)."""
-        scale = min(1.0, self.max_size / max(h, w))
-        return (h, w) if scale >= 1.0 else (math.floor(h * scale), math.floor(w * scale))
+        scale = min(self.scale, self.max_size / max(h, w))
+        return (h, w) if scale == 1.0 else (math.floor(h * scale), math.floor(w * scale))
 
     def resize(self, image, target=None):
         h, w = image.shape[-2:]

@@ -73,8 +73,8 @@ def load_efficientnet_lite0_state_dict(weights_path: str | Path | None = None) -
 
 
 def shrink_to_model_input(images: Sequence[np.ndarray], transform) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Downscale, in uint8 with OpenCV, the images that ``transform`` (a native-resolution transform)
-    would downscale itself, to the size it would give them; other transforms (or None) and images pass
+    """Resize, in uint8 with OpenCV, the images that ``transform`` (a native-resolution transform)
+    would resize itself, to the size it would give them; other transforms (or None) and images pass
     unchanged.
 
     Why: torchvision's transform resizes the float tensor of the whole frame, which for a large frame costs
@@ -112,6 +112,7 @@ def build_efficientnet_lite0_frcnn(
     fpn_channels: int = 64,
     representation_size: int = 256,
     native_resolution: bool = True,
+    scale: float = 1.0,
     min_size: int = 256,
     max_size: int = 640,
     trainable_backbone: bool = False,
@@ -138,6 +139,9 @@ def build_efficientnet_lite0_frcnn(
         returned by :class:`StudentDetector`).
     native_resolution : keep images at their own scale (only those longer than ``max_size`` shrink);
         False uses torchvision's resize to ``min_size``/``max_size``.
+    scale : with ``native_resolution``, images (training crops and relabelled tiles alike) are fed at this
+        multiple of their size, up to ``max_size``: 2 brings a 7-px ball to 14 px, where an ImageNet
+        backbone's stride-4 features still see it.
     trainable_backbone : leave the backbone body trainable (its BatchNorm stays frozen either way).
     anchor_sizes : one tuple per feature level, in pixels of the input image.
 
@@ -194,7 +198,7 @@ def build_efficientnet_lite0_frcnn(
     )
     if native_resolution:
         model.transform = NativeResolutionTransform(min_size, max_size, list(EFFICIENTNET_MEAN),
-                                                    list(EFFICIENTNET_STD))
+                                                    list(EFFICIENTNET_STD), scale=scale)
     return model
 
 
