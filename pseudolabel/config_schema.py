@@ -159,6 +159,7 @@ SCHEMA: dict[str, Rule] = {
     "prune.hysteresis.track_seed_length": Rule("int", 1, nullable=True),
     "prune.hysteresis.track_evidence": Rule("str", choices=("max", "two_best")),
     "prune.hysteresis.student_confirm": Rule("str", choices=("track", "track_and_teacher", "track_between_teacher")),
+    "prune.hysteresis.student_run": Rule("int", 2, nullable=True),
     "student.datamodule.ignore_from": Rule("str", choices=("every_round", "teacher")),
     "student.datamodule.train_samples_per_epoch": Rule("int", 1, nullable=True),
     "prune.hysteresis.max_displacement": Rule("float", 0.0, lo_open=True, nullable=True),

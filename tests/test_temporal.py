@@ -235,6 +235,33 @@ def test_hysteresis_confirm_between_keeps_a_student_box_bracketed_by_teacher_see
     assert ball[2].source == "track_confirmed" and ball[4].reason == "unsupported"
 
 
+def test_run_mask_keeps_runs_of_candidates_long_enough_across_small_gaps():
+    from pseudolabel.prune.temporal import run_mask
+
+    tids = np.array([1, 1, 1, 1, 1, 1, 2, 2])
+    steps = np.array([0, 1, 3, 7, 8, 9, 0, 1])
+    cand = np.array([True, True, True, True, True, False, True, True])
+    # track 1: steps 0, 1, 3 form one run (gap 2 <= max_gap 1 + 1); 7, 8 are a run of two (9 is no candidate);
+    # track 2: a run of two
+    assert run_mask(tids, steps, cand, min_run=3, max_gap=1).tolist() == [True, True, True, False, False,
+                                                                          False, False, False]
+    assert run_mask(tids, steps, cand, min_run=2, max_gap=0).tolist() == [True, True, False, True, True,
+                                                                          False, True, True]
+
+
+def test_hysteresis_student_run_keeps_a_long_unseen_stretch_of_a_seeded_track():
+    """student_run=3: past the box the teacher saw, four unseen boxes in a row on the track stay; a lone unseen
+    box before it does not (max_gap=0: the seed between them breaks the run)."""
+    from pseudolabel.prune.temporal import HysteresisConfig, apply_hysteresis
+
+    ball = [Box(image_id=i + 1, xyxy=_ball(105 + 20 * i, 105), score=0.9, id=i + 1) for i in range(6)]
+    ds = Dataset(frames=_video(6), boxes=ball)
+    counts = apply_hysteresis(ds, HysteresisConfig(student_run=3, max_gap=0), round=1, high=0.7, seeds={2},
+                              confirmable={2}, confirm_between=True)
+    assert [b.kept for b in ball] == [False, True, True, True, True, True]
+    assert counts["unsupported"] == 1 and ball[0].reason == "unsupported" and ball[4].source == "track_confirmed"
+
+
 def test_a_track_of_confident_boxes_seeds_itself_when_asked():
     from pseudolabel.prune.temporal import HysteresisConfig, apply_hysteresis
     from pseudolabel.records import Box, Dataset, Frame

@@ -339,6 +339,9 @@ class HysteresisConfig:
     student_confirm: str = "track"  # rounds >= 1: a seeded track confirms any student box it links ("track"),
                                     # only one where round 0's teacher pass also has a box ("track_and_teacher"),
                                     # or also one lying between two such boxes of its track ("track_between_teacher")
+    student_run: int | None = None  # with student_confirm other than "track": a box the teacher did not see also
+                                    # stays when it is one of this many such boxes of its track in consecutive
+                                    # sampled frames (gaps up to max_gap): the student following an object (None: off)
 
 
 def hysteresis_tracks(cfg: HysteresisConfig, steps, boxes, *, width: int, height: int) -> np.ndarray:
@@ -428,6 +431,29 @@ def between_anchors_mask(track_ids, steps, is_anchor) -> np.ndarray:
     return out
 
 
+def run_mask(track_ids, steps, candidates, *, min_run: int, max_gap: int) -> np.ndarray:
+    """(N,) bool: ``True`` for candidate boxes in a run of at least ``min_run`` candidates of their own track whose
+    consecutive sampled-frame steps are at most ``max_gap + 1`` apart.
+
+    Parameters
+    ----------
+    track_ids, steps : array_like of int, shape (N,)
+        Each box's track id and sampled-frame step.
+    candidates : array_like of bool, shape (N,)
+    """
+    track_ids, steps = np.asarray(track_ids), np.asarray(steps)
+    candidates = np.asarray(candidates, dtype=bool)
+    out = np.zeros(len(steps), dtype=bool)
+    for t in np.unique(track_ids[candidates]):
+        idx = np.flatnonzero((track_ids == t) & candidates)
+        idx = idx[np.argsort(steps[idx], kind="stable")]
+        breaks = np.flatnonzero(np.diff(steps[idx]) > max_gap + 1) + 1
+        for run in np.split(idx, breaks):
+            if len(np.unique(steps[run])) >= min_run:
+                out[run] = True
+    return out
+
+
 def apply_hysteresis(ds: Dataset, cfg: HysteresisConfig, *, round: int, high: float,
                      seeds: set[int] | None = None, confirmable: set[int] | None = None,
                      confirm_between: bool = False) -> dict[str, int]:
@@ -439,7 +465,8 @@ def apply_hysteresis(ds: Dataset, cfg: HysteresisConfig, *, round: int, high: fl
     below ``high`` are pruned with reason ``unsupported`` (student rounds: a track can hop from the ball to a
     player's foot the student fires on; a box the teacher also saw is two models agreeing). With
     ``confirm_between``, a box between two confirmable boxes of its track (:func:`between_anchors_mask`) is
-    confirmable too: a hop to a foot and back to the ball is rarer than a hop that stays on the foot.
+    confirmable too: a hop to a foot and back to the ball is rarer than a hop that stays on the foot. With
+    ``cfg.student_run``, so is a box in a run of that many such boxes of its track (:func:`run_mask`).
 
     Per video, every kept box (down to the label floor) is tracked (:func:`track_boxes`). A box scoring
     ``>= high`` is a seed and stays as it is. A box below ``high`` on a track with a seed stays kept with
@@ -485,6 +512,9 @@ def apply_hysteresis(ds: Dataset, cfg: HysteresisConfig, *, round: int, high: fl
         confirmed = seeded_track_mask(tids, seed)
         between = (between_anchors_mask(tids, steps, [b.id in confirmable for b in boxes])
                    if confirm_between and confirmable is not None else np.zeros(len(boxes), dtype=bool))
+        if cfg.student_run and confirmable is not None:
+            unseen = confirmed & low & ~between & np.array([b.id not in confirmable for b in boxes])
+            between |= run_mask(tids, steps, unseen, min_run=cfg.student_run, max_gap=cfg.max_gap)
         if cfg.track_evidence == "two_best" and seeds is None:
             confirmed |= two_best_evidence_mask(tids, steps, [b.score for b in boxes], high=high)
         for b, t, is_low, ok, inside in zip(boxes, tids, low, confirmed, between, strict=True):
