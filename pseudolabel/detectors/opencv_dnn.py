@@ -68,7 +68,7 @@ class OpenCVDnnDetector(BatchedDetector):
         first. Both give the same detections up to float rounding; their speed differs by model and
         machine (``benchmarks/label_throughput.py --engine``).
     forward_batch : int
-        Images per ``net.forward`` (on 2 CPU cores one image per forward ran fastest).
+        Images per ``net.forward``.
     workers : int or None
         Networks run at once, each from its own thread and single-threaded, on the forwards of one
         ``predict`` call (give it many images: all tiles of a batch of frames). A 300x300 SSD splits

@@ -247,32 +247,18 @@ def save_student_checkpoint(model, path: str | Path, *, meta: dict[str, Any] | N
 
 class StudentDetector(TorchvisionDetector):
     """A trained 2-class FasterRCNN as the relabel stage runs it: a
-    :class:`~pseudolabel.detectors.torchvision_detector.TorchvisionDetector` with ``box_features``, named
-    ``student``.
+    :class:`~pseudolabel.detectors.torchvision_detector.TorchvisionDetector` named ``student`` with
+    ``box_features`` (see it for ``backend``, ``precision``, ``lean_heads``, ``uint8_resize``, ``device``).
 
     ``predict`` returns per image ``boxes`` (N, 4) xyxy pixels, ``scores`` (N,), ``labels`` all 1 and
     ``features`` (N, D) float32: the RoI box-head features of the returned boxes, pooled from the
     same backbone pass that produced them.
 
-    ``backend="onnxruntime"`` runs the backbone, FPN and RPN head convolutions with ONNX Runtime
-    (:class:`~pseudolabel.detectors.onnx_backbone.OnnxBackbone`; heads stay in PyTorch): same outputs up
-    to float rounding, faster on CPU. ``"torch"`` (default) is PyTorch throughout; ``"auto"`` is
-    ONNX Runtime on CPU when it is installed, else PyTorch. ``"openvino"`` runs the same graph in
-    OpenVINO; with ``precision="bf16"`` its convolutions run in bfloat16 (CPUs with AMX/AVX512-BF16):
-    faster there, no longer equal to fp32 (README "bf16 on CPU").
-
     ``batch_size`` frames go through one forward (the base's ``forward_batch``); the forwards of one
-    ``predict`` call run on ``workers`` replicas side by side, one thread each
-    (:mod:`pseudolabel.detectors.side_by_side`; None: ``torch.get_num_threads()`` at construction on CPU,
-    1 on other devices). Give ``predict`` at least ``workers x batch_size`` frames to keep every worker busy.
-
-    ``uint8_resize``: frames longer than the model's ``max_size`` are shrunk with OpenCV before the
-    tensor conversion (:func:`~pseudolabel.detectors.rcnn.shrink_to_model_input`) rather than by the
-    transform on float tensors.
-
-    ``lean_heads`` (None: on with the ONNX Runtime or OpenVINO backend, on CPU): the input batch is built in NumPy
-    and the proposal and RoI stages run in fewer, larger operations
-    (:mod:`pseudolabel.detectors.lean_heads`); same detections up to float rounding.
+    ``predict`` call run on ``workers`` replicas side by side, one thread each (None:
+    ``torch.get_num_threads()`` at construction on CPU, 1 on other devices). Give ``predict`` at least
+    ``workers x batch_size`` frames to keep every worker busy. ``score_threshold`` replaces the model's
+    ``roi_heads.score_thresh``; ``meta`` is the checkpoint's metadata.
     """
 
     def __init__(self, model, *, batch_size: int = 1, score_threshold: float | None = None,
