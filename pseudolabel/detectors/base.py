@@ -6,14 +6,20 @@ detector's own label space, and optionally ``features`` (N, D) float32 (e.g. RoI
 
 A detector may also have ``predict_stream(batches)``: an iterator of ``predict(batch)`` for each batch
 of an iterable, in order, that may start on later batches before an earlier one's results are taken
-(:func:`stream_predictions` uses it when it is there).
+(:func:`stream_predictions` uses it when it is there). :class:`BatchedDetector` gives both to a
+runtime that only implements one forward over a chunk of images.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Protocol, Sequence, TypeVar, runtime_checkable
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .side_by_side import SideBySide
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -71,3 +77,64 @@ def stream_predictions(detector: Detector, batches: Iterable[Sequence[np.ndarray
     else:
         for batch in batches:
             yield detector.predict(batch)
+
+
+def split(items: Sequence[T], size: int | None) -> list[list[T]]:
+    """``items`` cut into consecutive lists of ``size`` (the last one shorter); None: one list of all.
+    No items give no lists."""
+    step = int(size) if size else max(1, len(items))
+    return [list(items[i:i + step]) for i in range(0, len(items), step)]
+
+
+def check_counts(**counts: int | None) -> None:
+    """Raise ValueError unless every count given is None or >= 1 (e.g. ``forward_batch``, ``workers``)."""
+    if any(v is not None and int(v) < 1 for v in counts.values()):
+        raise ValueError(f"{' and '.join(counts)} must be >= 1, got {' and '.join(map(str, counts.values()))}")
+
+
+class BatchedDetector:
+    """A detector whose runtime forwards chunks of images, on replicas side by side.
+
+    ``predict(images)`` cuts the images into chunks of ``forward_batch`` (None: all of them in one
+    chunk), runs ``_forward(replica, chunk)`` on each, up to ``_workers()`` at once
+    (:class:`~pseudolabel.detectors.side_by_side.SideBySide`), and returns one :class:`Detections` per
+    image, in order. ``predict_stream(batches)`` does the same for each batch of an iterable without
+    waiting between batches. A forward that returns another number of :class:`Detections` than it was
+    given images raises RuntimeError.
+
+    A subclass sets ``name``, ``forward_batch``, ``workers`` and ``_side_by_side`` (the SideBySide over
+    its replicas), and implements ``_forward``; it overrides ``_workers`` when ``workers`` is not an int.
+    """
+
+    name: str
+    forward_batch: int | None = 1
+    workers: int | None = 1
+    _side_by_side: "SideBySide"
+
+    def _forward(self, replica: Any, images: list[np.ndarray]) -> list[Detections]:
+        """One forward of ``replica`` (the subclass's network or model) on RGB uint8 images (H, W, 3):
+        one Detections per image, in the images' pixels."""
+        raise NotImplementedError
+
+    def _workers(self) -> int:
+        """Forwards run at once (replicas side by side)."""
+        return int(self.workers or 1)
+
+    def predict(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        """One Detections per image of ``images`` (RGB uint8 (H, W, 3)), in order."""
+        return self._side_by_side.map(self._checked_forward, self._chunks(images), workers=self._workers())
+
+    def predict_stream(self, batches: Iterable[Sequence[np.ndarray]]) -> Iterator[list[Detections]]:
+        """``predict`` of each batch, in order, the replicas never waiting between batches
+        (:meth:`~pseudolabel.detectors.side_by_side.SideBySide.stream`); same detections as ``predict``."""
+        return self._side_by_side.stream(self._checked_forward, map(self._chunks, batches),
+                                         workers=self._workers())
+
+    def _chunks(self, images: Sequence[np.ndarray]) -> list[list[np.ndarray]]:
+        return split(images, self.forward_batch)
+
+    def _checked_forward(self, replica: Any, images: list[np.ndarray]) -> list[Detections]:
+        out = self._forward(replica, images)
+        if len(out) != len(images):
+            raise RuntimeError(f"{self.name}: a forward returned {len(out)} Detections for {len(images)} images")
+        return out

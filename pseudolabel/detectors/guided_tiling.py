@@ -27,7 +27,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from .base import Detections, Detector
+from .base import Detections, Detector, split
 from .tiling import TiledDetector
 
 
@@ -204,8 +204,7 @@ class GuidedTiledDetector(TiledDetector):
             views, shift_px, _ = self._plan_frame(image)
             jobs = [(0, v) for v in views]
             crops = [np.ascontiguousarray(image[v[1]:v[3], v[0]:v[2]]) for v in views]
-            dets = [d for s in range(0, len(crops), self.batch_size)
-                    for d in self.detector.predict(crops[s:s + self.batch_size])]
+            dets = [d for part in split(crops, self.batch_size) for d in self.detector.predict(part)]
             det = self._fuse([image], jobs, dets)[0]
             self.views_run.append(len(views))
             self._update_guides(det, shift_px)

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import importlib.metadata as md
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from .base import Detections
+from .base import BatchedDetector, Detections, check_counts
 from .side_by_side import SideBySide
 
 
@@ -43,7 +43,7 @@ def resolve_model_file(spec: str | dict) -> Path:
     raise ModelFileNotFound(f"package {package!r} has no file named {name!r}")
 
 
-class OpenCVDnnDetector:
+class OpenCVDnnDetector(BatchedDetector):
     """SSD-style detector through ``cv2.dnn`` whose output rows are
     ``[batch_index, class_id, score, x1, y1, x2, y2]`` with normalised corners (TF object-detection API
     graphs, Caffe/ONNX SSDs with a DetectionOutput layer).
@@ -68,7 +68,7 @@ class OpenCVDnnDetector:
         first. Both give the same detections up to float rounding; their speed differs by model and
         machine (``benchmarks/label_throughput.py --engine``).
     forward_batch : int
-        Images per ``net.forward`` (on 2 CPU cores one image per forward ran fastest).
+        Images per ``net.forward``.
     workers : int or None
         Networks run at once, each from its own thread and single-threaded, on the forwards of one
         ``predict`` call (give it many images: all tiles of a batch of frames). A 300x300 SSD splits
@@ -89,8 +89,7 @@ class OpenCVDnnDetector:
             cv2.setNumThreads(int(num_threads))
         if engine not in ("auto", "new", "classic") or (engine != "auto" and not hasattr(cv2.dnn, "ENGINE_CLASSIC")):
             raise ValueError(f"engine must be auto, new or classic (new/classic need OpenCV >= 5), got {engine!r}")
-        if int(forward_batch) < 1 or (workers is not None and int(workers) < 1):
-            raise ValueError(f"forward_batch and workers must be >= 1, got {forward_batch} and {workers}")
+        check_counts(forward_batch=forward_batch, workers=workers)
         self.model_path = resolve_model_file(model)
         self.config_path = resolve_model_file(config) if config else None
         self.engine = engine
@@ -123,6 +122,7 @@ class OpenCVDnnDetector:
             raise
 
     def _forward(self, net, images: Sequence[np.ndarray]) -> list[Detections]:
+        """One ``net.forward`` on ``len(images)`` RGB uint8 images (H, W, 3); boxes in each image's pixels."""
         import cv2
 
         # swap_rb is relative to BGR input (OpenCV's convention); our images are RGB, so the network
@@ -139,17 +139,6 @@ class OpenCVDnnDetector:
             boxes = np.clip(r[:, 3:7], 0.0, 1.0) * np.array([w, h, w, h], dtype=np.float64)
             out.append(Detections(boxes, r[:, 2], r[:, 1].astype(np.int64)))
         return out
-
-    def predict(self, images: Sequence[np.ndarray]) -> list[Detections]:
-        return self._side_by_side.map(self._forward, self._chunks(images), workers=self._workers())
-
-    def predict_stream(self, batches: Iterable[Sequence[np.ndarray]]) -> Iterator[list[Detections]]:
-        """``predict`` of each batch, in order, the networks never waiting between batches
-        (:meth:`~pseudolabel.detectors.side_by_side.SideBySide.stream`); same detections as ``predict``."""
-        return self._side_by_side.stream(self._forward, map(self._chunks, batches), workers=self._workers())
-
-    def _chunks(self, images: Sequence[np.ndarray]) -> list[list[np.ndarray]]:
-        return [list(images[i:i + self.forward_batch]) for i in range(0, len(images), self.forward_batch)]
 
     def _workers(self) -> int:
         import cv2

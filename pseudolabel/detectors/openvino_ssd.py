@@ -25,11 +25,11 @@ import os
 import tempfile
 import threading
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from .base import Detections
+from .base import BatchedDetector, Detections, check_counts
 from .onnx_backbone import compile_on_cpu, resolve_backend
 from .opencv_dnn import resolve_model_file
 from .side_by_side import SideBySide
@@ -67,7 +67,7 @@ class _CompiledSSD:
         return loc.reshape(n, -1, 4), logits.reshape(n, loc.size // (4 * n), -1)
 
 
-class OpenVinoSSDDetector:
+class OpenVinoSSDDetector(BatchedDetector):
     """TF object-detection SSD through OpenVINO, same detections as
     :class:`~pseudolabel.detectors.opencv_dnn.OpenCVDnnDetector` on the same files up to float rounding.
 
@@ -106,8 +106,7 @@ class OpenVinoSSDDetector:
                  workers: int | None = None, precision: str = "fp32", box_encodings: str = "concat",
                  class_logits: str = "concat_1", priors_layer: str = "PriorBox/concat",
                  cache_dir: str | None = None) -> None:
-        if int(forward_batch) < 1 or (workers is not None and int(workers) < 1):
-            raise ValueError(f"forward_batch and workers must be >= 1, got {forward_batch} and {workers}")
+        check_counts(forward_batch=forward_batch, workers=workers)
         resolve_backend("openvino", precision=precision)  # checks the precision
         self.model_path, self.config_path = resolve_model_file(model), resolve_model_file(config)
         self.input_size = tuple(int(v) for v in input_size)
@@ -169,6 +168,7 @@ class OpenVinoSSDDetector:
         return batch if self.swap_rb else np.ascontiguousarray(batch[..., ::-1])
 
     def _forward(self, _replica, images: Sequence[np.ndarray]) -> list[Detections]:
+        """One inference on ``len(images)`` RGB uint8 images (H, W, 3); boxes in each image's pixels."""
         from .ssd_output import decode_center_size, detection_output
 
         loc, logits = self._runtime().run(self._views(images))
@@ -180,16 +180,6 @@ class OpenVinoSSDDetector:
             ih, iw = im.shape[:2]
             out.append(Detections(np.clip(b, 0.0, 1.0) * np.array([iw, ih, iw, ih], dtype=np.float64), s, c))
         return out
-
-    def predict(self, images: Sequence[np.ndarray]) -> list[Detections]:
-        return self._side_by_side.map(self._forward, self._chunks(images), workers=self._workers())
-
-    def predict_stream(self, batches: Iterable[Sequence[np.ndarray]]) -> Iterator[list[Detections]]:
-        """``predict`` of each batch, in order, the workers never waiting between batches."""
-        return self._side_by_side.stream(self._forward, map(self._chunks, batches), workers=self._workers())
-
-    def _chunks(self, images: Sequence[np.ndarray]) -> list[list[np.ndarray]]:
-        return [list(images[i:i + self.forward_batch]) for i in range(0, len(images), self.forward_batch)]
 
     def _workers(self) -> int:
         return self._runtime().streams  # fixed when the graph is compiled

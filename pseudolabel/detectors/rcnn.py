@@ -125,3 +125,35 @@ def _proposals(rpn, batch, feats, objectness: list, deltas: list):
     proposals = rpn.box_coder.decode(deltas.detach(), anchors).view(len(anchors), -1, 4)
     boxes, _ = rpn.filter_proposals(proposals, objectness, batch.image_sizes, num_anchors_per_level)
     return boxes
+
+
+def shrink_to_model_input(images: Sequence[np.ndarray], transform) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Resize, in uint8 with OpenCV, the images that ``transform`` (a native-resolution transform)
+    would resize itself, to the size it would give them; other transforms (or None) and images pass
+    unchanged.
+
+    Why: torchvision's transform resizes the float tensor of the whole frame, which for a large frame costs
+    far more (tensor conversion and interpolation) than ``cv2.resize`` on uint8 (BENCHMARKS.md).
+    ``INTER_LINEAR`` samples as ``F.interpolate(mode="bilinear", align_corners=False)`` does, so the
+    network input differs only by uint8 rounding (boxes within 0.5 px: ``tests/test_student.py``).
+
+    Returns
+    -------
+    images : the images to feed the model.
+    factors : per image, (4,) float64 ``[sx, sy, sx, sy]`` mapping xyxy boxes of the fed image back to
+        the original one (ones for images left unchanged).
+    """
+    import cv2
+
+    shrunk_size = getattr(transform, "shrunk_size", None)
+    out, factors = [], []
+    for im in images:
+        h, w = im.shape[:2]
+        nh, nw = shrunk_size(h, w) if shrunk_size is not None else (h, w)
+        if (nh, nw) == (h, w):
+            out.append(im)
+            factors.append(np.ones(4))
+            continue
+        out.append(cv2.resize(np.ascontiguousarray(im), (nw, nh), interpolation=cv2.INTER_LINEAR))
+        factors.append(np.array([w / nw, h / nh, w / nw, h / nh]))
+    return out, factors

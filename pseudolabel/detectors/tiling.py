@@ -13,7 +13,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from .base import Detections, Detector, stream_predictions
+from .base import Detections, Detector, split, stream_predictions
 
 
 def tile_origins(length: int, *, tile: int, overlap: int) -> list[int]:
@@ -141,12 +141,14 @@ class TiledDetector:
     def _plan(self, images: Sequence[np.ndarray]) -> tuple[list, list[list[np.ndarray]]]:
         """Every (image index, view) of the batch, and their crops in groups of ``batch_size``."""
         jobs = [(i, view) for i, im in enumerate(images) for view in self._views(im)]
-        groups = [[np.ascontiguousarray(images[i][v[1]:v[3], v[0]:v[2]]) for i, v in jobs[s:s + self.batch_size]]
-                  for s in range(0, len(jobs), self.batch_size)]
+        groups = [[np.ascontiguousarray(images[i][v[1]:v[3], v[0]:v[2]]) for i, v in part]
+                  for part in split(jobs, self.batch_size)]
         return jobs, groups
 
     def _fuse(self, images: Sequence[np.ndarray], jobs: list, dets: list[Detections]) -> list[Detections]:
         """Views' detections (one per job) -> one Detections per image, in frame pixels, fused."""
+        if len(dets) != len(jobs):
+            raise RuntimeError(f"{self.name}: the detector returned {len(dets)} Detections for {len(jobs)} views")
         per_image: list[list[Detections]] = [[] for _ in images]
         for (i, view), det in zip(jobs, dets):
             if len(det) == 0:

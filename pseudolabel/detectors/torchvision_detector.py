@@ -7,11 +7,11 @@ file there or pass ``weights_path`` (a state dict, loaded with ``weights_only=Tr
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from .base import Detections
+from .base import BatchedDetector, Detections, check_counts
 
 
 def build_torchvision_detector(builder: str, *, weights: str | None = "DEFAULT", weights_path: str | None = None,
@@ -53,8 +53,14 @@ def build_torchvision_detector(builder: str, *, weights: str | None = "DEFAULT",
             f"or set weights_path to a local state dict.") from None
 
 
-class TorchvisionDetector:
-    """A torchvision detection model behind the :class:`~pseudolabel.detectors.base.Detector` contract.
+class TorchvisionDetector(BatchedDetector):
+    """A torchvision detection model behind the :class:`~pseudolabel.detectors.base.Detector` contract;
+    with a two-stage (R-CNN) model, the inference runtime of the teacher and of the student
+    (:class:`~pseudolabel.student.model.StudentDetector` is this class over a trained checkpoint).
+
+    ``predict`` returns per image ``boxes`` (N, 4) xyxy pixels, ``scores`` (N,), ``labels`` (N,) in the
+    model's label space, and with ``box_features`` ``features`` (N, D) float32: the RoI box-head
+    features of the returned boxes, pooled from the same backbone pass.
 
     Parameters
     ----------
@@ -72,7 +78,7 @@ class TorchvisionDetector:
     backend : str
         ``torch``, ``onnxruntime`` (the backbone, FPN and RPN head of a two-stage model run by ONNX Runtime, the
         heads in PyTorch: same boxes up to float rounding, faster on CPU) or ``auto`` (ONNX Runtime for
-        a two-stage model when it is installed, else PyTorch), or ``openvino`` (the same graph in OpenVINO).
+        a two-stage model on CPU when it is installed, else PyTorch), or ``openvino`` (the same graph in OpenVINO).
     precision : str
         ``fp32``, or ``bf16`` with ``backend="openvino"``: the graph's convolutions in bfloat16 on CPUs
         with AMX/AVX512-BF16 (faster; boxes no longer equal to fp32's).
@@ -82,17 +88,26 @@ class TorchvisionDetector:
         Replicas of the model run side by side, one thread each, on the forwards of one ``predict``
         call (:mod:`pseudolabel.detectors.side_by_side`); None: ``torch.get_num_threads()`` at
         construction. 1 (default): one model on torch's threads. Each replica holds a copy of the
-        weights (~160 MB for ResNet-50 FPN).
+        weights (~160 MB for ResNet-50 FPN). Always 1 on a device other than the CPU.
     lean_heads : bool or None
         Run a Faster R-CNN's proposal and RoI stages with :mod:`pseudolabel.detectors.lean_heads`
-        (same boxes up to float rounding; None: with the ONNX Runtime or OpenVINO backend).
+        (same boxes up to float rounding; None: with the ONNX Runtime or OpenVINO backend), and build a
+        native-resolution model's input batch in NumPy. CPU only.
+    device : str
+        Where the model runs (graph backends: CPU only).
+    box_features : bool
+        Also return the RoI box-head features of a two-stage model's boxes.
+    uint8_resize : bool
+        Frames that a native-resolution transform would shrink are shrunk with OpenCV before the tensor
+        conversion (:func:`~pseudolabel.detectors.rcnn.shrink_to_model_input`); other models are unaffected.
     """
 
     def __init__(self, builder: str = "fasterrcnn_resnet50_fpn", *, weights: str | None = "DEFAULT",
                  weights_path: str | None = None, num_classes: int | None = None, model=None,
                  name: str | None = None, box_score_thresh: float = 0.05, num_threads: int | None = None,
                  model_kwargs: dict | None = None, backend: str = "torch", forward_batch: int | None = None,
-                 workers: int | None = 1, lean_heads: bool | None = None, precision: str = "fp32"):
+                 workers: int | None = 1, lean_heads: bool | None = None, precision: str = "fp32",
+                 device: str = "cpu", box_features: bool = False, uint8_resize: bool = True):
         import torch
 
         from .onnx_backbone import GRAPH_BACKENDS, resolve_backend
@@ -100,25 +115,28 @@ class TorchvisionDetector:
 
         if num_threads is not None:
             torch.set_num_threads(int(num_threads))
-        if (forward_batch is not None and int(forward_batch) < 1) or (workers is not None and int(workers) < 1):
-            raise ValueError(f"forward_batch and workers must be >= 1, got {forward_batch} and {workers}")
+        check_counts(forward_batch=forward_batch, workers=workers)
         self.forward_batch = None if forward_batch is None else int(forward_batch)
-        self.workers = int(workers) if workers is not None else torch.get_num_threads()
+        self.workers = (int(workers) if workers is not None else torch.get_num_threads()) if device == "cpu" else 1
         kwargs = dict(model_kwargs or {})
         if model is None:
             if builder.startswith(("fasterrcnn", "maskrcnn", "keypointrcnn")):
                 kwargs.setdefault("box_score_thresh", box_score_thresh)
             model = build_torchvision_detector(builder, weights=weights, weights_path=weights_path,
                                                num_classes=num_classes, **kwargs)
-        self.model = model.eval()
+        self.model = model.to(device).eval()
         self.name = name or builder
+        self.device = device
+        self.box_features = bool(box_features)
+        self.uint8_resize = bool(uint8_resize)
         if backend in GRAPH_BACKENDS and not is_two_stage(self.model):
             raise ValueError(f"backend {backend} needs a two-stage (R-CNN) model; {self.name} is "
                              f"{type(self.model).__name__}: use backend torch or auto")
-        resolved = resolve_backend(backend, precision=precision)  # also refuses unknown names
+        resolved = resolve_backend(backend, device, precision=precision)  # also refuses unknown names
         self.backend = resolved if is_two_stage(self.model) else "torch"
-        # None: the lean proposal and RoI stages with an exported backbone graph (CPU), as the student
-        self.lean_heads = self.backend in GRAPH_BACKENDS if lean_heads is None else bool(lean_heads)
+        # None: the lean proposal and RoI stages with an exported backbone graph (CPU)
+        lean = self.backend in GRAPH_BACKENDS if lean_heads is None else bool(lean_heads)
+        self.lean_heads = lean and device == "cpu"
         self._backbone, self._side_by_side = inference_runtime(self.model, backend=self.backend,
                                                                workers=self.workers, name=self.name,
                                                                precision=precision)
@@ -130,28 +148,28 @@ class TorchvisionDetector:
 
         return effective_precision(self._backbone)
 
-    def predict(self, images: Sequence[np.ndarray]) -> list[Detections]:
-        return self._side_by_side.map(self._forward, self._chunks(images), workers=self.workers)
-
-    def predict_stream(self, batches: Iterable[Sequence[np.ndarray]]) -> Iterator[list[Detections]]:
-        """``predict`` of each batch, in order, the replicas never waiting between batches
-        (:meth:`~pseudolabel.detectors.side_by_side.SideBySide.stream`); same detections as ``predict``."""
-        return self._side_by_side.stream(self._forward, map(self._chunks, batches), workers=self.workers)
-
-    def _chunks(self, images: Sequence[np.ndarray]) -> list[Sequence[np.ndarray]]:
-        step = self.forward_batch or max(1, len(images))
-        return [images[i:i + step] for i in range(0, len(images), step)]
-
     def _forward(self, model, images: Sequence[np.ndarray]) -> list[Detections]:
+        """One forward of ``model`` (a replica) on ``len(images)`` RGB uint8 images (H, W, 3)."""
         import torch
 
-        from .rcnn import is_two_stage, to_tensors, two_stage_predict
+        from .lean_heads import native_batch
+        from .rcnn import is_two_stage, shrink_to_model_input, to_tensors, two_stage_predict
 
-        tensors = to_tensors(images)
-        if self._backbone is not None or (self.lean_heads and is_two_stage(model)):
-            outputs, _ = two_stage_predict(model, tensors, backbone=self._backbone, lean_heads=self.lean_heads)
+        transform = getattr(model, "transform", None)
+        images, factors = shrink_to_model_input(images, transform if self.uint8_resize else None)
+        feats = None
+        if is_two_stage(model) and (self._backbone is not None or self.lean_heads or self.box_features):
+            batch = native_batch(transform, images) if self.lean_heads else None
+            outputs, feats = two_stage_predict(model, batch if batch is not None else to_tensors(images, self.device),
+                                               backbone=self._backbone, box_features=self.box_features,
+                                               lean_heads=self.lean_heads)
         else:
             with torch.inference_mode():
-                outputs = model(tensors)
-        return [Detections(o["boxes"].double().numpy(), o["scores"].double().numpy(), o["labels"].numpy())
-                for o in outputs]
+                outputs = model(to_tensors(images, self.device))
+        out, offset = [], 0
+        for o, factor in zip(outputs, factors):
+            n = len(o["scores"])
+            out.append(Detections(o["boxes"].cpu().numpy() * factor, o["scores"].cpu().numpy(),
+                                  o["labels"].cpu().numpy(), None if feats is None else feats[offset:offset + n]))
+            offset += n
+        return out

