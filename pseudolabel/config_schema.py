@@ -160,6 +160,8 @@ SCHEMA: dict[str, Rule] = {
     "prune.hysteresis.track_evidence": Rule("str", choices=("max", "two_best")),
     "prune.hysteresis.student_confirm": Rule("str", choices=("track", "track_and_teacher", "track_between_teacher")),
     "prune.hysteresis.student_run": Rule("int", 2, nullable=True),
+    "prune.per_frame.max_boxes": OPTIONAL_COUNT,
+    "data.max_per_frame": OPTIONAL_COUNT,
     "student.datamodule.ignore_from": Rule("str", choices=("every_round", "teacher")),
     "student.datamodule.train_samples_per_epoch": Rule("int", 1, nullable=True),
     "prune.hysteresis.max_displacement": Rule("float", 0.0, lo_open=True, nullable=True),

@@ -370,6 +370,10 @@ def stage_prune(cfg: DictConfig, k: int) -> None:
             from .prune.context import OnPersonConfig, apply_on_person
 
             counts.update(apply_on_person(ds, load_coco(context_path), OnPersonConfig(**pcfg["on_person"]), round=k))
+        if (pcfg.get("per_frame") or {}).get("max_boxes"):  # after the tracks: their lengths are evidence
+            from .prune.per_frame import apply_per_frame_cap
+
+            counts.update(apply_per_frame_cap(ds, max_boxes=pcfg["per_frame"]["max_boxes"], round=k))
         if pcfg.get("features"):
             from .prune.features import FeatureOutlierConfig, apply_feature_outliers, load_features
 
@@ -471,6 +475,11 @@ def stage_merge(cfg: DictConfig, k: int) -> None:
             if problems:
                 raise PipelineError(f"merge lost boxes of round {k - 1}: {problems[:5]}")
             stats = merge_stats(prev, merged)
+            cap = OmegaConf.select(cfg, "prune.per_frame.max_boxes")
+            if cap:  # a ball of round k-1 and another of round k on one frame: the one with more evidence stays
+                from .prune.per_frame import apply_per_frame_cap
+
+                stats.update(apply_per_frame_cap(merged, max_boxes=cap, round=k))
             check_collapse(len(prev.kept_boxes()), len(merged.kept_boxes()), k=k,
                            max_factor=cfg.collapse_guard.max_factor)
         review = apply_reviewed_set(cfg, merged, k)  # last: the reviewer's frames end as the reviewer left them
