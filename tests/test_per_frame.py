@@ -23,7 +23,7 @@ def test_evidence_prefers_a_seed_then_a_longer_track_over_a_higher_score():
     seed = Box(image_id=1, xyxy=(0, 0, 8, 8), score=0.7, source="student", extra={"track_id": "v:1"})
     hop = Box(image_id=1, xyxy=(50, 0, 58, 8), score=0.99, source="track_confirmed", extra={"track_id": "v:2"})
     long_ = Box(image_id=1, xyxy=(90, 0, 98, 8), score=0.8, source="track_confirmed", extra={"track_id": "v:3"})
-    keys = evidence_keys([seed, hop, long_], track_lengths={"v:1": 2, "v:2": 1, "v:3": 9})
+    keys = evidence_keys([seed, hop, long_], track_lengths={(0, "v:1"): 2, (0, "v:2"): 1, (0, "v:3"): 9})
     assert over_cap_mask(keys, max_boxes=1).tolist() == [False, True, True]
     assert over_cap_mask(keys[1:], max_boxes=1).tolist() == [True, False]  # of two confirmed: the longer track
 

@@ -17,14 +17,20 @@ REASON = "per_frame_cap"
 BOTH_ROUNDS = ("confirmed", "revived")  # merge statuses: the box of round k-1 found again in round k
 
 
-def evidence_keys(boxes: list[Box], *, track_lengths: dict[str, int] | None = None) -> np.ndarray:
+def track_key(b: Box) -> tuple[int, str] | None:
+    """A box's track: ``(round, extra["track_id"])`` (each round numbers its own tracks), None without one."""
+    tid = b.extra.get("track_id")
+    return None if tid is None else (int(b.round), str(tid))
+
+
+def evidence_keys(boxes: list[Box], *, track_lengths: dict[tuple[int, str], int] | None = None) -> np.ndarray:
     """(N, 4) float sort keys, larger is more evidence, compared left to right: found by two rounds (the merge's
     ``confirmed``/``revived``), kept on its own evidence (a seed, not ``track_confirmed``), the number of kept
-    boxes on its track (``extra["track_id"]`` looked up in ``track_lengths``), then its score."""
+    boxes on its track (:func:`track_key` looked up in ``track_lengths``), then its score."""
     lengths = track_lengths or {}
     return np.array([[float(b.extra.get("merge_status") in BOTH_ROUNDS),
                       float(b.source != "track_confirmed"),
-                      float(lengths.get(b.extra.get("track_id"), 1)),
+                      float(lengths.get(track_key(b), 1)),
                       float(b.score)] for b in boxes], dtype=np.float64).reshape(-1, 4)
 
 
@@ -48,7 +54,7 @@ def apply_per_frame_cap(ds: Dataset, *, max_boxes: int | None, round: int) -> di
     if int(max_boxes) < 1:
         raise ValueError(f"max_per_frame must be >= 1 or null, got {max_boxes}")
     kept = ds.boxes_by_image(kept_only=True)
-    lengths = Counter(b.extra.get("track_id") for boxes in kept.values() for b in boxes if b.extra.get("track_id"))
+    lengths = Counter(track_key(b) for boxes in kept.values() for b in boxes if track_key(b) is not None)
     n = 0
     for boxes in kept.values():
         if len(boxes) <= max_boxes:
