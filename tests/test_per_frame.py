@@ -48,3 +48,34 @@ def test_the_data_set_declares_the_cap_and_prune_reads_it():
 
     assert compose_cfg().prune.per_frame.max_boxes == 1  # the synthetic suite: one ball per video
     assert compose_cfg("data=folder", "data.inputs=[x]").prune.per_frame.max_boxes is None
+
+
+def test_the_merge_caps_each_frame_keeping_the_ball_both_rounds_found(tmp_path):
+    """stage_merge with data.max_per_frame=1: on a frame where round 1 finds round 0's ball again and also a new,
+    higher-scoring box, the ball found twice stays; the other is pruned with reason per_frame_cap, not lost."""
+    import json
+
+    from pseudolabel import layout, pipeline
+    from pseudolabel.coco import load_coco, save_coco
+    from pseudolabel.merge import check_merge_invariant
+    from tests.test_config import compose_cfg
+
+    cfg = compose_cfg(f"paths.root_dir={tmp_path}", "exp=x")
+    exp = tmp_path / "runs" / "x"
+    for k in (0, 1):
+        (exp / f"round_{k}").mkdir(parents=True)
+    ball = Box(image_id=1, xyxy=(100, 100, 110, 110), score=0.8, id=1)
+    save_coco(Dataset(frames=_frames(1), boxes=[ball]), exp / "round_0" / "annotations.json")
+    again = Box(image_id=1, xyxy=(101, 100, 111, 110), score=0.75, round=1, source="student", id=1)
+    other = Box(image_id=1, xyxy=(400, 200, 410, 210), score=0.99, round=1, source="student", id=2)
+    save_coco(Dataset(frames=_frames(1), boxes=[again, other]), exp / "round_1" / "pruned.json")
+    layout.mark_done(exp / "round_1", "prune")
+
+    pipeline.stage_merge(cfg, 1)
+    merged = load_coco(exp / "round_1" / "annotations.json")
+    assert check_merge_invariant(load_coco(exp / "round_0" / "annotations.json"), merged) == []
+    kept = merged.kept_boxes()
+    assert len(kept) == 1 and kept[0].extra.get("merge_status") == "confirmed"
+    capped = [b for b in merged.boxes if b.reason == REASON]
+    assert len(capped) == 1 and capped[0].xyxy[0] == 400
+    assert json.loads((exp / "round_1" / ".done_merge").read_text())["merge"][REASON] == 1
