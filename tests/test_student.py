@@ -135,6 +135,39 @@ def _synthetic_set(root, *, n=8, size=(180, 320), square=12, n_videos=4, seed=0)
     return ds
 
 
+def test_mined_negatives_are_drawn_first_and_cropped_around(tmp_path):
+    """A student round's unconfirmed boxes on frames without a kept ball: those frames are the negatives drawn, their
+    crops hold the box, which is background; the teacher's (round 0) unconfirmed boxes are not mined."""
+    w, h, sq = 400, 300, 12
+    frames, boxes = [], []
+    for i in range(12):
+        img = np.full((h, w, 3), 30, np.uint8)
+        x, y = 40 + 25 * i, 40 + 15 * i
+        if i < 6 or i in (6, 7, 8):
+            img[y:y + sq, x:x + sq] = 255
+        if i < 6:
+            boxes.append(Box(image_id=i + 1, xyxy=(x, y, x + sq, y + sq), score=0.9, round=1))
+        elif i in (6, 7, 8):  # a distractor the student (6, 7) or the teacher (8) fired on, no track confirmed
+            b = Box(image_id=i + 1, xyxy=(x, y, x + sq, y + sq), score=0.9, round=0 if i == 8 else 2)
+            b.prune("unconfirmed", pruned_round=b.round)
+            boxes.append(b)
+        cv2.imwrite(str(tmp_path / f"f{i}.jpg"), img)
+        frames.append(Frame(id=i + 1, file_name=f"f{i}.jpg", width=w, height=h, video_id="v", frame_index=i))
+    ds = Dataset(frames=frames, boxes=boxes)
+    ids = [f.id for f in ds.frames]
+    for seed in range(4):  # 6 positives at 0.25 -> 2 negatives: exactly the two frames holding a mined negative
+        mined = PseudoLabelDataset(ds, tmp_path, ids, transform=train_transform(64, seed=seed),
+                                   negatives_fraction=0.25, seed=seed, mined_negatives=["unconfirmed"])
+        assert mined.frame_ids == ids[:8] and mined.n_negatives == 2
+    for k in (6, 7):
+        for _ in range(5):  # a 64-px crop of a 400x300 frame holds the 12-px box only when chosen around it
+            image, target = mined[k]
+            assert len(target["boxes"]) == 0 and image.max() > 0.5
+    draws = {tuple(PseudoLabelDataset(ds, tmp_path, ids, negatives_fraction=0.25, seed=seed).frame_ids[6:])
+             for seed in range(8)}
+    assert len(draws) > 1 and all(len(d) == 2 for d in draws)  # off: 2 of the 6 negatives at random
+
+
 def test_dataset_contract_and_boxes_stay_on_the_ball(tmp_path):
     ds = _synthetic_set(tmp_path, n=8, size=(300, 400), square=14)
     ids = [f.id for f in ds.frames]

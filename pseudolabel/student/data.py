@@ -3,7 +3,9 @@
 Only boxes with ``decision == "kept"`` are targets; frames without a kept box are negatives. Pruned boxes whose
 reason is in ``ignore_reasons`` (doubtful: below the threshold and unconfirmed) are ignore regions. Boxes a reviewer
 deleted (reasons of :data:`pseudolabel.review.HARD_NEGATIVE_REASONS`) are hard negatives: background, and training
-crops are chosen around them as around the kept boxes.
+crops are chosen around them as around the kept boxes. Boxes a student round pruned with a reason in
+``mined_negatives`` (its confident boxes that no track confirmed) are mined negatives: the crops of frames without a
+kept box are chosen around them instead of at random (hard negatives mined by tracking, RoyChowdhury et al. 2019).
 Samples follow torchvision's detection contract: an image tensor float [0, 1] (3, H, W) and a target
 ``{"boxes": float32 (N, 4) xyxy pixels, "labels": int64 (N,)}`` (N may be 0): label 1 for a ball, then
 :data:`~pseudolabel.student.ignore.IGNORE_LABEL` for ignore regions.
@@ -212,6 +214,10 @@ class PseudoLabelDataset(torch.utils.data.Dataset):
         background. Empty: every pruned box is background.
     ignore_from : ``"every_round"``: any round's pruned box with such a reason; ``"teacher"``: only those round 0
         pruned (the teacher's doubtful boxes); a student's own unconfirmed boxes are then taught as background.
+    mined_negatives : reasons (e.g. ``("unconfirmed",)``): boxes a student round (``round >= 1``) pruned with one
+        are mined negatives. The negatives drawn (``negatives_fraction``) are frames holding one first, and such a
+        frame's crop is chosen around one of them: the student is shown where it fired without a track to back
+        it. Frames with a kept box are cropped as before. Empty: off.
 
     Pruned boxes with a reason of :data:`~pseudolabel.review.HARD_NEGATIVE_REASONS` (a reviewer deleted them) are
     hard negatives: background, a frame holding one is always a sample, and the transform gets them with the kept
@@ -221,7 +227,8 @@ class PseudoLabelDataset(torch.utils.data.Dataset):
     def __init__(self, ds: Dataset, frames_dir: str | Path, frame_ids: Sequence[int], *,
                  transform: Callable[..., dict] | None = None, negatives_fraction: float | None = 0.25,
                  max_samples: int | None = None, seed: int = 0, copy_paste: float = 0.0,
-                 max_pastes: int = 2, ignore_reasons: Sequence[str] = (), ignore_from: str = "every_round") -> None:
+                 max_pastes: int = 2, ignore_reasons: Sequence[str] = (), ignore_from: str = "every_round",
+                 mined_negatives: Sequence[str] = ()) -> None:
         self.frames_dir = Path(frames_dir)
         self.transform = transform
         self.copy_paste, self.max_pastes = float(copy_paste), int(max_pastes)
@@ -244,6 +251,9 @@ class PseudoLabelDataset(torch.utils.data.Dataset):
         self._ignore = {i: ds.xyxy([b for b in every_box.get(i, []) if ignored(b)]) for i in frame_ids}
         self._hard = {i: ds.xyxy([b for b in every_box.get(i, []) if not b.kept and b.reason in HARD_NEGATIVE_REASONS])
                       for i in frame_ids}
+        mined_reasons = set(mined_negatives)
+        self._mined = {i: ds.xyxy([b for b in every_box.get(i, []) if not b.kept and b.reason in mined_reasons
+                                   and b.round >= 1]) for i in frame_ids}
         pos = [i for i in frame_ids if len(self._boxes[i])]
         neg = [i for i in frame_ids if not len(self._boxes[i])]
         hard = [i for i in neg if len(self._hard[i])]  # never subsampled: the student must learn not to fire there
@@ -253,7 +263,11 @@ class PseudoLabelDataset(torch.utils.data.Dataset):
             if not 0 <= negatives_fraction < 1:
                 raise ValueError(f"negatives_fraction must be in [0, 1), got {negatives_fraction}")
             n_neg = min(len(neg), int(round(negatives_fraction / (1 - negatives_fraction) * len(pos))))
-            neg = [neg[i] for i in sorted(rng.choice(len(neg), size=n_neg, replace=False))]
+            if mined_reasons:  # frames holding a mined negative first, each group in random order
+                draw = sorted(rng.permutation(len(neg)), key=lambda i: not len(self._mined[neg[i]]))[:n_neg]
+            else:
+                draw = rng.choice(len(neg), size=n_neg, replace=False)
+            neg = [neg[i] for i in sorted(draw)]
         samples = sorted(pos + hard + neg)
         if max_samples is not None and len(samples) > max_samples:
             samples = sorted(samples[i] for i in rng.choice(len(samples), size=int(max_samples), replace=False))
@@ -289,6 +303,8 @@ class PseudoLabelDataset(torch.utils.data.Dataset):
             return b[(b[:, 2] - b[:, 0] >= 1) & (b[:, 3] - b[:, 1] >= 1)]
 
         boxes, ignore, hard = visible(self._boxes[fid]), visible(self._ignore[fid]), visible(self._hard[fid])
+        if not len(boxes) and not len(hard):
+            hard = visible(self._mined[fid])
         if self.transform is not None and len(hard):
             flagged = np.concatenate([np.c_[boxes, np.ones(len(boxes))], np.c_[hard, np.zeros(len(hard))]])
             out = self.transform(image=image, bboxes=flagged, ignore=ignore)
@@ -335,7 +351,7 @@ class PseudoLabelDataModule(pl.LightningDataModule):
                  max_val_samples: int | None = None, val_full_frame: bool = False,
                  brightness_contrast: float = 0.2, min_visibility: float = 0.5, copy_paste: float = 0.0,
                  max_pastes: int = 2, ignore_reasons: Sequence[str] = (), ignore_from: str = "every_round",
-                 train_samples_per_epoch: int | None = None) -> None:
+                 train_samples_per_epoch: int | None = None, mined_negatives: Sequence[str] = ()) -> None:
         super().__init__()
         self.pseudo_labels_path = Path(pseudo_labels_path)
         self.frames_dir = Path(frames_dir)
@@ -353,6 +369,7 @@ class PseudoLabelDataModule(pl.LightningDataModule):
         self.copy_paste, self.max_pastes = float(copy_paste), int(max_pastes)
         self.ignore_reasons = tuple(str(r) for r in ignore_reasons)
         self.ignore_from = str(ignore_from)
+        self.mined_negatives = tuple(str(r) for r in mined_negatives)
         self.train_samples_per_epoch = None if train_samples_per_epoch is None else int(train_samples_per_epoch)
         self.train_set: PseudoLabelDataset | None = None
         self.val_set: PseudoLabelDataset | None = None
@@ -377,7 +394,7 @@ class PseudoLabelDataModule(pl.LightningDataModule):
                                       min_visibility=self.min_visibility, seed=self.seed),
             negatives_fraction=self.negatives_fraction, max_samples=self.max_train_samples, seed=self.seed,
             copy_paste=self.copy_paste, max_pastes=self.max_pastes, ignore_reasons=self.ignore_reasons,
-            ignore_from=self.ignore_from)
+            ignore_from=self.ignore_from, mined_negatives=self.mined_negatives)
         self.val_set = PseudoLabelDataset(
             ds, self.frames_dir, val_ids,
             transform=CenteredCrop(None if self.val_full_frame else self.crop_size, min_visibility=self.min_visibility),
