@@ -85,14 +85,14 @@ def test_unknown_backend_is_refused():
 
 
 def test_relabel_builds_the_student_on_onnxruntime_by_default(tmp_path):
-    """The shipped config relabels through ONNX Runtime on CPU; ``relabel.backend=torch`` opts out."""
+    """The shipped config relabels through ONNX Runtime on CPU; ``runtime.backend=torch`` opts out."""
     from pseudolabel import pipeline
     from pseudolabel.safe_config import instantiate
     from pseudolabel.student.model import save_student_checkpoint
     from tests.test_config import compose_cfg
 
     cfg = compose_cfg(f"paths.root_dir={tmp_path}")
-    assert cfg.relabel.backend == "auto"
+    assert cfg.runtime.backend == "auto"
     ckpt = save_student_checkpoint(instantiate(cfg.student.model, pretrained=False), tmp_path / "student.pt")
     assert pipeline._build_student(cfg, ckpt).backend == "onnxruntime"
-    assert pipeline._build_student(compose_cfg("relabel.backend=torch"), ckpt).backend == "torch"
+    assert pipeline._build_student(compose_cfg("runtime.backend=torch"), ckpt).backend == "torch"

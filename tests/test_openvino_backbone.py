@@ -107,16 +107,16 @@ def test_precision_and_backend_are_checked():
         resolve_backend("openvino", precision="int8")
 
 
-def test_relabel_precision_reaches_the_student(tmp_path):
+def test_runtime_precision_reaches_the_student(tmp_path):
     from pseudolabel import pipeline
     from pseudolabel.safe_config import instantiate
     from pseudolabel.student.model import save_student_checkpoint
     from tests.test_config import compose_cfg
 
     cfg = compose_cfg(f"paths.root_dir={tmp_path}")
-    assert cfg.relabel.precision == "fp32"
+    assert cfg.runtime.precision == "fp32"
     ckpt = save_student_checkpoint(instantiate(cfg.student.model, pretrained=False), tmp_path / "student.pt")
-    det = pipeline._build_student(compose_cfg("relabel.backend=openvino", "relabel.precision=bf16"), ckpt)
+    det = pipeline._build_student(compose_cfg("runtime.backend=openvino", "runtime.precision=bf16"), ckpt)
     assert (det.backend, det._backbone.requested_precision) == ("openvino", "bf16")
     with pytest.raises(ValueError, match="needs backend openvino"):
-        pipeline._build_student(compose_cfg("relabel.precision=bf16"), ckpt)
+        pipeline._build_student(compose_cfg("runtime.precision=bf16"), ckpt)
