@@ -42,7 +42,7 @@ def test_torchvision_detector_onnxruntime_backend_matches_pytorch():
 
 
 def test_auto_backend_picks_onnxruntime_on_cpu_and_torch_for_one_stage_models():
-    from pseudolabel.detectors.onnx_backbone import resolve_backend
+    from pseudolabel.detectors.accel.onnx_backbone import resolve_backend
     from pseudolabel.detectors.torchvision_detector import TorchvisionDetector
 
     assert resolve_backend("auto", "cpu") == "onnxruntime"
@@ -59,7 +59,7 @@ def test_auto_backend_picks_onnxruntime_on_cpu_and_torch_for_one_stage_models():
 
 
 def test_shapes_past_max_graphs_run_in_pytorch(caplog):
-    from pseudolabel.detectors.onnx_backbone import OnnxBackbone
+    from pseudolabel.detectors.accel.onnx_backbone import OnnxBackbone
     from pseudolabel.student.model import build_efficientnet_lite0_frcnn
 
     torch.manual_seed(0)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from pseudolabel.detectors.side_by_side import SideBySide
+from pseudolabel.detectors.accel.side_by_side import SideBySide
 from tests.detection_checks import assert_same_detections
 
 

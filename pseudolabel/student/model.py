@@ -280,7 +280,7 @@ class StudentDetector(TorchvisionDetector):
 
     @property
     def exported_backbone(self):
-        """The :class:`~pseudolabel.detectors.onnx_backbone.OnnxBackbone` that runs the backbone, FPN and
+        """The :class:`~pseudolabel.detectors.accel.onnx_backbone.OnnxBackbone` that runs the backbone, FPN and
         RPN head (shared by the replicas); None with ``backend="torch"``."""
         return self._backbone
 
