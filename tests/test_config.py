@@ -80,3 +80,12 @@ def test_student_callbacks_are_keyed_by_name():
     (only,) = student_callbacks(compose_cfg("student.callbacks.backbone_freeze=null",
                                             "student.callbacks.early_stopping.patience=5").student)
     assert isinstance(only, EarlyStopping) and only.patience == 5
+
+
+@pytest.mark.parametrize("teacher", ["ssd_mobilenet_v2_openvino", "ssd_mobilenet_v2_guided", "fasterrcnn_resnet50_fpn"])
+def test_sweep_teacher_digest_reads_the_runtime_of_the_composed_config(teacher):
+    from pseudolabel.pipeline import _teacher_digest
+
+    cfg = compose_cfg(f"teacher={teacher}")
+    assert _teacher_digest(cfg, 0.2) == _teacher_digest(compose_cfg(f"teacher={teacher}"), 0.2)
+    assert _teacher_digest(cfg, 0.2) != _teacher_digest(compose_cfg(f"teacher={teacher}", "runtime.precision=bf16"), 0.2)
