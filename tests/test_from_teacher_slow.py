@@ -27,7 +27,7 @@ def test_from_teacher_student_runs_a_round_with_weights_from_a_file(tmp_path):
     student = ["student=from_teacher", f"student.model.builder={builder}", f"student.model.weights_path={weights}",
                "student.model.min_size=320", "student.model.max_size=640", "student.datamodule.crop_size=256",
                "+student.trainer.max_steps=4", "student.trainer.max_epochs=1", "student.trainer.limit_val_batches=2",
-               "relabel.backend=torch"]
+               "runtime.backend=torch"]
     env = {**os.environ, "WANDB_MODE": "disabled"}
     for k in (0, 1):
         proc = subprocess.run([sys.executable, "-m", "pseudolabel", "stage=round", f"round={k}", *common, *student],

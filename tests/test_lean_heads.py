@@ -8,7 +8,7 @@ import torch
 from torchvision.models.detection.image_list import ImageList
 from torchvision.ops import MultiScaleRoIAlign, roi_align
 
-from pseudolabel.detectors import lean_heads as lean
+from pseudolabel.detectors.accel import lean_heads as lean
 from pseudolabel.detectors.rcnn import to_tensors, two_stage_predict
 from tests.detection_checks import assert_same_detections
 
@@ -126,7 +126,7 @@ def test_student_lean_heads_default_follows_the_backend():
     model = _student()
     assert not StudentDetector(model, backend="torch").lean_heads
     assert StudentDetector(model, backend="torch", lean_heads=True).lean_heads
-    from pseudolabel.detectors.onnx_backbone import onnxruntime_available
+    from pseudolabel.detectors.accel.onnx_backbone import onnxruntime_available
 
     if onnxruntime_available():
         assert StudentDetector(model, backend="onnxruntime").lean_heads

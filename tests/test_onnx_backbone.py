@@ -42,7 +42,7 @@ def test_torchvision_detector_onnxruntime_backend_matches_pytorch():
 
 
 def test_auto_backend_picks_onnxruntime_on_cpu_and_torch_for_one_stage_models():
-    from pseudolabel.detectors.onnx_backbone import resolve_backend
+    from pseudolabel.detectors.accel.onnx_backbone import resolve_backend
     from pseudolabel.detectors.torchvision_detector import TorchvisionDetector
 
     assert resolve_backend("auto", "cpu") == "onnxruntime"
@@ -59,7 +59,7 @@ def test_auto_backend_picks_onnxruntime_on_cpu_and_torch_for_one_stage_models():
 
 
 def test_shapes_past_max_graphs_run_in_pytorch(caplog):
-    from pseudolabel.detectors.onnx_backbone import OnnxBackbone
+    from pseudolabel.detectors.accel.onnx_backbone import OnnxBackbone
     from pseudolabel.student.model import build_efficientnet_lite0_frcnn
 
     torch.manual_seed(0)
@@ -85,14 +85,14 @@ def test_unknown_backend_is_refused():
 
 
 def test_relabel_builds_the_student_on_onnxruntime_by_default(tmp_path):
-    """The shipped config relabels through ONNX Runtime on CPU; ``relabel.backend=torch`` opts out."""
+    """The shipped config relabels through ONNX Runtime on CPU; ``runtime.backend=torch`` opts out."""
     from pseudolabel import pipeline
     from pseudolabel.safe_config import instantiate
     from pseudolabel.student.model import save_student_checkpoint
     from tests.test_config import compose_cfg
 
     cfg = compose_cfg(f"paths.root_dir={tmp_path}")
-    assert cfg.relabel.backend == "auto"
+    assert cfg.runtime.backend == "auto"
     ckpt = save_student_checkpoint(instantiate(cfg.student.model, pretrained=False), tmp_path / "student.pt")
     assert pipeline._build_student(cfg, ckpt).backend == "onnxruntime"
-    assert pipeline._build_student(compose_cfg("relabel.backend=torch"), ckpt).backend == "torch"
+    assert pipeline._build_student(compose_cfg("runtime.backend=torch"), ckpt).backend == "torch"

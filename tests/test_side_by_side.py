@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from pseudolabel.detectors.side_by_side import SideBySide
+from pseudolabel.detectors.accel.side_by_side import SideBySide
 from tests.detection_checks import assert_same_detections
 
 
@@ -114,22 +114,22 @@ def test_torchvision_detector_side_by_side_matches_one_forward():
 
 
 def test_shipped_config_runs_replicas_side_by_side(tmp_path):
-    """relabel.workers=null: one student replica per labelling thread; forward_batch frames per forward."""
+    """runtime.workers=null: one student replica per labelling thread; forward_batch frames per forward."""
     from pseudolabel import pipeline
     from pseudolabel.safe_config import instantiate
     from pseudolabel.student.model import save_student_checkpoint
     from tests.test_config import compose_cfg
 
     cfg = compose_cfg(f"paths.root_dir={tmp_path}")
-    assert cfg.relabel.workers is None and cfg.relabel.batch_size is None
+    assert cfg.runtime.workers is None and cfg.runtime.student.frames_per_call is None
     ckpt = save_student_checkpoint(instantiate(cfg.student.model, pretrained=False), tmp_path / "student.pt")
     torch.set_num_threads(2)
     det = pipeline._build_student(cfg, ckpt)
     assert (det.workers, det.batch_size, det.frames_per_call) == (2, 1, 4)
-    det = pipeline._build_student(compose_cfg("relabel.workers=1", "relabel.forward_batch=4"), ckpt)
+    det = pipeline._build_student(compose_cfg("runtime.workers=1", "runtime.images_per_forward=4"), ckpt)
     assert (det.workers, det.batch_size, det.frames_per_call) == (1, 4, 8)
     assert det.lean_heads == (det.backend == "onnxruntime")  # null: on with ONNX Runtime
-    assert not pipeline._build_student(compose_cfg("relabel.lean_heads=false"), ckpt).lean_heads
+    assert not pipeline._build_student(compose_cfg("runtime.lean_heads=false"), ckpt).lean_heads
 
 
 def test_label_stage_sizes_its_calls_from_the_detector_when_batch_size_is_null(tmp_path):

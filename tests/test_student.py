@@ -344,7 +344,7 @@ def test_relabel_sees_large_frames_in_native_scale_tiles(tmp_path, pretrained_mo
     from tests.test_config import compose_cfg
 
     ckpt = save_student_checkpoint(pretrained_model, tmp_path / "student.pt")
-    cfg = compose_cfg("relabel.backend=torch", "relabel.workers=1")
+    cfg = compose_cfg("runtime.backend=torch", "runtime.workers=1")
     det = _student_relabeller(cfg, ckpt)
     assert isinstance(det, TiledDetector) and det.tile_size == 640 and not det.full_frame
     seen = []
@@ -466,7 +466,7 @@ def test_scale_feeds_images_upscaled_and_maps_boxes_back_to_the_frame(tmp_path):
     assert sum(near) >= 3, near  # an untrained model's near-tied scores may reorder a box out of the top 30
 
     ckpt = save_student_checkpoint(model, tmp_path / "student.pt")
-    cfg = compose_cfg("relabel.backend=torch", "relabel.workers=1", "student.model.scale=2.0",
+    cfg = compose_cfg("runtime.backend=torch", "runtime.workers=1", "student.model.scale=2.0",
                       "student.model.max_size=320", "student.model.pretrained=false")
     det = _student_relabeller(cfg, ckpt)
     assert isinstance(det, TiledDetector) and det.tile_size == 160

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Protocol, Sequence, T
 import numpy as np
 
 if TYPE_CHECKING:
-    from .side_by_side import SideBySide
+    from .accel.side_by_side import SideBySide
 
 T = TypeVar("T")
 
@@ -97,7 +97,7 @@ class BatchedDetector:
 
     ``predict(images)`` cuts the images into chunks of ``forward_batch`` (None: all of them in one
     chunk), runs ``_forward(replica, chunk)`` on each, up to ``_workers()`` at once
-    (:class:`~pseudolabel.detectors.side_by_side.SideBySide`), and returns one :class:`Detections` per
+    (:class:`~pseudolabel.detectors.accel.side_by_side.SideBySide`), and returns one :class:`Detections` per
     image, in order. ``predict_stream(batches)`` does the same for each batch of an iterable without
     waiting between batches. A forward that returns another number of :class:`Detections` than it was
     given images raises RuntimeError.
@@ -126,7 +126,7 @@ class BatchedDetector:
 
     def predict_stream(self, batches: Iterable[Sequence[np.ndarray]]) -> Iterator[list[Detections]]:
         """``predict`` of each batch, in order, the replicas never waiting between batches
-        (:meth:`~pseudolabel.detectors.side_by_side.SideBySide.stream`); same detections as ``predict``."""
+        (:meth:`~pseudolabel.detectors.accel.side_by_side.SideBySide.stream`); same detections as ``predict``."""
         return self._side_by_side.stream(self._checked_forward, map(self._chunks, batches),
                                          workers=self._workers())
 

@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from .base import BatchedDetector, Detections, check_counts
-from .side_by_side import SideBySide
+from .accel.side_by_side import SideBySide
 
 
 class ModelFileNotFound(FileNotFoundError):

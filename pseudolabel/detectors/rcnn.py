@@ -21,16 +21,16 @@ def inference_runtime(model: Any, *, backend: str, workers: int, name: str,
                       precision: str = "fp32") -> tuple[Any, Any]:
     """What runs a torchvision detector's inference: ``(backbone, replicas)``.
 
-    ``backbone`` is an :class:`~pseudolabel.detectors.onnx_backbone.OnnxBackbone` holding the RPN head
+    ``backbone`` is an :class:`~pseudolabel.detectors.accel.onnx_backbone.OnnxBackbone` holding the RPN head
     when ``backend`` is ``"onnxruntime"`` or ``"openvino"`` (one thread per run when ``workers > 1``:
     all replicas share it, up to ``workers`` runs at once), else None (the model's own).
-    ``replicas`` is a :class:`~pseudolabel.detectors.side_by_side.SideBySide` over deep copies of
+    ``replicas`` is a :class:`~pseudolabel.detectors.accel.side_by_side.SideBySide` over deep copies of
     ``model``: torchvision's RoI pooler sets attributes while it runs, so threads must not share one.
     """
     import copy
 
-    from .onnx_backbone import GRAPH_BACKENDS, OnnxBackbone
-    from .side_by_side import SideBySide
+    from .accel.onnx_backbone import GRAPH_BACKENDS, OnnxBackbone
+    from .accel.side_by_side import SideBySide
 
     backbone = (OnnxBackbone(model.backbone, rpn_head=model.rpn.head, num_threads=1 if workers > 1 else None,
                              runtime=backend, precision=precision, concurrency=workers)
@@ -60,14 +60,14 @@ def two_stage_predict(model: Any, tensors: list, *, backbone: Callable | None = 
     model : torchvision GeneralizedRCNN in eval mode.
     tensors : list of (3, H, W) float tensors in [0, 1]; or a torchvision ``ImageList`` that is
         already what ``model.transform`` makes of the images, at their own size
-        (:func:`~pseudolabel.detectors.lean_heads.native_batch`).
+        (:func:`~pseudolabel.detectors.accel.lean_heads.native_batch`).
     backbone : callable (N, 3, H', W') tensor -> OrderedDict of feature maps (or one tensor);
         default ``model.backbone``. One with a ``with_rpn_head`` method (an
-        :class:`~pseudolabel.detectors.onnx_backbone.OnnxBackbone` holding the RPN head) also returns
+        :class:`~pseudolabel.detectors.accel.onnx_backbone.OnnxBackbone` holding the RPN head) also returns
         the RPN head's outputs, and ``model.rpn.head`` is not called.
     box_features : also return the box-head features of the returned boxes, pooled from the same
         feature maps.
-    lean_heads : run the proposal and RoI stages with :mod:`pseudolabel.detectors.lean_heads` (same
+    lean_heads : run the proposal and RoI stages with :mod:`pseudolabel.detectors.accel.lean_heads` (same
         results up to float rounding, faster on CPU) where it supports the model.
 
     Returns
@@ -78,7 +78,7 @@ def two_stage_predict(model: Any, tensors: list, *, backbone: Callable | None = 
     import torch
     from torchvision.models.detection.image_list import ImageList
 
-    from . import lean_heads as lean
+    from .accel import lean_heads as lean
 
     backbone = model.backbone if backbone is None else backbone
     with torch.inference_mode():

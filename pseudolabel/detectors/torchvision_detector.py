@@ -86,11 +86,11 @@ class TorchvisionDetector(BatchedDetector):
         Images per forward (None: all images of a ``predict`` call in one forward).
     workers : int or None
         Replicas of the model run side by side, one thread each, on the forwards of one ``predict``
-        call (:mod:`pseudolabel.detectors.side_by_side`); None: ``torch.get_num_threads()`` at
+        call (:mod:`pseudolabel.detectors.accel.side_by_side`); None: ``torch.get_num_threads()`` at
         construction. 1 (default): one model on torch's threads. Each replica holds a copy of the
         weights (~160 MB for ResNet-50 FPN). Always 1 on a device other than the CPU.
     lean_heads : bool or None
-        Run a Faster R-CNN's proposal and RoI stages with :mod:`pseudolabel.detectors.lean_heads`
+        Run a Faster R-CNN's proposal and RoI stages with :mod:`pseudolabel.detectors.accel.lean_heads`
         (same boxes up to float rounding; None: with the ONNX Runtime or OpenVINO backend), and build a
         native-resolution model's input batch in NumPy. CPU only.
     device : str
@@ -110,7 +110,7 @@ class TorchvisionDetector(BatchedDetector):
                  device: str = "cpu", box_features: bool = False, uint8_resize: bool = True):
         import torch
 
-        from .onnx_backbone import GRAPH_BACKENDS, resolve_backend
+        from .accel.onnx_backbone import GRAPH_BACKENDS, resolve_backend
         from .rcnn import inference_runtime, is_two_stage
 
         if num_threads is not None:
@@ -144,7 +144,7 @@ class TorchvisionDetector(BatchedDetector):
     @property
     def precision(self) -> str:
         """What the backbone last ran in: ``"bf16"`` only where bf16 was asked for and the CPU has it."""
-        from .onnx_backbone import effective_precision
+        from .accel.onnx_backbone import effective_precision
 
         return effective_precision(self._backbone)
 
@@ -152,7 +152,7 @@ class TorchvisionDetector(BatchedDetector):
         """One forward of ``model`` (a replica) on ``len(images)`` RGB uint8 images (H, W, 3)."""
         import torch
 
-        from .lean_heads import native_batch
+        from .accel.lean_heads import native_batch
         from .rcnn import is_two_stage, shrink_to_model_input, to_tensors, two_stage_predict
 
         transform = getattr(model, "transform", None)

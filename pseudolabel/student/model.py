@@ -254,19 +254,19 @@ class StudentDetector(TorchvisionDetector):
     ``features`` (N, D) float32: the RoI box-head features of the returned boxes, pooled from the
     same backbone pass that produced them.
 
-    ``batch_size`` frames go through one forward (the base's ``forward_batch``); the forwards of one
-    ``predict`` call run on ``workers`` replicas side by side, one thread each (None:
+    ``batch_size`` frames go through one forward (the base's ``forward_batch``; None: all frames of a call);
+    the forwards of one ``predict`` call run on ``workers`` replicas side by side, one thread each (None:
     ``torch.get_num_threads()`` at construction on CPU, 1 on other devices). Give ``predict`` at least
     ``workers x batch_size`` frames to keep every worker busy. ``score_threshold`` replaces the model's
     ``roi_heads.score_thresh``; ``meta`` is the checkpoint's metadata.
     """
 
-    def __init__(self, model, *, batch_size: int = 1, score_threshold: float | None = None,
+    def __init__(self, model, *, batch_size: int | None = 1, score_threshold: float | None = None,
                  device: str = "cpu", meta: dict[str, Any] | None = None, backend: str = "torch",
                  workers: int | None = None, uint8_resize: bool = True, lean_heads: bool | None = None,
                  precision: str = "fp32") -> None:
         check_counts(batch_size=batch_size, workers=workers)
-        super().__init__(model=model, name="student", backend=backend, forward_batch=int(batch_size),
+        super().__init__(model=model, name="student", backend=backend, forward_batch=batch_size,
                          workers=workers, lean_heads=lean_heads, precision=precision, device=device,
                          box_features=True, uint8_resize=uint8_resize)
         self.meta = dict(meta or {})
@@ -274,21 +274,21 @@ class StudentDetector(TorchvisionDetector):
             self.model.roi_heads.score_thresh = float(score_threshold)
 
     @property
-    def batch_size(self) -> int:
-        """Frames per forward."""
+    def batch_size(self) -> int | None:
+        """Frames per forward (None: all frames of a call)."""
         return self.forward_batch
 
     @property
     def exported_backbone(self):
-        """The :class:`~pseudolabel.detectors.onnx_backbone.OnnxBackbone` that runs the backbone, FPN and
+        """The :class:`~pseudolabel.detectors.accel.onnx_backbone.OnnxBackbone` that runs the backbone, FPN and
         RPN head (shared by the replicas); None with ``backend="torch"``."""
         return self._backbone
 
     @property
     def frames_per_call(self) -> int:
         """Frames per ``predict`` call that give every worker two forwards: the label stage's batch when
-        ``relabel.batch_size`` is null (BENCHMARKS.md)."""
-        return 2 * self.workers * self.batch_size
+        ``runtime.student.frames_per_call`` is null (BENCHMARKS.md)."""
+        return 2 * self.workers * (self.batch_size or 1)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, *, model_factory: Callable[[], Any], **kwargs: Any) -> "StudentDetector":

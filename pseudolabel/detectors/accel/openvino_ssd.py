@@ -9,9 +9,10 @@ What runs where, so that the boxes are ``cv2.dnn``'s:
   to the box encodings and class logits (nodes ``concat`` and ``concat_1`` of TF object-detection
   exports), cut before TF's postprocessing.
 - The prior boxes are computed as ``cv2.dnn``'s ``PriorBox`` layers would from the text graph's settings
-  (:func:`~pseudolabel.detectors.ssd_output.prior_boxes`; no OpenCV importer is needed, and
-  ``tests/test_openvino_ssd.py`` checks them against priors ``cv2.dnn`` produced), and :func:`~pseudolabel.detectors.ssd_output.detection_output` decodes and
-  suppresses as ``cv2.dnn``'s ``DetectionOutput`` layer, with the text graph's settings.
+  (:func:`~pseudolabel.detectors.accel.ssd_output.prior_boxes`; no OpenCV importer is needed, and
+  ``tests/test_openvino_ssd.py`` checks them against priors ``cv2.dnn`` produced), and
+  :func:`~pseudolabel.detectors.accel.ssd_output.detection_output` decodes and suppresses as ``cv2.dnn``'s
+  ``DetectionOutput`` layer, with the text graph's settings.
 - Views are resized to the input size with ``cv2.resize`` (bilinear), as ``cv2.dnn.blobFromImages``.
 
 Measured against ``cv2.dnn`` on 54 real football tiles (2629 boxes): the same boxes, scores within
@@ -29,9 +30,9 @@ from typing import Sequence
 
 import numpy as np
 
-from .base import BatchedDetector, Detections, check_counts
+from ..base import BatchedDetector, Detections, check_counts
+from ..opencv_dnn import resolve_model_file
 from .onnx_backbone import compile_on_cpu, resolve_backend
-from .opencv_dnn import resolve_model_file
 from .side_by_side import SideBySide
 
 
