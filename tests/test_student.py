@@ -336,15 +336,15 @@ def test_frames_past_max_size_are_shrunk_in_uint8_to_the_transforms_size():
 
 
 def test_relabel_sees_large_frames_in_native_scale_tiles(tmp_path, pretrained_model):
-    """relabel.native_tiles: a 1280x720 frame reaches the student as tiles of at most max_size (640), never
-    shrunk; a frame that fits is passed whole."""
+    """relabel.native_tiles at student.model.scale 1: a 1280x720 frame reaches the student as tiles of at most
+    max_size (640), never shrunk; a frame that fits is passed whole (scale 2, the default: the test below)."""
     from pseudolabel.detectors.tiling import TiledDetector
     from pseudolabel.pipeline import _student_relabeller
     from pseudolabel.student.model import save_student_checkpoint
     from tests.test_config import compose_cfg
 
     ckpt = save_student_checkpoint(pretrained_model, tmp_path / "student.pt")
-    cfg = compose_cfg("runtime.backend=torch", "runtime.workers=1")
+    cfg = compose_cfg("runtime.backend=torch", "runtime.workers=1", "student.model.scale=1.0")
     det = _student_relabeller(cfg, ckpt)
     assert isinstance(det, TiledDetector) and det.tile_size == 640 and not det.full_frame
     seen = []
