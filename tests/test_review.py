@@ -470,3 +470,17 @@ def test_review_order_takes_turns_across_videos():
     assert [s.frame.key for s in frame_scores(ds)][:2] == [("a", 0), ("a", 1)]
     assert [s.frame.key for s in review_order(ds, budget=2)] == [("a", 0), ("b", 0)]
     assert [s.frame.key for s in review_order(ds)] == [("a", 0), ("b", 0), ("a", 1), ("a", 2)]
+
+
+def test_a_budget_is_spread_over_each_videos_time():
+    """Two frames of one 10-frame video: the most informative of frames 0-4 and of frames 5-9, not the two most
+    informative, which are neighbours."""
+    frames = [Frame(id=i + 1, file_name=f"a/{i:06d}.jpg", width=W, height=H, video_id="a", frame_index=i)
+              for i in range(10)]
+    scores = (0.5, 0.52, 0.55, 0.9, 0.95, 0.99, 0.97, 0.6, 0.9, 0.99)  # mid-confidence: frames 0, 1, 2 highest
+    ds = Dataset(frames=frames,
+                 boxes=[Box(image_id=i + 1, xyxy=(10, 10, 20, 20), score=s) for i, s in enumerate(scores)])
+    ds.renumber()
+    assert [s.frame.key for s in frame_scores(ds)][:2] == [("a", 0), ("a", 1)]
+    assert [s.frame.key for s in review_order(ds, budget=2)] == [("a", 0), ("a", 7)]
+    assert [s.frame.key for s in review_order(ds)][:2] == [("a", 0), ("a", 1)]  # no budget: the plain order
