@@ -133,8 +133,8 @@ def review_order(ds: Dataset, *, budget: int | None = None, reviewed_keys=()) ->
     for video, n in share.items():
         in_time = sorted((s for s in scores if not s.reviewed and s.frame.video_id == video),
                          key=lambda s: (s.frame.frame_index, s.frame.id))
-        best = [min(stretch, key=lambda s: (-s.score, s.frame.key))
-                for stretch in np.array_split(np.array(in_time, dtype=object), n)]
+        best = [min((in_time[i] for i in stretch), key=lambda s: (-s.score, s.frame.key))
+                for stretch in np.array_split(np.arange(len(in_time)), n)]
         picked += [(rank, s) for rank, s in enumerate(sorted(best, key=lambda s: (-s.score, s.frame.key)))]
     return [s for _, s in sorted(picked, key=lambda p: (p[0], -p[1].score, p[1].frame.key))]
 
