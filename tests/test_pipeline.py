@@ -130,14 +130,19 @@ def test_round1_keeps_every_round0_box_and_leaves_round0_untouched(round1):
 
 
 @pytest.mark.slow  # trains a student in the round1 fixture
-def test_round1_student_split_has_no_video_on_both_sides(round1):
+def test_round1_student_trains_on_every_video_and_records_it(round1):
+    """student.datamodule.val_fraction is 0 by default: every video of round 0 trains, none is held out (the split
+    itself, with a held-out share, is tested in tests/test_student.py)."""
     import torch
+
+    from pseudolabel.coco import load_coco
 
     root, _, _ = round1
     ckpt = torch.load(root / "runs" / "t" / "round_1" / "student" / "student.pt", map_location="cpu",
                       weights_only=True)
     train, val = set(ckpt["meta"]["train_video_ids"]), set(ckpt["meta"]["val_video_ids"])
-    assert train and val and not (train & val)
+    videos = {f.video_id for f in load_coco(root / "runs" / "t" / "round_0" / "annotations.json").frames}
+    assert len(videos) > 1 and train == videos and val == set()
 
 
 @pytest.mark.slow  # trains a student in the round1 fixture
