@@ -6,7 +6,7 @@ frames go through full tiling, then through guided tiling, so drift of the machi
 
 - football_broadcast (720p, human ball boxes): the first ``--guided-frames`` frames of every clip; recall and
   precision of both at IoU 0.5 against the ground truth, for the teacher's boxes at the label floor (what the
-  hysteresis may confirm) and at the teacher's threshold;
+  hysteresis may confirm), at the teacher's threshold, and for what round 0's hysteresis keeps of them;
 - tennis (1080p, no ground truth): the first ``--guided-frames`` sampled frames (every ``--stride``-th) of
   ``video_input1.mp4``; the share of full tiling's boxes that guided tiling also finds (IoU 0.5).
 
@@ -92,6 +92,21 @@ def as_dataset(per_video: dict[str, list], *, sizes: dict[str, tuple[int, int]],
                 boxes.append(Box(image_id=frame.id, xyxy=tuple(float(v) for v in xyxy), score=float(score),
                                  id=len(boxes) + 1))
     return Dataset(frames=frames, boxes=boxes)
+
+
+def kept_by_hysteresis(ds, cfg, *, high: float):
+    """A copy of ``ds`` (boxes at the label floor) after round 0's hysteresis (``cfg.prune.hysteresis``): the
+    boxes that would be kept as labels."""
+    import copy
+
+    from omegaconf import OmegaConf
+
+    from pseudolabel.prune.temporal import HysteresisConfig, apply_hysteresis
+
+    ds = copy.deepcopy(ds)
+    hcfg = HysteresisConfig(**OmegaConf.to_container(cfg.prune.hysteresis, resolve=True))
+    apply_hysteresis(ds, hcfg, round=0, high=high)
+    return ds
 
 
 def run_set(name: str, videos: list[tuple[str, Path, list[int]]], full, guided, *, batch_size: int) -> dict:
@@ -187,6 +202,13 @@ def main(argv=None) -> dict:
                                            if q in m[k]} for k in m}
                 print(f"  score >= {t}: recall {m['guided']['recall']:.3f} (guided) vs {m['full']['recall']:.3f} "
                       f"(full), precision {m['guided']['precision']:.3f} vs {m['full']['precision']:.3f}")
+            if cfg.prune.get("hysteresis"):  # what round 0 keeps: the floor's boxes that seeded tracks confirm
+                m = {k: evaluate(kept_by_hysteresis(ds[k][floor], cfg, high=high), gt) for k in ("full", "guided")}
+                entry["kept_by_hysteresis"] = {k: {q: m[k][q] for q in ("precision", "recall", "f1", "tp", "fp", "fn")
+                                                   if q in m[k]} for k in m}
+                print(f"  kept by the hysteresis: recall {m['guided']['recall']:.3f} (guided) vs "
+                      f"{m['full']['recall']:.3f} (full), precision {m['guided']['precision']:.3f} vs "
+                      f"{m['full']['precision']:.3f}")
         else:
             for t in (floor, high):
                 m = evaluate(ds["guided"][t], ds["full"][t])  # full tiling's boxes as the reference

@@ -358,12 +358,18 @@ def stage_prune(cfg: DictConfig, k: int) -> None:
 
             high = float(ds.info.get("score_threshold", 0.0))
             hcfg = HysteresisConfig(**pcfg["hysteresis"])
-            seeds = confirmable = None
+            seeds = doubtful = confirmable = None
             if k > 0 and hcfg.student_seeds != "score":
-                seeds = _agreeing_box_ids(cfg, k, ds, with_doubtful=hcfg.student_seeds == "agreement_or_doubtful")
+                seeds = _agreeing_box_ids(cfg, k, ds)
+                if hcfg.student_seeds in ("agreement_or_doubtful", "agreement_then_doubtful"):
+                    doubtful = _agreeing_box_ids(cfg, k, ds, with_doubtful=True) - seeds
+                if hcfg.student_seeds == "agreement_then_doubtful":
+                    doubtful = _in_videos_without_kept_boxes(doubtful, ds,
+                                                             load_coco(round_dir(cfg, k - 1) / layout.ANNOTATIONS))
             if k > 0 and hcfg.student_confirm != "track":
                 confirmable = _teacher_seen_box_ids(cfg, ds)
-            counts.update(apply_hysteresis(ds, hcfg, round=k, high=high, seeds=seeds, confirmable=confirmable,
+            counts.update(apply_hysteresis(ds, hcfg, round=k, high=high, seeds=seeds, doubtful_seeds=doubtful,
+                                           confirmable=confirmable,
                                            confirm_between=hcfg.student_confirm == "track_between_teacher"))
             confirmed = counts.pop("track_confirmed")
         if pcfg.get("track_size"):  # after the hysteresis: it judges tracks against the seeds
@@ -410,6 +416,15 @@ def _agreeing_box_ids(cfg: DictConfig, k: int, ds: Dataset, *, with_doubtful: bo
         return b.kept or (with_doubtful and b.reason in DOUBTFUL_REASONS and b.extra.get("pruned_round") == 0)
 
     return _box_ids_matching(cfg, ds, load_coco(round_dir(cfg, k - 1) / layout.ANNOTATIONS), evidence)
+
+
+def _in_videos_without_kept_boxes(box_ids: set[int], ds: Dataset, previous: Dataset) -> set[int]:
+    """The ids of ``box_ids`` (boxes of ``ds``) whose video holds no kept box in ``previous``: videos where the
+    previous round had nothing to anchor a track to."""
+    frame_video = {f.id: f.video_id for f in previous.frames}
+    anchored = {frame_video[b.image_id] for b in previous.boxes if b.kept}
+    video_of = {f.id: f.video_id for f in ds.frames}
+    return {b.id for b in ds.boxes if b.id in box_ids and video_of[b.image_id] not in anchored}
 
 
 def _teacher_seen_box_ids(cfg: DictConfig, ds: Dataset) -> set[int]:

@@ -87,4 +87,6 @@ def test_guided_tiling_benchmark_prints_its_two_lines(tmp_path, capsys):
     assert f"guided speed-up: {entry['speed_up']:.2f}x" in text
     floor = entry["score_0.2"]
     assert f"guided recall: {floor['guided']['recall']:.3f} vs {floor['full']['recall']:.3f}" in text
+    kept = entry["kept_by_hysteresis"]  # round 0's labels: a subset of the floor's boxes
+    assert all(kept[k]["tp"] <= floor[k]["tp"] and kept[k]["fp"] <= floor[k]["fp"] for k in ("full", "guided"))
     assert json.loads(out.read_text())["sets"]["football_broadcast"]["frames"] == 20

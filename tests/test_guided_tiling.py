@@ -187,3 +187,44 @@ def test_a_guide_coasts_through_frames_where_the_detector_misses_the_ball():
     forgetting = guided(SmallBallDetector(), max_coast=0)
     assert found(coasting.predict(frames), centres)[6:].all()
     assert not found(forgetting.predict(frames), centres)[6:].any()
+
+
+def test_a_change_of_light_on_a_pan_is_not_a_cut_when_the_shift_stays_clear():
+    """cut_max_response: a frame whose pixels all changed but that still shows one clear shift (a pan with a
+    change of exposure) is followed, not rescanned; a different shot shows no clear shift and is rescanned."""
+    frames, _ = frames_with_ball(4, pan=(6, 0))
+    brighter = np.clip(frames[3].astype(np.int16) + 60, 0, 255).astype(np.uint8)
+    other = 255 - frames_with_ball(1, seed=5)[0][0]
+    n_full = len(tile_grid(W, H, tile_size=TILE, overlap=0.25)) + 1
+    by_difference = guided(SmallBallDetector())
+    by_difference.predict(frames[:3] + [brighter])
+    assert by_difference.views_run[3] == n_full
+    by_shift = guided(SmallBallDetector(), cut_max_response=0.2)
+    by_shift.predict(frames[:3] + [brighter])
+    assert by_shift.views_run[3] < n_full
+    cut = guided(SmallBallDetector(), cut_max_response=0.2)
+    cut.predict(frames[:3] + [other])
+    assert cut.views_run[3] == n_full
+
+
+def test_a_low_score_detection_starts_no_guide_but_continues_one():
+    class Scored(SmallBallDetector):
+        def __init__(self, score):
+            super().__init__()
+            self.score = score
+
+        def predict(self, images):
+            out = super().predict(images)
+            for d in out:
+                d.scores = np.full(len(d), self.score)
+            return out
+
+    frames, centres = frames_with_ball(6)
+    low = guided(Scored(0.3), new_guide_score=0.5)
+    assert not found(low.predict(frames), centres)[1:].any()  # the ball at 0.3 never starts a guide
+    det = guided(Scored(0.9), new_guide_score=0.5)
+    out = []
+    for i, f in enumerate(frames):  # found at 0.9 in a full scan, then at 0.3: the guide goes on
+        det.detector.score = 0.9 if i == 0 else 0.3
+        out += det.predict([f])
+    assert found(out, centres).all()

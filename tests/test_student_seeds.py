@@ -45,3 +45,19 @@ def test_teacher_seen_boxes_match_any_teacher_detection_of_round_0(tmp_path):
         Box(image_id=2, xyxy=KEPT, score=0.9, id=13)])  # same place, another video: not seen
     cfg = OmegaConf.create({"paths": {"exp_dir": str(tmp_path)}, "merge": {"iou_threshold": 0.3, "centre_factor": 1.0}})
     assert _teacher_seen_box_ids(cfg, new) == {10, 11}
+
+
+def test_doubtful_agreement_counts_only_in_videos_the_previous_round_kept_nothing_of():
+    """student_seeds=agreement_then_doubtful: where round k-1 kept a box of a video, its tracks have anchors and
+    the teacher's doubtful boxes seed nothing there; a video with no kept box falls back on them."""
+    from pseudolabel.pipeline import _in_videos_without_kept_boxes
+
+    frames = [Frame(id=1, file_name="v/000000.jpg", width=640, height=360, video_id="v", frame_index=0),
+              Frame(id=2, file_name="w/000000.jpg", width=640, height=360, video_id="w", frame_index=0)]
+    prev = Dataset(frames=frames, boxes=[
+        Box(image_id=1, xyxy=KEPT, score=0.9, id=1),
+        Box(image_id=2, xyxy=DOUBT, score=0.4, id=2, decision="pruned", reason="unconfirmed",
+            extra={"pruned_round": 0})])
+    new = Dataset(frames=frames, boxes=[Box(image_id=1, xyxy=DOUBT, score=0.9, id=10),
+                                        Box(image_id=2, xyxy=DOUBT, score=0.9, id=11)])
+    assert _in_videos_without_kept_boxes({10, 11}, new, prev) == {11}

@@ -316,3 +316,26 @@ def test_hysteresis_two_best_evidence_confirms_a_track_without_a_seed_in_round_0
     ds = Dataset(frames=frames, boxes=boxes())  # a student round with agreement seeds: scores are not evidence
     apply_hysteresis(ds, HysteresisConfig(track_evidence="two_best"), round=1, high=0.7, seeds=set())
     assert not any(b.kept for b in ds.boxes)
+
+
+def test_doubtful_seeds_seed_a_track_only_once_it_holds_them_in_enough_frames():
+    """A student box that agrees only with a teacher box round 0 left unconfirmed is weak evidence: it seeds its
+    track once the track holds such boxes in doubtful_seed_frames sampled frames."""
+    from pseudolabel.prune.temporal import HysteresisConfig, apply_hysteresis, frames_per_track_mask
+
+    assert frames_per_track_mask([1, 1, 1, 2, 2], [0, 0, 1, 0, 1], [True, True, False, True, True],
+                                 min_frames=2).tolist() == [False, False, False, True, True]
+
+    def run(doubtful, frames_needed):
+        ball = [Box(image_id=i + 1, xyxy=_ball(105 + 20 * i, 105), score=0.9, id=i + 1) for i in range(5)]
+        ds = Dataset(frames=_video(5), boxes=ball)
+        counts = apply_hysteresis(ds, HysteresisConfig(doubtful_seed_frames=frames_needed), round=1, high=0.7,
+                                  seeds=set(), doubtful_seeds=doubtful)
+        return [b.kept for b in ball], counts
+
+    assert run({2}, 1)[0] == [True] * 5
+    kept, counts = run({2}, 2)
+    assert kept == [False] * 5 and counts["unconfirmed"] == 5
+    kept, counts = run({2, 4}, 2)
+    assert kept == [True] * 5 and counts["track_confirmed"] == 3
+    assert run(None, 2)[0] == [False] * 5

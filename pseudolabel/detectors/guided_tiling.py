@@ -31,12 +31,18 @@ from .base import Detections, Detector, split
 from .tiling import TiledDetector
 
 
-def camera_shift(prev: np.ndarray, cur: np.ndarray) -> tuple[float, float]:
-    """(dx, dy) translation of ``cur`` relative to ``prev`` (float32 grey images of one size), in their pixels."""
+def phase_shift(prev: np.ndarray, cur: np.ndarray) -> tuple[tuple[float, float], float]:
+    """((dx, dy), response): translation of ``cur`` relative to ``prev`` (float32 grey images of one size), in
+    their pixels, and the height of the phase-correlation peak (near 1: one clear shift; near 0: none)."""
     import cv2
 
-    (dx, dy), _ = cv2.phaseCorrelate(prev, cur)
-    return float(dx), float(dy)
+    (dx, dy), response = cv2.phaseCorrelate(prev, cur)
+    return (float(dx), float(dy)), float(response)
+
+
+def camera_shift(prev: np.ndarray, cur: np.ndarray) -> tuple[float, float]:
+    """(dx, dy) translation of ``cur`` relative to ``prev`` (float32 grey images of one size), in their pixels."""
+    return phase_shift(prev, cur)[0]
 
 
 def aligned_difference(prev: np.ndarray, cur: np.ndarray, shift: tuple[float, float]) -> np.ndarray:
@@ -87,8 +93,16 @@ class GuidedTiledDetector(TiledDetector):
     max_guides : int
         At most this many guiding detections per frame (highest scores first).
     max_speed : float
-        Pixels per frame a guided ball may stray from its constant-velocity prediction: the search radius
-        around it, and the farthest a detection may be from a guide's prediction to continue it.
+        Pixels per frame a guided ball may stray from its constant-velocity prediction: the farthest a
+        detection may be from a guide's prediction to continue it, and the search radius around it unless
+        ``search_radius`` is given.
+    search_radius : float or None
+        Room, in pixels, a guide's predicted centre needs inside one tile for that tile alone to be run;
+        with less room every tile the disc touches runs (None: ``max_speed``).
+    new_guide_score : float or None
+        Lowest score of a detection that starts a new guide; one that continues a guide needs only
+        ``track_score`` (None: ``track_score``). Hysteresis, as the label stage's: low-score clutter does
+        not pull tiles, a followed ball keeps them.
     max_coast : int
         A guide no detection continued is still searched, at its velocity, for this many frames (the
         teacher misses a blurred ball in some frames).
@@ -100,14 +114,18 @@ class GuidedTiledDetector(TiledDetector):
         Frames are shrunk this many times for motion and cuts.
     cut_threshold : float
         Mean absolute grey difference after alignment above which a frame is a cut (full scan).
+    cut_max_response : float or None
+        ... and only when the phase-correlation peak is below this: a pan, a zoom or motion blur still
+        shows one clear shift, a cut shows none (None: the difference alone decides).
     """
 
     def __init__(self, detector: Detector, *, tile_size: int | None = 320, overlap: float = 0.25,
                  full_frame: bool = True, fusion_iou: float = 0.5, drop_edge_boxes: bool = True,
                  batch_size: int = 16, scan_every: int = 8, target_class_ids: Sequence[int] | None = None,
                  track_score: float = 0.2, max_guides: int = 8, max_speed: float = 60.0, max_coast: int = 2,
-                 motion_tiles: int = 4,
-                 motion_threshold: float = 25.0, motion_scale: int = 8, cut_threshold: float = 30.0) -> None:
+                 search_radius: float | None = None, new_guide_score: float | None = None, motion_tiles: int = 4,
+                 motion_threshold: float = 25.0, motion_scale: int = 8, cut_threshold: float = 30.0,
+                 cut_max_response: float | None = None) -> None:
         super().__init__(detector, tile_size=tile_size, overlap=overlap, full_frame=full_frame,
                          fusion_iou=fusion_iou, drop_edge_boxes=drop_edge_boxes, batch_size=batch_size)
         if scan_every < 1:
@@ -118,10 +136,13 @@ class GuidedTiledDetector(TiledDetector):
         self.max_guides = int(max_guides)
         self.max_speed = float(max_speed)
         self.max_coast = int(max_coast)
+        self.search_radius = self.max_speed if search_radius is None else float(search_radius)
+        self.new_guide_score = self.track_score if new_guide_score is None else float(new_guide_score)
         self.motion_tiles = int(motion_tiles)
         self.motion_threshold = float(motion_threshold)
         self.motion_scale = int(motion_scale)
         self.cut_threshold = float(cut_threshold)
+        self.cut_max_response = None if cut_max_response is None else float(cut_max_response)
         self.views_run: list[int] = []  # views per frame, in order (for benchmarks)
         self.start_video()
 
@@ -151,18 +172,20 @@ class GuidedTiledDetector(TiledDetector):
         if prev is None or prev.shape != small.shape or n_tiles <= 1:
             self._since_scan = 0
             return views, (0.0, 0.0), True
-        shift = camera_shift(prev, small)
+        shift, response = phase_shift(prev, small)
         diff = aligned_difference(prev, small, shift)
         shift_px = (shift[0] * self.motion_scale, shift[1] * self.motion_scale)
         self._since_scan += 1
-        if self._since_scan >= self.scan_every or float(diff.mean()) > self.cut_threshold:
+        cut = float(diff.mean()) > self.cut_threshold and (self.cut_max_response is None
+                                                            or response < self.cut_max_response)
+        if self._since_scan >= self.scan_every or cut:
             self._since_scan = 0
             return views, shift_px, True
         tiles = views[:n_tiles]
         chosen = np.zeros(n_tiles, dtype=bool)
         if len(self._guides):
             predicted = self._guides + self._velocity + np.asarray(shift_px)
-            chosen |= tiles_near_points(tiles, predicted, radius=self.max_speed)
+            chosen |= tiles_near_points(tiles, predicted, radius=self.search_radius)
         if self.motion_tiles > 0:
             moving = (diff > self.motion_threshold).astype(np.float32)
             s = self.motion_scale
@@ -179,15 +202,21 @@ class GuidedTiledDetector(TiledDetector):
         if self.target_class_ids is not None:
             mask &= np.isin(det.labels, self.target_class_ids)
         g = det.select(mask)
-        g = g.select(np.argsort(-g.scores, kind="stable")[:self.max_guides])
         centres = (g.boxes[:, :2] + g.boxes[:, 2:]) / 2 if len(g) else np.zeros((0, 2))
-        velocity = np.zeros_like(centres)
         predicted = self._guides + self._velocity + np.asarray(shift_px)  # where the old guides should be now
-        continued = np.zeros(len(predicted), dtype=bool)
+        near = np.zeros(len(centres), dtype=bool)
+        nearest = np.zeros(len(centres), dtype=np.int64)
         if len(centres) and len(predicted):
             dist = np.linalg.norm(centres[:, None, :] - predicted[None, :, :], axis=2)
             nearest = dist.argmin(axis=1)
             near = dist[np.arange(len(centres)), nearest] <= self.max_speed
+        # a continuing detection guides at track_score, a new one only from new_guide_score
+        keep = near | (g.scores >= self.new_guide_score)
+        keep[np.flatnonzero(keep)[np.argsort(-g.scores[keep], kind="stable")[self.max_guides:]]] = False
+        centres, near, nearest = centres[keep], near[keep], nearest[keep]
+        velocity = np.zeros_like(centres)
+        continued = np.zeros(len(predicted), dtype=bool)
+        if near.any():
             # a coasting guide's position already holds its motion over the frames it was missed
             velocity[near] = centres[near] - (self._guides[nearest[near]] + np.asarray(shift_px))
             continued[nearest[near]] = True

@@ -334,6 +334,8 @@ class HysteresisConfig:
                                       # kept boxes ("agreement"), or also with round 0's unconfirmed teacher boxes
                                       # ("agreement_or_doubtful"), or those above the relabel threshold ("score")
     track_seed_length: int | None = None  # also seeds: a track holding this many boxes >= the threshold (None: off)
+    doubtful_seed_frames: int = 1  # with "agreement_or_doubtful": a box agreeing only with a doubtful teacher box
+                                   # seeds when its track holds such boxes in this many sampled frames
     track_evidence: str = "max"    # a track is seeded when its best box reaches the threshold ("max") or when its
                                    # two best boxes, in two frames, do together ("two_best": 1 - (1-s1)(1-s2))
     student_confirm: str = "track"  # rounds >= 1: a seeded track confirms any student box it links ("track"),
@@ -431,6 +433,26 @@ def between_anchors_mask(track_ids, steps, is_anchor) -> np.ndarray:
     return out
 
 
+def frames_per_track_mask(track_ids, steps, candidates, *, min_frames: int) -> np.ndarray:
+    """(N,) bool: ``True`` for candidate boxes whose track holds candidates in at least ``min_frames`` distinct
+    sampled frames.
+
+    Parameters
+    ----------
+    track_ids, steps : array_like of int, shape (N,)
+        Each box's track id and sampled-frame step.
+    candidates : array_like of bool, shape (N,)
+    """
+    track_ids, steps = np.asarray(track_ids), np.asarray(steps)
+    candidates = np.asarray(candidates, dtype=bool)
+    out = np.zeros(len(steps), dtype=bool)
+    for t in np.unique(track_ids[candidates]):
+        on = (track_ids == t) & candidates
+        if len(np.unique(steps[on])) >= min_frames:
+            out |= on
+    return out
+
+
 def run_mask(track_ids, steps, candidates, *, min_run: int, max_gap: int) -> np.ndarray:
     """(N,) bool: ``True`` for candidate boxes in a run of at least ``min_run`` candidates of their own track whose
     consecutive sampled-frame steps are at most ``max_gap + 1`` apart.
@@ -455,12 +477,16 @@ def run_mask(track_ids, steps, candidates, *, min_run: int, max_gap: int) -> np.
 
 
 def apply_hysteresis(ds: Dataset, cfg: HysteresisConfig, *, round: int, high: float,
-                     seeds: set[int] | None = None, confirmable: set[int] | None = None,
-                     confirm_between: bool = False) -> dict[str, int]:
+                     seeds: set[int] | None = None, doubtful_seeds: set[int] | None = None,
+                     confirmable: set[int] | None = None, confirm_between: bool = False) -> dict[str, int]:
     """Keep the kept boxes below ``high`` that a seeded track confirms; prune the others, in place.
 
     ``seeds`` (box ids), when given, replaces the score test: those boxes are the seeds and every other box
     needs a seeded track, whatever its score (student rounds: the boxes that agree with round k-1).
+    ``doubtful_seeds`` (box ids, with ``seeds``): weaker seeds (student boxes that agree only with a teacher box
+    round 0 left unconfirmed); they seed their track when it holds them in ``cfg.doubtful_seed_frames``
+    sampled frames (:func:`frames_per_track_mask`): one agreement can be two models fooled by one object,
+    agreement frame after frame along a moving track is rarer.
     ``confirmable`` (box ids), when given, limits what a seeded track confirms to those boxes; the other boxes
     below ``high`` are pruned with reason ``unsupported`` (student rounds: a track can hop from the ball to a
     player's foot the student fires on; a box the teacher also saw is two models agreeing). With
@@ -501,6 +527,10 @@ def apply_hysteresis(ds: Dataset, cfg: HysteresisConfig, *, round: int, high: fl
         steps = np.array([step_of[b.image_id] for b in boxes], dtype=np.int64)
         tids = hysteresis_tracks(cfg, steps, ds.xyxy(boxes), width=vframes[0].width, height=vframes[0].height)
         seed = ~low
+        if doubtful_seeds:
+            weak = np.array([b.id in doubtful_seeds for b in boxes]) & low
+            seed |= weak & frames_per_track_mask(tids, steps, weak, min_frames=cfg.doubtful_seed_frames)
+            low = ~seed
         if cfg.track_seed_length:  # a run of confident detections moving like one object is evidence too
             steps_hi = {}
             for t, st, b in zip(tids, steps, boxes):
