@@ -83,6 +83,7 @@ def compose_cfg(args, root: Path, video: Path):
 
     max_kept = None if args.frames is None else math.ceil(args.frames / args.stride)
     overrides = [f"paths.root_dir={root}", "exp=bench", "logger=none", "data=folder",
+                 *([f"runtime.lean_heads={args.lean_heads}"] if args.lean_heads is not None else []),
                  f"data.inputs=[{video}]", f"data.sampling.stride={args.stride}", "data.sampling.target_fps=null",
                  "data.sampling.dedup_threshold=null",
                  f"data.sampling.max_frames_per_video={'null' if max_kept is None else max_kept}"]
@@ -379,6 +380,8 @@ def main(argv=None) -> dict:
                          "(a) always runs eager PyTorch)")
     ap.add_argument("--precision", choices=["fp32", "bf16"], default=None,
                     help="backbone graph precision in (b); bf16 needs --backend openvino (default: config)")
+    ap.add_argument("--lean-heads", choices=["null", "true", "false"], default=None,
+                    help="runtime.lean_heads in (b) (null: on with ONNX Runtime or OpenVINO; default: config)")
     ap.add_argument("--video", default=None, help="a video file, or 'tennis' for ../shared (default: synthetic)")
     ap.add_argument("--frames", type=int, default=None,
                     help="video frames to process (synthetic default 48; a real video: all of them)")
