@@ -321,10 +321,10 @@ def test_hysteresis_two_best_evidence_confirms_a_track_without_a_seed_in_round_0
 def test_doubtful_seeds_seed_a_track_only_once_it_holds_them_in_enough_frames():
     """A student box that agrees only with a teacher box round 0 left unconfirmed is weak evidence: it seeds its
     track once the track holds such boxes in doubtful_seed_frames sampled frames."""
-    from pseudolabel.prune.temporal import HysteresisConfig, apply_hysteresis, frames_per_track_mask
+    from pseudolabel.prune.temporal import HysteresisConfig, apply_hysteresis, run_mask
 
-    assert frames_per_track_mask([1, 1, 1, 2, 2], [0, 0, 1, 0, 1], [True, True, False, True, True],
-                                 min_frames=2).tolist() == [False, False, False, True, True]
+    assert run_mask([1, 1, 1, 2, 2], [0, 0, 1, 0, 9], [True, True, False, True, True], min_run=2,
+                    max_gap=9).tolist() == [False, False, False, True, True]  # distinct frames, any gap
 
     def run(doubtful, frames_needed):
         ball = [Box(image_id=i + 1, xyxy=_ball(105 + 20 * i, 105), score=0.9, id=i + 1) for i in range(5)]

@@ -13,7 +13,8 @@ runs, on each frame of a video:
 
 Motion and cuts are measured on grey frames shrunk ``motion_scale`` times (a few thousand pixels), with the
 camera's translation estimated by phase correlation (``cv2.phaseCorrelate``). A frame whose mean absolute
-difference to the previous one, after that alignment, is above ``cut_threshold`` (grey levels) is a cut.
+difference to the previous one, after that alignment, is above ``cut_threshold`` (grey levels) is a cut, and,
+with ``cut_max_response``, only when the phase-correlation peak is also weak (a pan or zoom keeps one clear shift).
 
 Frames must come in time order, one video after another: call :meth:`start_video` between videos (the label
 stage does, see :func:`pseudolabel.label.iter_detections`); a frame of another size or a cut also starts over.
@@ -38,11 +39,6 @@ def phase_shift(prev: np.ndarray, cur: np.ndarray) -> tuple[tuple[float, float],
 
     (dx, dy), response = cv2.phaseCorrelate(prev, cur)
     return (float(dx), float(dy)), float(response)
-
-
-def camera_shift(prev: np.ndarray, cur: np.ndarray) -> tuple[float, float]:
-    """(dx, dy) translation of ``cur`` relative to ``prev`` (float32 grey images of one size), in their pixels."""
-    return phase_shift(prev, cur)[0]
 
 
 def aligned_difference(prev: np.ndarray, cur: np.ndarray, shift: tuple[float, float]) -> np.ndarray:

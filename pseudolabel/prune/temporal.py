@@ -332,9 +332,10 @@ class HysteresisConfig:
     iou_weight: float = 0.2        # association cost weight of IoU (small balls: distance matters most)
     student_seeds: str = "agreement"  # rounds >= 1: seeds are the student's boxes that agree with round k-1's
                                       # kept boxes ("agreement"), or also with round 0's unconfirmed teacher boxes
-                                      # ("agreement_or_doubtful"), or those above the relabel threshold ("score")
+                                      # ("agreement_or_doubtful"; "agreement_then_doubtful": only in videos where
+                                      # round k-1 kept nothing), or those above the relabel threshold ("score")
     track_seed_length: int | None = None  # also seeds: a track holding this many boxes >= the threshold (None: off)
-    doubtful_seed_frames: int = 1  # with "agreement_or_doubtful": a box agreeing only with a doubtful teacher box
+    doubtful_seed_frames: int = 1  # with "..._doubtful" seeds: a box agreeing only with a doubtful teacher box
                                    # seeds when its track holds such boxes in this many sampled frames
     track_evidence: str = "max"    # a track is seeded when its best box reaches the threshold ("max") or when its
                                    # two best boxes, in two frames, do together ("two_best": 1 - (1-s1)(1-s2))
@@ -433,26 +434,6 @@ def between_anchors_mask(track_ids, steps, is_anchor) -> np.ndarray:
     return out
 
 
-def frames_per_track_mask(track_ids, steps, candidates, *, min_frames: int) -> np.ndarray:
-    """(N,) bool: ``True`` for candidate boxes whose track holds candidates in at least ``min_frames`` distinct
-    sampled frames.
-
-    Parameters
-    ----------
-    track_ids, steps : array_like of int, shape (N,)
-        Each box's track id and sampled-frame step.
-    candidates : array_like of bool, shape (N,)
-    """
-    track_ids, steps = np.asarray(track_ids), np.asarray(steps)
-    candidates = np.asarray(candidates, dtype=bool)
-    out = np.zeros(len(steps), dtype=bool)
-    for t in np.unique(track_ids[candidates]):
-        on = (track_ids == t) & candidates
-        if len(np.unique(steps[on])) >= min_frames:
-            out |= on
-    return out
-
-
 def run_mask(track_ids, steps, candidates, *, min_run: int, max_gap: int) -> np.ndarray:
     """(N,) bool: ``True`` for candidate boxes in a run of at least ``min_run`` candidates of their own track whose
     consecutive sampled-frame steps are at most ``max_gap + 1`` apart.
@@ -485,7 +466,7 @@ def apply_hysteresis(ds: Dataset, cfg: HysteresisConfig, *, round: int, high: fl
     needs a seeded track, whatever its score (student rounds: the boxes that agree with round k-1).
     ``doubtful_seeds`` (box ids, with ``seeds``): weaker seeds (student boxes that agree only with a teacher box
     round 0 left unconfirmed); they seed their track when it holds them in ``cfg.doubtful_seed_frames``
-    sampled frames (:func:`frames_per_track_mask`): one agreement can be two models fooled by one object,
+    sampled frames (:func:`run_mask` with no gap limit): one agreement can be two models fooled by one object,
     agreement frame after frame along a moving track is rarer.
     ``confirmable`` (box ids), when given, limits what a seeded track confirms to those boxes; the other boxes
     below ``high`` are pruned with reason ``unsupported`` (student rounds: a track can hop from the ball to a
@@ -529,7 +510,7 @@ def apply_hysteresis(ds: Dataset, cfg: HysteresisConfig, *, round: int, high: fl
         seed = ~low
         if doubtful_seeds:
             weak = np.array([b.id in doubtful_seeds for b in boxes]) & low
-            seed |= weak & frames_per_track_mask(tids, steps, weak, min_frames=cfg.doubtful_seed_frames)
+            seed |= run_mask(tids, steps, weak, min_run=cfg.doubtful_seed_frames, max_gap=len(vframes))  # any gap
             low = ~seed
         if cfg.track_seed_length:  # a run of confident detections moving like one object is evidence too
             steps_hi = {}
