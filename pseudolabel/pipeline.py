@@ -360,12 +360,12 @@ def stage_prune(cfg: DictConfig, k: int) -> None:
             hcfg = HysteresisConfig(**pcfg["hysteresis"])
             seeds = doubtful = confirmable = None
             if k > 0 and hcfg.student_seeds != "score":
-                seeds = _agreeing_box_ids(cfg, k, ds)
+                previous = load_coco(round_dir(cfg, k - 1) / layout.ANNOTATIONS)
+                seeds = _agreeing_box_ids(cfg, k, ds, previous=previous)
                 if hcfg.student_seeds in ("agreement_or_doubtful", "agreement_then_doubtful"):
-                    doubtful = _agreeing_box_ids(cfg, k, ds, with_doubtful=True) - seeds
+                    doubtful = _agreeing_box_ids(cfg, k, ds, with_doubtful=True, previous=previous) - seeds
                 if hcfg.student_seeds == "agreement_then_doubtful":
-                    doubtful = _in_videos_without_kept_boxes(doubtful, ds,
-                                                             load_coco(round_dir(cfg, k - 1) / layout.ANNOTATIONS))
+                    doubtful = _in_videos_without_kept_boxes(doubtful, ds, previous)
             if k > 0 and hcfg.student_confirm != "track":
                 confirmable = _teacher_seen_box_ids(cfg, ds)
             counts.update(apply_hysteresis(ds, hcfg, round=k, high=high, seeds=seeds, doubtful_seeds=doubtful,
@@ -405,7 +405,8 @@ def stage_prune(cfg: DictConfig, k: int) -> None:
     _run_once(rdir, "prune", run)
 
 
-def _agreeing_box_ids(cfg: DictConfig, k: int, ds: Dataset, *, with_doubtful: bool = False) -> set[int]:
+def _agreeing_box_ids(cfg: DictConfig, k: int, ds: Dataset, *, with_doubtful: bool = False,
+                      previous: Dataset | None = None) -> set[int]:
     """Ids of the kept boxes of ``ds`` (round k's labels) that match a kept box of round k-1 on the same frame
     (as the merge matches them): the student re-finding what the previous round trusted. ``with_doubtful``: also
     a teacher box that round 0's hysteresis left unconfirmed (reasons of :data:`DOUBTFUL_REASONS`), which the
@@ -415,7 +416,9 @@ def _agreeing_box_ids(cfg: DictConfig, k: int, ds: Dataset, *, with_doubtful: bo
     def evidence(b) -> bool:
         return b.kept or (with_doubtful and b.reason in DOUBTFUL_REASONS and b.extra.get("pruned_round") == 0)
 
-    return _box_ids_matching(cfg, ds, load_coco(round_dir(cfg, k - 1) / layout.ANNOTATIONS), evidence)
+    if previous is None:  # round k-1's annotations.json, unless the caller already read it
+        previous = load_coco(round_dir(cfg, k - 1) / layout.ANNOTATIONS)
+    return _box_ids_matching(cfg, ds, previous, evidence)
 
 
 def _in_videos_without_kept_boxes(box_ids: set[int], ds: Dataset, previous: Dataset) -> set[int]:
