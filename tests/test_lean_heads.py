@@ -66,13 +66,15 @@ def _frames(n, width=256, height=144):
 
 
 def test_propose_equals_the_rpn_in_eval_mode():
+    from pseudolabel.detectors.rcnn import propose
+
     model = _student()
     with torch.inference_mode():
         batch, _ = model.transform(to_tensors(_frames(2)))
         feats = model.backbone(batch.tensors)
         ref = model.rpn(batch, feats)[0]
-        got = lean.propose(model.rpn, batch, feats, *model.rpn.head(list(feats.values())))
-        again = lean.propose(model.rpn, batch, feats, *model.rpn.head(list(feats.values())))  # cached anchors
+        got = propose(model.rpn, batch, feats, *model.rpn.head(list(feats.values())))
+        again = propose(model.rpn, batch, feats, *model.rpn.head(list(feats.values())))  # cached anchors
     for r, g, a in zip(ref, got, again, strict=True):
         assert len(r) == len(g) > 0
         torch.testing.assert_close(g, r, atol=1e-4, rtol=0)
@@ -97,6 +99,12 @@ def test_lean_two_stage_predict_equals_torchvision_heads_and_knows_its_limits():
     model = _student(box_detections_per_img=30)
     frames = _frames(3)
     ref, ref_feats = two_stage_predict(model, to_tensors(frames), box_features=True)
+    with torch.inference_mode():
+        plain = model(to_tensors(frames))  # torchvision's own forward, its RPN included
+    for p, r in zip(plain, ref, strict=True):
+        assert len(p["boxes"]) == len(r["boxes"]) > 0
+        torch.testing.assert_close(r["boxes"], p["boxes"], atol=1e-3, rtol=0)
+        torch.testing.assert_close(r["scores"], p["scores"], atol=1e-5, rtol=0)
     batch = lean.native_batch(model.transform, frames)
     got, got_feats = two_stage_predict(model, batch, box_features=True, lean_heads=True)
     from pseudolabel.detectors.base import Detections

@@ -6,10 +6,13 @@ Boxes are ``xyxy`` float pixels of the input images, as everywhere in the packag
 """
 from __future__ import annotations
 
+import weakref
 from collections import OrderedDict
 from typing import Any, Callable, Sequence
 
 import numpy as np
+
+_ANCHORS: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
 
 
 def is_two_stage(model: Any) -> bool:
@@ -67,8 +70,9 @@ def two_stage_predict(model: Any, tensors: list, *, backbone: Callable | None = 
         the RPN head's outputs, and ``model.rpn.head`` is not called.
     box_features : also return the box-head features of the returned boxes, pooled from the same
         feature maps.
-    lean_heads : run the proposal and RoI stages with :mod:`pseudolabel.detectors.accel.lean_heads` (same
-        results up to float rounding, faster on CPU) where it supports the model.
+    lean_heads : run the RoI stage with :mod:`pseudolabel.detectors.accel.lean_heads` (same results up to
+        float rounding, faster on CPU) where it supports the model. Proposals always come from
+        :func:`propose`.
 
     Returns
     -------
@@ -94,14 +98,13 @@ def two_stage_predict(model: Any, tensors: list, *, backbone: Callable | None = 
             feats = backbone(batch.tensors)
         if isinstance(feats, torch.Tensor):
             feats = OrderedDict([("0", feats)])
+        if head is None:
+            head = model.rpn.head(list(feats.values()))
+        proposals = propose(model.rpn, batch, feats, *head)
         if lean_heads and lean.supports(model):
-            if head is None:
-                head = model.rpn.head(list(feats.values()))
-            proposals = lean.propose(model.rpn, batch, feats, *head)
             pool = lean.Pooler(model.roi_heads.box_roi_pool, feats, batch.image_sizes)
             dets = lean.detect(model.roi_heads, pool, proposals, batch.image_sizes)
         else:
-            proposals = model.rpn(batch, feats)[0] if head is None else _proposals(model.rpn, batch, feats, *head)
             dets, _ = model.roi_heads(feats, proposals, batch.image_sizes)
 
             def pool(boxes):
@@ -114,17 +117,67 @@ def two_stage_predict(model: Any, tensors: list, *, backbone: Callable | None = 
     return dets, features
 
 
-def _proposals(rpn, batch, feats, objectness: list, deltas: list):
-    """``rpn(batch, feats)[0]`` in eval mode from already computed RPN head outputs (torchvision's
-    ``RegionProposalNetwork.forward`` without its ``self.head`` call, using its own helpers)."""
-    from torchvision.models.detection.rpn import concat_box_prediction_layers
+def anchors_per_level(generator, batch, feature_maps: list) -> list:
+    """The anchors of ``generator`` (a torchvision ``AnchorGenerator``) for this input shape: one
+    (H_l x W_l x A_l, 4) xyxy tensor per level, the same for every image of the batch; kept per shape
+    (torchvision rebuilds them for every batch)."""
+    key = (tuple(batch.tensors.shape[-2:]), tuple(tuple(f.shape[-2:]) for f in feature_maps),
+           feature_maps[0].dtype, feature_maps[0].device)
+    cache = _ANCHORS.setdefault(generator, {})
+    if key not in cache:
+        first = generator(batch, feature_maps)[0]  # torchvision gives every image the same anchors
+        sizes = [f.shape[-2] * f.shape[-1] * a for f, a in zip(feature_maps, generator.num_anchors_per_location())]
+        cache[key] = list(first.split(sizes))
+    return cache[key]
 
-    anchors = rpn.anchor_generator(batch, list(feats.values()))
-    num_anchors_per_level = [o[0].numel() for o in objectness]
-    objectness, deltas = concat_box_prediction_layers(objectness, deltas)
-    proposals = rpn.box_coder.decode(deltas.detach(), anchors).view(len(anchors), -1, 4)
-    boxes, _ = rpn.filter_proposals(proposals, objectness, batch.image_sizes, num_anchors_per_level)
-    return boxes
+
+def propose(rpn, batch, feats, objectness: list, deltas: list) -> list:
+    """``rpn(batch, feats)[0]`` in eval mode (a torchvision ``RegionProposalNetwork``), from the RPN head's
+    outputs: the one proposal path of every two-stage forward here, whichever runtime computed the head.
+
+    Torchvision decodes every anchor's box and then keeps each level's top ``pre_nms_top_n`` by objectness;
+    here the top ones are chosen first and only they are decoded. Decoding is per box, so the boxes are the
+    same numbers (``tests/test_lean_heads.py``); the rest (clip, small boxes, score threshold, per-level NMS,
+    ``post_nms_top_n``) is torchvision's own functions in its order.
+
+    Parameters
+    ----------
+    rpn : torchvision ``RegionProposalNetwork`` in eval mode.
+    batch : torchvision ``ImageList``, the transformed input.
+    feats : OrderedDict of the backbone's feature maps.
+    objectness, deltas : the RPN head's outputs, one (N, A, H_l, W_l) and one (N, 4A, H_l, W_l) tensor per level.
+
+    Returns
+    -------
+    list of (K_i, 4) float tensors, xyxy pixels of the batched input, one per image.
+    """
+    import torch
+    from torchvision.models.detection.rpn import permute_and_flatten
+    from torchvision.ops import boxes as box_ops
+
+    anchors = anchors_per_level(rpn.anchor_generator, batch, list(feats.values()))
+    n_images = batch.tensors.shape[0]
+    rows = torch.arange(n_images, device=batch.tensors.device)[:, None]
+    scores, boxes, levels = [], [], []
+    for level, (obj, dlt, anc) in enumerate(zip(objectness, deltas, anchors, strict=True)):
+        n, a, h, w = obj.shape
+        obj = permute_and_flatten(obj, n, a, 1, h, w).reshape(n, -1)  # (N, H*W*A), torchvision's order
+        dlt = permute_and_flatten(dlt, n, a, 4, h, w)  # (N, H*W*A, 4)
+        top, idx = obj.topk(min(int(rpn.pre_nms_top_n()), obj.shape[1]), dim=1)
+        decoded = rpn.box_coder.decode_single(dlt[rows, idx].reshape(-1, 4), anc[idx].reshape(-1, 4))
+        scores.append(top)
+        boxes.append(decoded.reshape(n, -1, 4))
+        levels.append(torch.full_like(idx, level))
+    scores, boxes, levels = torch.sigmoid(torch.cat(scores, 1)), torch.cat(boxes, 1), torch.cat(levels, 1)
+    out = []
+    for img_boxes, img_scores, img_levels, shape in zip(boxes, scores, levels, batch.image_sizes):
+        img_boxes = box_ops.clip_boxes_to_image(img_boxes, shape)
+        keep = box_ops.remove_small_boxes(img_boxes, rpn.min_size)
+        keep = keep[img_scores[keep] >= rpn.score_thresh]
+        img_boxes, img_scores, img_levels = img_boxes[keep], img_scores[keep], img_levels[keep]
+        keep = box_ops.batched_nms(img_boxes, img_scores, img_levels, rpn.nms_thresh)[:int(rpn.post_nms_top_n())]
+        out.append(img_boxes[keep])
+    return out
 
 
 def shrink_to_model_input(images: Sequence[np.ndarray], transform) -> tuple[list[np.ndarray], list[np.ndarray]]:

@@ -90,7 +90,7 @@ class TorchvisionDetector(BatchedDetector):
         construction. 1 (default): one model on torch's threads. Each replica holds a copy of the
         weights (~160 MB for ResNet-50 FPN). Always 1 on a device other than the CPU.
     lean_heads : bool or None
-        Run a Faster R-CNN's proposal and RoI stages with :mod:`pseudolabel.detectors.accel.lean_heads`
+        Run a Faster R-CNN's RoI stage with :mod:`pseudolabel.detectors.accel.lean_heads`
         (same boxes up to float rounding; None: with the ONNX Runtime or OpenVINO backend), and build a
         native-resolution model's input batch in NumPy. CPU only.
     device : str

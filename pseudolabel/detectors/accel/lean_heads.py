@@ -1,14 +1,13 @@
-"""The proposal and RoI stages of a torchvision Faster R-CNN at inference, in fewer and larger operations.
+"""The RoI stage of a torchvision Faster R-CNN at inference, in fewer and larger operations, and its
+input batch built in NumPy.
 
-Same boxes, scores and pooled features as torchvision's ``RegionProposalNetwork`` and ``RoIHeads`` in
-eval mode, up to float rounding (``tests/test_lean_heads.py``). Why they exist: on one CPU core the
-torchvision heads of the EfficientNet-Lite0 student took a large share of a frame's time next to its whole
-backbone, FPN and RPN head in ONNX Runtime (timings in BENCHMARKS.md, "Lean heads"); of those, timed one by one:
+Same boxes, scores and pooled features as torchvision's ``RoIHeads`` in eval mode, up to float rounding
+(``tests/test_lean_heads.py``). Why it exists: on one CPU core the torchvision heads of the
+EfficientNet-Lite0 student took a large share of a frame's time next to its whole backbone, FPN and RPN head
+in ONNX Runtime (timings in BENCHMARKS.md, "Lean heads"). The proposal stage's share of that work (anchors
+kept per input shape, only the top boxes decoded) is no longer here: every two-stage forward proposes with
+:func:`pseudolabel.detectors.rcnn.propose`.
 
-- anchors rebuilt for every frame: here built once per input shape and kept;
-- every anchor's box decoded although only each level's top
-  ``pre_nms_top_n`` survive: here the top ones are chosen first and only they are decoded (decoding
-  is per box, so the chosen boxes are the same numbers);
 - ``torchvision.ops.roi_align`` for the proposals and the final boxes: a scalar loop per
   channel. Here the same bilinear samples are one ``F.embedding_bag`` per level over the feature map
   laid out position x channel: each output bin is a weighted sum of 4 x ``sampling_ratio``\\ :sup:`2`
@@ -19,24 +18,18 @@ torchvision's own modules (:func:`supports`).
 """
 from __future__ import annotations
 
-import weakref
 from typing import Any
 
 import numpy as np
 
-_ANCHORS: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
-
 
 def supports(model: Any) -> bool:
-    """True when the lean path computes exactly what ``model``'s eval-mode RPN and RoI heads compute."""
-    from torchvision.models.detection.anchor_utils import AnchorGenerator
-    from torchvision.models.detection.rpn import RegionProposalNetwork
+    """True when the lean RoI stage computes exactly what ``model``'s eval-mode RoI heads compute."""
     from torchvision.models.detection.roi_heads import RoIHeads
     from torchvision.ops import MultiScaleRoIAlign
 
-    rpn, heads = getattr(model, "rpn", None), getattr(model, "roi_heads", None)
-    return (type(rpn) is RegionProposalNetwork and type(rpn.anchor_generator) is AnchorGenerator
-            and type(heads) is RoIHeads and not heads.has_mask() and not heads.has_keypoint()
+    heads = getattr(model, "roi_heads", None)
+    return (type(heads) is RoIHeads and not heads.has_mask() and not heads.has_keypoint()
             and type(heads.box_roi_pool) is MultiScaleRoIAlign and heads.box_roi_pool.sampling_ratio > 0)
 
 
@@ -73,55 +66,6 @@ def native_batch(transform, images):
         np.subtract(np.asarray(im).transpose(2, 0, 1), mean, out=dst, casting="unsafe")
         dst *= scale
     return ImageList(torch.from_numpy(out), sizes)
-
-
-def anchors_per_level(generator, batch, feature_maps: list) -> list:
-    """The anchors of ``generator`` (a torchvision ``AnchorGenerator``) for this input shape: one
-    (H_l x W_l x A_l, 4) xyxy tensor per level, the same for every image of the batch; kept per shape."""
-    key = (tuple(batch.tensors.shape[-2:]), tuple(tuple(f.shape[-2:]) for f in feature_maps),
-           feature_maps[0].dtype, feature_maps[0].device)
-    cache = _ANCHORS.setdefault(generator, {})
-    if key not in cache:
-        first = generator(batch, feature_maps)[0]  # torchvision gives every image the same anchors
-        sizes = [f.shape[-2] * f.shape[-1] * a for f, a in zip(feature_maps, generator.num_anchors_per_location())]
-        cache[key] = list(first.split(sizes))
-    return cache[key]
-
-
-def propose(rpn, batch, feats, objectness: list, deltas: list) -> list:
-    """``rpn(batch, feats)[0]`` in eval mode, from the RPN head's outputs (one tensor per level each).
-
-    Returns
-    -------
-    list of (K_i, 4) float tensors, xyxy pixels of the batched input, one per image.
-    """
-    import torch
-    from torchvision.models.detection.rpn import permute_and_flatten
-    from torchvision.ops import boxes as box_ops
-
-    anchors = anchors_per_level(rpn.anchor_generator, batch, list(feats.values()))
-    n_images = batch.tensors.shape[0]
-    rows = torch.arange(n_images, device=batch.tensors.device)[:, None]
-    scores, boxes, levels = [], [], []
-    for level, (obj, dlt, anc) in enumerate(zip(objectness, deltas, anchors)):
-        n, a, h, w = obj.shape
-        obj = permute_and_flatten(obj, n, a, 1, h, w).reshape(n, -1)  # (N, H*W*A), torchvision's order
-        dlt = permute_and_flatten(dlt, n, a, 4, h, w)  # (N, H*W*A, 4)
-        top, idx = obj.topk(min(int(rpn.pre_nms_top_n()), obj.shape[1]), dim=1)
-        decoded = rpn.box_coder.decode_single(dlt[rows, idx].reshape(-1, 4), anc[idx].reshape(-1, 4))
-        scores.append(top)
-        boxes.append(decoded.reshape(n, -1, 4))
-        levels.append(torch.full_like(idx, level))
-    scores, boxes, levels = torch.sigmoid(torch.cat(scores, 1)), torch.cat(boxes, 1), torch.cat(levels, 1)
-    out = []
-    for img_boxes, img_scores, img_levels, shape in zip(boxes, scores, levels, batch.image_sizes):
-        img_boxes = box_ops.clip_boxes_to_image(img_boxes, shape)
-        keep = box_ops.remove_small_boxes(img_boxes, rpn.min_size)
-        keep = keep[img_scores[keep] >= rpn.score_thresh]
-        img_boxes, img_scores, img_levels = img_boxes[keep], img_scores[keep], img_levels[keep]
-        keep = box_ops.batched_nms(img_boxes, img_scores, img_levels, rpn.nms_thresh)[:int(rpn.post_nms_top_n())]
-        out.append(img_boxes[keep])
-    return out
 
 
 def _samples(start, length, *, bins: int, ratio: int, size: int):
