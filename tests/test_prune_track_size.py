@@ -44,11 +44,19 @@ def _dataset(n_seed_balls=6):
 
 def test_apply_track_size_prunes_the_large_track_and_lone_box_only():
     ds = _dataset()
-    counts = apply_track_size(ds, TrackSizeConfig(), round=1)
+    counts = apply_track_size(ds, TrackSizeConfig(), round=0)
     pruned = {b.id for b in ds.boxes if not b.kept and b.reason == "off_size"}
     assert pruned == {7, 8, 9, 10, 12} and counts == {"off_size": 5}
-    assert all(b.extra["pruned_round"] == 1 and b.extra["reference_size"] == 8.0
+    assert all(b.extra["pruned_round"] == 0 and b.extra["reference_size"] == 8.0
                for b in ds.boxes if b.reason == "off_size")
+
+
+def test_apply_track_size_in_student_rounds_only_when_asked():
+    ds = _dataset()
+    assert apply_track_size(ds, TrackSizeConfig(), round=1) == {"off_size": 0}
+    assert all(b.kept for b in ds.boxes[:-1])
+    assert apply_track_size(ds, TrackSizeConfig(student_rounds=True), round=2) == {"off_size": 5}
+    assert {b.extra["pruned_round"] for b in ds.boxes if b.reason == "off_size"} == {2}
 
 
 def test_apply_track_size_needs_enough_seeds_and_can_be_off():

@@ -7,6 +7,9 @@ confirm: the most trusted boxes of the round, over the whole data set, so one vi
 does not move it). A track (``extra["track_id"]``; a box without one is its own group) whose median size
 is above ``max_ratio`` times the reference is pruned with reason ``off_size``, every box of it.
 
+Round 0 only by default (``student_rounds``): in the student rounds the seeds are the student's boxes, the videos
+seeded there differ in zoom, and on broadcast football it removed almost only true balls (BENCHMARKS.md).
+
 Size is the shorter side of a box: motion blur lengthens a fast ball along its path but leaves its width
 alone (the per-video ``log_size`` pruner, which used the area, removed blurred real balls).
 
@@ -33,6 +36,7 @@ class TrackSizeConfig:
     enabled: bool = True
     max_ratio: float = 1.5   # a track's median size over this many times the seeds' median is not the target
     min_seeds: int = 5       # fewer seeds than this: no reference, nothing pruned
+    student_rounds: bool = False  # also in rounds >= 1 (there it removed true balls: BENCHMARKS.md)
 
 
 def short_side(boxes) -> np.ndarray:
@@ -74,7 +78,7 @@ def apply_track_size(ds: Dataset, cfg: TrackSizeConfig, *, round: int) -> dict[s
     """
     kept = [b for b in ds.boxes if b.kept]
     seeds = [b for b in kept if b.source not in CONFIRMED_SOURCES]
-    if not cfg.enabled or len(seeds) < max(1, cfg.min_seeds):
+    if not cfg.enabled or (round > 0 and not cfg.student_rounds) or len(seeds) < max(1, cfg.min_seeds):
         return {REASON: 0}
     reference = float(np.median(short_side(ds.xyxy(seeds))))
     groups = [b.extra.get("track_id", ("box", b.id)) for b in kept]
