@@ -366,6 +366,12 @@ def stage_prune(cfg: DictConfig, k: int) -> None:
                     doubtful = _agreeing_box_ids(cfg, k, ds, with_doubtful=True, previous=previous) - seeds
                 if hcfg.student_seeds == "agreement_then_doubtful":
                     doubtful = _in_videos_without_kept_boxes(doubtful, ds, previous)
+                if hcfg.cold_start_length:
+                    cold_seeds = _cold_start_seed_ids(cfg, ds, previous, hcfg, high=high)
+                    for b in ds.boxes:
+                        if b.id in cold_seeds:
+                            b.extra["seed"] = "moving_track"  # provenance: seeded by the cold-start rule
+                    seeds |= cold_seeds
             if k > 0 and hcfg.student_confirm != "track":
                 confirmable = _teacher_seen_box_ids(cfg, ds)
             counts.update(apply_hysteresis(ds, hcfg, round=k, high=high, seeds=seeds, doubtful_seeds=doubtful,
@@ -421,13 +427,31 @@ def _agreeing_box_ids(cfg: DictConfig, k: int, ds: Dataset, *, with_doubtful: bo
     return _box_ids_matching(cfg, ds, previous, evidence)
 
 
-def _in_videos_without_kept_boxes(box_ids: set[int], ds: Dataset, previous: Dataset) -> set[int]:
-    """The ids of ``box_ids`` (boxes of ``ds``) whose video holds no kept box in ``previous``: videos where the
-    previous round had nothing to anchor a track to."""
+def _videos_without_kept_boxes(ds: Dataset, previous: Dataset) -> set[str]:
+    """The videos of ``ds`` that hold no kept box in ``previous``: where the previous round had nothing to anchor a
+    track to."""
     frame_video = {f.id: f.video_id for f in previous.frames}
     anchored = {frame_video[b.image_id] for b in previous.boxes if b.kept}
+    return {f.video_id for f in ds.frames} - anchored
+
+
+def _in_videos_without_kept_boxes(box_ids: set[int], ds: Dataset, previous: Dataset) -> set[int]:
+    """The ids of ``box_ids`` (boxes of ``ds``) in :func:`_videos_without_kept_boxes`."""
+    cold = _videos_without_kept_boxes(ds, previous)
     video_of = {f.id: f.video_id for f in ds.frames}
-    return {b.id for b in ds.boxes if b.id in box_ids and video_of[b.image_id] not in anchored}
+    return {b.id for b in ds.boxes if b.id in box_ids and video_of[b.image_id] in cold}
+
+
+def _cold_start_seed_ids(cfg: DictConfig, ds: Dataset, previous: Dataset, hcfg, *, high: float) -> set[int]:
+    """Seeds of the videos round k-1 kept nothing of (:mod:`pseudolabel.prune.cold_start`), reading those videos'
+    stored frames."""
+    from .prune.cold_start import moving_track_seed_ids, read_grey_frames
+
+    root = frames_dir(cfg)
+    return moving_track_seed_ids(ds, _videos_without_kept_boxes(ds, previous), hysteresis=hcfg, high=high,
+                                 min_length=hcfg.cold_start_length, min_motion=hcfg.cold_start_motion,
+                                 window=hcfg.cold_start_window,
+                                 images=lambda frames: read_grey_frames([root / f.file_name for f in frames]))
 
 
 def _teacher_seen_box_ids(cfg: DictConfig, ds: Dataset) -> set[int]:

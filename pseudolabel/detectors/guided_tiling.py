@@ -32,12 +32,14 @@ from .base import Detections, Detector, split
 from .tiling import TiledDetector
 
 
-def phase_shift(prev: np.ndarray, cur: np.ndarray) -> tuple[tuple[float, float], float]:
+def phase_shift(prev: np.ndarray, cur: np.ndarray, *, hanning: bool = False) -> tuple[tuple[float, float], float]:
     """((dx, dy), response): translation of ``cur`` relative to ``prev`` (float32 grey images of one size), in
-    their pixels, and the height of the phase-correlation peak (near 1: one clear shift; near 0: none)."""
+    their pixels, and the height of the phase-correlation peak (near 1: one clear shift; near 0: none).
+    ``hanning``: taper the images' edges first (a small patch's borders otherwise pull the peak to no shift)."""
     import cv2
 
-    (dx, dy), response = cv2.phaseCorrelate(prev, cur)
+    window = cv2.createHanningWindow((prev.shape[1], prev.shape[0]), cv2.CV_32F) if hanning else None
+    (dx, dy), response = cv2.phaseCorrelate(prev, cur, window)
     return (float(dx), float(dy)), float(response)
 
 

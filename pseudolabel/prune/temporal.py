@@ -345,6 +345,12 @@ class HysteresisConfig:
     student_run: int | None = None  # with student_confirm other than "track": a box the teacher did not see also
                                     # stays when it is one of this many such boxes of its track in consecutive
                                     # sampled frames (gaps up to max_gap): the student following an object (None: off)
+    cold_start_length: int | None = None  # rounds >= 1, in a video round k-1 kept nothing of: the student's boxes
+                                    # >= the threshold on the one track of at least this many of them that moves
+                                    # across the scene also seed (pseudolabel.prune.cold_start; None: off)
+    cold_start_motion: float = 1.0  # ... moving: its centres, less the motion of the background around them, lie a
+                                    # median of more than this many box diagonals from their median
+    cold_start_window: float = 5.0  # ... background: a window this many box diagonals either side of the box
 
 
 def hysteresis_tracks(cfg: HysteresisConfig, steps, boxes, *, width: int, height: int) -> np.ndarray:

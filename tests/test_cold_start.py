@@ -1,0 +1,187 @@
+"""Cold-start seeds: in a video round k-1 kept nothing of, the one student track that moves across the scene."""
+import cv2
+import numpy as np
+
+from pseudolabel.prune.cold_start import (background_shift, camera_path, moving_track_seed_ids,
+                                         moving_track_seed_mask, track_scene_positions)
+from pseudolabel.prune.temporal import HysteresisConfig
+from pseudolabel.records import Box, Dataset, Frame
+
+STEPS = 10
+
+
+def _track(tid, centres, size=8.0):
+    steps = np.arange(len(centres))
+    c = np.asarray(centres, dtype=float)
+    boxes = np.hstack([c - size / 2, c + size / 2])
+    return np.full(len(c), tid), steps, boxes
+
+
+def _stack(*tracks):
+    return tuple(np.concatenate(parts) for parts in zip(*tracks))
+
+
+def _scene(steps, boxes, camera):
+    """Each box's scene position under a whole-frame camera path (the background moves as the frame does)."""
+    return (boxes[:, :2] + boxes[:, 2:]) / 2 - np.asarray(camera)[steps]
+
+
+def _line(x0, y0, dx, dy, n=STEPS):
+    return [(x0 + dx * i, y0 + dy * i) for i in range(n)]
+
+
+def test_a_lone_moving_track_seeds_and_a_static_spot_does_not():
+    tids, steps, boxes = _stack(_track(0, _line(100, 100, 15, 4)), _track(1, _line(500, 300, 0, 0)))
+    mask = moving_track_seed_mask(tids, steps, boxes, _scene(steps, boxes, np.zeros((STEPS, 2))), min_length=5,
+                                  min_motion=1.0)
+    assert mask[tids == 0].all() and not mask[tids == 1].any()
+
+
+def test_what_the_camera_carries_is_static_in_the_scene():
+    """A spectator crossing the picture because the camera pans does not move in the scene: no seed. The ball,
+    moving against the pan, does."""
+    pan = np.array([[-12.0 * i, 0.0] for i in range(STEPS)])  # the picture content shifts left by 12 px a frame
+    carried = _line(600, 50, -12, 0)
+    ball = _line(100, 200, 10, -3)
+    tids, steps, boxes = _stack(_track(0, carried), _track(1, ball))
+    mask = moving_track_seed_mask(tids, steps, boxes, _scene(steps, boxes, pan), min_length=5, min_motion=1.0)
+    assert not mask[tids == 0].any() and mask[tids == 1].all()
+    still = moving_track_seed_mask(tids, steps, boxes, _scene(steps, boxes, np.zeros((STEPS, 2))), min_length=5,
+                                   min_motion=1.0)
+    assert not still.any()  # without the pan both move, at once: neither is alone
+
+
+def test_two_moving_candidates_at_once_seed_nothing_but_a_short_rival_does_not_veto():
+    long_a, long_b = _line(100, 100, 15, 4), _line(400, 300, -12, 2)
+    tids, steps, boxes = _stack(_track(0, long_a), _track(1, long_b))
+    assert not moving_track_seed_mask(tids, steps, boxes, _scene(steps, boxes, np.zeros((STEPS, 2))), min_length=5,
+                                      min_motion=1.0).any()
+    short = _track(1, _line(400, 300, -12, 2, n=4))  # 4 frames against 10: at most half
+    tids, steps, boxes = _stack(_track(0, long_a), short)
+    mask = moving_track_seed_mask(tids, steps, boxes, _scene(steps, boxes, np.zeros((STEPS, 2))), min_length=5,
+                                  min_motion=1.0)
+    assert mask[tids == 0].all() and not mask[tids == 1].any()  # and the short one is below min_length
+
+
+def test_too_short_a_track_does_not_seed():
+    tids, steps, boxes = _track(0, _line(100, 100, 15, 4, n=4))
+    assert not moving_track_seed_mask(tids, steps, boxes, _scene(steps, boxes, np.zeros((4, 2))), min_length=5,
+                                      min_motion=1.0).any()
+
+
+def test_camera_path_recovers_a_pan():
+    rng = np.random.default_rng(0)
+    scene = cv2.GaussianBlur((rng.random((400, 700)) * 255).astype(np.uint8), (0, 0), 2)
+    views = [scene[50:330, 100 + 6 * i:100 + 6 * i + 480] for i in range(5)]  # the camera moves right 6 px a frame
+    path = camera_path(views)
+    np.testing.assert_allclose(path[:, 0], [0, -6, -12, -18, -24], atol=1.0)
+    np.testing.assert_allclose(path[:, 1], 0, atol=1.0)
+
+
+def _textured(shape, seed=0):
+    rng = np.random.default_rng(seed)
+    return cv2.GaussianBlur((rng.random(shape) * 255).astype(np.float32), (0, 0), 2)
+
+
+def test_background_shift_ignores_the_object_and_scene_positions_remove_a_zoom_like_local_motion():
+    """The background moves up 6 px a frame near the object (a tilt the whole frame's shift would not show); the
+    object moves with it: in the scene it stands still. A ball crossing the same background moves."""
+    scene = _textured((500, 500))
+    frames = [scene[100 - 6 * i:400 - 6 * i, 100:400].copy() for i in range(6)]  # content moves down... by +6 px
+    truth = np.array([0.0, 6.0])
+    ball = []
+    for i, im in enumerate(frames):
+        x, y = 150 + 12 * i, 150 + 6 * i
+        im[y - 4:y + 4, x - 4:x + 4] = 255.0  # a bright ball moving right against the background
+        ball.append((x - 4, y - 4, x + 4, y + 4))
+    shift, peak = background_shift(frames[0], frames[1], [ball[0], ball[1]], window=5.0)
+    np.testing.assert_allclose(shift, truth, atol=1.0)
+    assert peak > 0.2
+    carried = [(60 - 4, 60 + 6 * i - 4, 60 + 4, 60 + 6 * i + 4) for i in range(6)]  # a spot of the background
+    tids = np.array([0] * 6 + [1] * 6)
+    steps = np.array(list(range(6)) * 2)
+    boxes = np.array(ball + carried, dtype=float)
+    pos = track_scene_positions(tids, steps, boxes, frames, window=5.0, camera=np.zeros((6, 2)))
+    assert np.ptp(pos[tids == 1], axis=0).max() < 3  # still in the scene
+    assert np.ptp(pos[tids == 0][:, 0]) > 50  # the ball's 12 px a frame to the right remain
+    mask = moving_track_seed_mask(tids, steps, boxes, pos, min_length=5, min_motion=1.0)
+    assert mask[tids == 0].all() and not mask[tids == 1].any()
+
+
+def test_a_textureless_window_falls_back_on_the_whole_frame():
+    """Sand: nothing but the ball in the window; the weak peak gives way to the camera path."""
+    flat = [np.full((200, 300), 120.0, dtype=np.float32) for _ in range(6)]
+    boxes = []
+    for i, im in enumerate(flat):
+        x, y = 50 + 15 * i, 100
+        im[y - 4:y + 4, x - 4:x + 4] = 250.0
+        boxes.append((x - 4, y - 4, x + 4, y + 4))
+    pos = track_scene_positions(np.zeros(6, int), np.arange(6), np.array(boxes, float), flat, window=5.0,
+                                camera=np.zeros((6, 2)))
+    np.testing.assert_allclose(pos[:, 0], [50 + 15 * i for i in range(6)], atol=1e-6)
+
+
+def test_seed_ids_only_in_the_videos_asked_and_only_confident_kept_boxes():
+    frames, boxes = [], []
+    for v, vid in enumerate(("cold", "warm")):
+        for i in range(STEPS):
+            fid = 100 * v + i
+            frames.append(Frame(id=fid, file_name=f"{vid}/{i:06d}.jpg", width=640, height=360, video_id=vid,
+                                frame_index=i))
+            x, y = 100 + 15 * i, 100 + 4 * i
+            boxes.append(Box(image_id=fid, xyxy=(x - 4, y - 4, x + 4, y + 4), score=0.9 if i != 3 else 0.5,
+                             id=1000 * v + i))
+    ds = Dataset(frames=frames, boxes=boxes)
+    seen = []
+    rng = np.random.default_rng(1)
+    still = cv2.GaussianBlur((rng.random((360, 640)) * 255).astype(np.float32), (0, 0), 2)
+
+    def images(vframes):
+        seen.append([f.video_id for f in vframes])
+        return [still] * len(vframes)
+
+    ids = moving_track_seed_ids(ds, {"cold"}, hysteresis=HysteresisConfig(), high=0.7, min_length=5,
+                                min_motion=1.0, window=5.0, images=images)
+    assert ids == {i for i in range(STEPS) if i != 3}  # the 0.5 box is the hysteresis's to confirm, not a seed
+    assert seen == [["cold"] * STEPS]
+
+
+def test_stage_prune_seeds_a_cold_video_from_its_moving_track_with_provenance(tmp_path):
+    """Through the prune stage (prune.hysteresis.cold_start_length): round 1's student boxes on the one moving
+    track of a video round 0 kept nothing of stay, marked ``extra["seed"] == "moving_track"``; off, they go."""
+    from pseudolabel import layout
+    from pseudolabel.coco import load_coco, save_coco
+    from pseudolabel.pipeline import exp_dir, frames_dir, round_dir, stage_prune
+    from tests.test_config import compose_cfg
+
+    def run(*overrides):
+        cfg = compose_cfg(f"paths.root_dir={tmp_path}", f"exp=x{len(overrides)}", "prune.per_frame.max_boxes=null",
+                          *overrides)
+        rng = np.random.default_rng(0)
+        scene = cv2.GaussianBlur((rng.random((400, 800)) * 255).astype(np.uint8), (0, 0), 2)
+        frames, student = [], []
+        for i in range(STEPS):
+            frames.append(Frame(id=i + 1, file_name=f"cold/{i:06d}.jpg", width=640, height=360, video_id="cold",
+                                frame_index=i))
+            path = frames_dir(cfg) / "cold" / f"{i:06d}.jpg"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(path), cv2.cvtColor(scene[:360, 5 * i:5 * i + 640], cv2.COLOR_GRAY2BGR))  # a slow pan
+            x, y = 100 + 20 * i, 100 + 5 * i
+            student.append(Box(image_id=i + 1, xyxy=(x - 5, y - 5, x + 5, y + 5), score=0.9, id=10 + i,
+                               source="student"))
+        for k, ds in ((0, Dataset(frames=frames, boxes=[])), (1, Dataset(frames=frames, boxes=student,
+                                                                          info={"score_threshold": 0.7}))):
+            round_dir(cfg, k).mkdir(parents=True, exist_ok=True)
+            if k == 0:
+                save_coco(ds, round_dir(cfg, 0) / layout.ANNOTATIONS)
+                save_coco(ds, round_dir(cfg, 0) / layout.LABELS)
+            else:
+                save_coco(ds, round_dir(cfg, 1) / layout.LABELS)
+        stage_prune(cfg, 1)
+        assert exp_dir(cfg).is_dir()
+        return load_coco(round_dir(cfg, 1) / layout.PRUNED)
+
+    on = run("prune.hysteresis.cold_start_length=5")
+    assert len(on.kept_boxes()) == STEPS and all(b.extra.get("seed") == "moving_track" for b in on.kept_boxes())
+    off = run()
+    assert not off.kept_boxes()
