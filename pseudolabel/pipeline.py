@@ -443,12 +443,14 @@ def _in_videos_without_kept_boxes(box_ids: set[int], ds: Dataset, previous: Data
 
 
 def _cold_start_seed_ids(cfg: DictConfig, ds: Dataset, previous: Dataset, hcfg, *, high: float) -> set[int]:
-    """Seeds of the videos round k-1 kept nothing of (:mod:`pseudolabel.prune.cold_start`), reading those videos'
-    stored frames."""
+    """Moving-track seeds (:mod:`pseudolabel.prune.cold_start`) of the videos round k-1 kept nothing of, or of every
+    video with ``cold_start_videos="all"``, reading those videos' stored frames."""
     from .prune.cold_start import moving_track_seed_ids, read_grey_frames
 
     root = frames_dir(cfg)
-    return moving_track_seed_ids(ds, _videos_without_kept_boxes(ds, previous), hysteresis=hcfg, high=high,
+    videos = ({f.video_id for f in ds.frames} if hcfg.cold_start_videos == "all"
+              else _videos_without_kept_boxes(ds, previous))
+    return moving_track_seed_ids(ds, videos, hysteresis=hcfg, high=high,
                                  min_length=hcfg.cold_start_length, min_motion=hcfg.cold_start_motion,
                                  window=hcfg.cold_start_window,
                                  images=lambda frames: read_grey_frames([root / f.file_name for f in frames]))

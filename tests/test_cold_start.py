@@ -154,9 +154,9 @@ def test_stage_prune_seeds_a_cold_video_from_its_moving_track_with_provenance(tm
     from pseudolabel.pipeline import exp_dir, frames_dir, round_dir, stage_prune
     from tests.test_config import compose_cfg
 
-    def run(*overrides):
-        cfg = compose_cfg(f"paths.root_dir={tmp_path}", f"exp=x{len(overrides)}", "prune.per_frame.max_boxes=null",
-                          *overrides)
+    def run(*overrides, anchored=False):
+        cfg = compose_cfg(f"paths.root_dir={tmp_path}", f"exp=x{len(overrides)}{anchored:d}",
+                          "prune.per_frame.max_boxes=null", *overrides)
         rng = np.random.default_rng(0)
         scene = cv2.GaussianBlur((rng.random((400, 800)) * 255).astype(np.uint8), (0, 0), 2)
         frames, student = [], []
@@ -169,7 +169,9 @@ def test_stage_prune_seeds_a_cold_video_from_its_moving_track_with_provenance(tm
             x, y = 100 + 20 * i, 100 + 5 * i
             student.append(Box(image_id=i + 1, xyxy=(x - 5, y - 5, x + 5, y + 5), score=0.9, id=10 + i,
                                source="student"))
-        for k, ds in ((0, Dataset(frames=frames, boxes=[])), (1, Dataset(frames=frames, boxes=student,
+        # anchored: round 0 kept one box in this video, far from the moving track (a stretch round 0 did see)
+        kept0 = [Box(image_id=1, xyxy=(600, 300, 610, 310), score=0.9, id=1)] if anchored else []
+        for k, ds in ((0, Dataset(frames=frames, boxes=kept0)), (1, Dataset(frames=frames, boxes=student,
                                                                           info={"score_threshold": 0.7}))):
             round_dir(cfg, k).mkdir(parents=True, exist_ok=True)
             if k == 0:
@@ -185,3 +187,7 @@ def test_stage_prune_seeds_a_cold_video_from_its_moving_track_with_provenance(tm
     assert len(on.kept_boxes()) == STEPS and all(b.extra.get("seed") == "moving_track" for b in on.kept_boxes())
     off = run()
     assert not off.kept_boxes()
+    # a video round 0 anchored elsewhere: seeded only when the rule covers every video
+    assert not run("prune.hysteresis.cold_start_length=5", anchored=True).kept_boxes()
+    every = run("prune.hysteresis.cold_start_length=5", "prune.hysteresis.cold_start_videos=all", anchored=True)
+    assert len(every.kept_boxes()) == STEPS and all(b.extra.get("seed") == "moving_track" for b in every.kept_boxes())

@@ -7,8 +7,9 @@ confirm: the most trusted boxes of the round, over the whole data set, so one vi
 does not move it). A track (``extra["track_id"]``; a box without one is its own group) whose median size
 is above ``max_ratio`` times the reference is pruned with reason ``off_size``, every box of it.
 
-Round 0 only by default (``student_rounds``): in the student rounds the seeds are the student's boxes, the videos
-seeded there differ in zoom, and on broadcast football it removed almost only true balls (BENCHMARKS.md).
+In every round by default; ``student_rounds=False`` limits it to round 0 (in the student rounds the seeds are the
+student's boxes and the videos seeded there differ in zoom; on broadcast football it removed more true balls than
+false boxes there, yet whole runs without it ended lower: BENCHMARKS.md).
 
 Size is the shorter side of a box: motion blur lengthens a fast ball along its path but leaves its width
 alone (the per-video ``log_size`` pruner, which used the area, removed blurred real balls).
@@ -36,7 +37,7 @@ class TrackSizeConfig:
     enabled: bool = True
     max_ratio: float = 1.5   # a track's median size over this many times the seeds' median is not the target
     min_seeds: int = 5       # fewer seeds than this: no reference, nothing pruned
-    student_rounds: bool = False  # also in rounds >= 1 (there it removed true balls: BENCHMARKS.md)
+    student_rounds: bool = True  # also in rounds >= 1 (False: round 0 only; BENCHMARKS.md)
 
 
 def short_side(boxes) -> np.ndarray:
