@@ -453,6 +453,7 @@ def _cold_start_seed_ids(cfg: DictConfig, ds: Dataset, previous: Dataset, hcfg, 
     return moving_track_seed_ids(ds, videos, hysteresis=hcfg, high=high,
                                  min_length=hcfg.cold_start_length, min_motion=hcfg.cold_start_motion,
                                  window=hcfg.cold_start_window,
+                                 min_residual=hcfg.cold_start_residual,
                                  images=lambda frames: read_grey_frames([root / f.file_name for f in frames]))
 
 

@@ -104,6 +104,29 @@ def background_shift(prev: np.ndarray, cur: np.ndarray, boxes, *, window: float)
     return np.asarray(shift, dtype=np.float64), peak
 
 
+def background_residual(prev: np.ndarray, cur: np.ndarray, box, *, window: float) -> float:
+    """How much the pixels of ``box`` (xyxy) in ``cur`` differ from the same place of the scene in ``prev`` (the
+    background's motion around the box undone, :func:`background_shift`), as a share of the box's contrast with its
+    surroundings in ``cur``: near 0 for what the camera carries (a lamp, a logo, a line), near 1 or above for an
+    object that moved away from that spot. The best of the nine one-pixel offsets of the aligned patch is taken
+    (the shift is rounded). NaN when either patch leaves its frame.
+    """
+    xy = np.asarray(box, dtype=np.float64).reshape(4)
+    (dx, dy), _ = background_shift(prev, cur, xy[None], window=window)
+    x0, y0 = int(np.floor(xy[0])), int(np.floor(xy[1]))
+    x1, y1 = max(x0 + 1, int(np.ceil(xy[2]))), max(y0 + 1, int(np.ceil(xy[3])))
+    dx, dy = int(round(dx)), int(round(dy))
+    h, w = cur.shape[:2]
+    if min(x0, y0, x0 - dx, y0 - dy) < 3 or x1 + 3 > w or y1 + 3 > h or x1 - dx + 1 > w or y1 - dy + 1 > h:
+        return float("nan")
+    patch = cur[y0:y1, x0:x1].astype(np.float32)
+    diff = min(float(np.abs(patch - prev[y0 - dy + a:y1 - dy + a, x0 - dx + c:x1 - dx + c]).mean())
+               for a in (-1, 0, 1) for c in (-1, 0, 1))
+    ring = cur[y0 - 2:y1 + 2, x0 - 2:x1 + 2].astype(np.float32)
+    around = np.median(np.concatenate([ring[0], ring[-1], ring[:, 0], ring[:, -1]]))
+    return diff / (float(np.abs(patch - around).mean()) + 1.0)
+
+
 def track_scene_positions(track_ids, steps, boxes, images: Sequence[np.ndarray], *, window: float,
                           camera: np.ndarray | None = None) -> np.ndarray:
     """(N, 2) float: each box's position in the scene along its track: its centre at the track's first box, then
@@ -177,12 +200,15 @@ def moving_track_seed_mask(track_ids, steps, boxes, scene, *, min_length: int, m
 
 
 def moving_track_seed_ids(ds: Dataset, videos: set[str], *, hysteresis, high: float, min_length: int,
-                          min_motion: float, window: float, images: Callable[[list], list]) -> set[int]:
+                          min_motion: float, window: float, images: Callable[[list], list],
+                          min_residual: float | None = None) -> set[int]:
     """Ids of the kept boxes of ``ds`` (a student round's labels) that seed their track in ``videos`` (the videos
     round k-1 kept nothing of): :func:`moving_track_seed_mask` over each video's kept boxes scoring ``>= high``,
     tracked with the hysteresis's tracker (``hysteresis``: a :class:`~pseudolabel.prune.temporal.HysteresisConfig`).
     ``images(frames)`` gives a video's sampled frames (time order) as grey images, read only for a video with
-    enough such boxes."""
+    enough such boxes. ``min_residual``: only boxes whose :func:`background_residual` against the sampled frame
+    before (the one after, for the first) is above it are tracked: a row of stand lamps the camera pans past
+    otherwise chains into a track that hops from lamp to lamp and seems to move in the scene (None: all)."""
     from pseudolabel.prune.temporal import hysteresis_tracks
 
     frames_of: dict[str, list] = {}
@@ -201,8 +227,16 @@ def moving_track_seed_ids(ds: Dataset, videos: set[str], *, hysteresis, high: fl
             continue
         steps = np.array([step_of[b.image_id] for b in boxes], dtype=np.int64)
         xyxy = ds.xyxy(boxes)
+        grey = images(vframes)
+        if min_residual is not None:
+            residual = np.array([background_residual(grey[s - 1 if s > 0 else s + 1], grey[s], xy, window=window)
+                                 for s, xy in zip(steps, xyxy)])
+            moved = ~(residual <= min_residual)  # NaN (at the frame's edge): no evidence against it
+            boxes, steps, xyxy = [b for b, m in zip(boxes, moved) if m], steps[moved], xyxy[moved]
+            if len(boxes) < min_length:
+                continue
         tids = hysteresis_tracks(hysteresis, steps, xyxy, width=vframes[0].width, height=vframes[0].height)
-        scene = track_scene_positions(tids, steps, xyxy, images(vframes), window=window)
+        scene = track_scene_positions(tids, steps, xyxy, grey, window=window)
         mask = moving_track_seed_mask(tids, steps, xyxy, scene, min_length=min_length, min_motion=min_motion)
         out.update(b.id for b, m in zip(boxes, mask) if m)
     return out

@@ -351,6 +351,8 @@ class HysteresisConfig:
     cold_start_motion: float = 1.0  # ... moving: its centres, less the motion of the background around them, lie a
                                     # median of more than this many box diagonals from their median
     cold_start_window: float = 5.0  # ... background: a window this many box diagonals either side of the box
+    cold_start_residual: float | None = None  # ... only boxes whose pixels moved against their background by more
+                                    # than this share of their contrast are tracked (cold_start.background_residual)
     cold_start_videos: str = "empty"  # where that rule seeds: videos round k-1 kept nothing of ("empty"), or every
                                     # video ("all": also the stretches round k-1 missed in a video it anchored)
 
