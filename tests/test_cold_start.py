@@ -2,7 +2,7 @@
 import cv2
 import numpy as np
 
-from pseudolabel.prune.cold_start import (background_shift, camera_path, moving_track_seed_ids,
+from pseudolabel.prune.cold_start import (background_residual, background_shift, camera_path, moving_track_seed_ids,
                                          moving_track_seed_mask, track_scene_positions)
 from pseudolabel.prune.temporal import HysteresisConfig
 from pseudolabel.records import Box, Dataset, Frame
@@ -191,3 +191,44 @@ def test_stage_prune_seeds_a_cold_video_from_its_moving_track_with_provenance(tm
     assert not run("prune.hysteresis.cold_start_length=5", anchored=True).kept_boxes()
     every = run("prune.hysteresis.cold_start_length=5", "prune.hysteresis.cold_start_videos=all", anchored=True)
     assert len(every.kept_boxes()) == STEPS and all(b.extra.get("seed") == "moving_track" for b in every.kept_boxes())
+
+
+def _panned_frames(n=3, pan=6):
+    """Grey frames of a textured pitch the camera pans across (content shifts left by ``pan`` px a frame) with a
+    bright lamp fixed in the scene (it moves with the pan) and a ball moving against it (right, 20 px a frame)."""
+    rng = np.random.default_rng(3)
+    scene = cv2.GaussianBlur((rng.random((200, 400)) * 120).astype(np.float32), (0, 0), 1.5) + 60
+    cv2.circle(scene, (150, 60), 4, 250, -1)  # the lamp, in scene coordinates
+    frames, lamp, ball = [], [], []
+    for i in range(n):
+        f = scene[:, pan * i:pan * i + 300].copy()
+        bx, by = 60 + 20 * i, 120
+        cv2.circle(f, (bx, by), 4, 250, -1)
+        frames.append(f)
+        lamp.append((150 - pan * i - 5, 55, 150 - pan * i + 5, 65))
+        ball.append((bx - 5, by - 5, bx + 5, by + 5))
+    return frames, lamp, ball
+
+
+def test_background_residual_tells_a_carried_lamp_from_a_moving_ball():
+    frames, lamp, ball = _panned_frames()
+    pan = (-6.0, 0.0)
+    for i in (1, 2):  # at i=2 the ball crosses the lamp's window: its weak peak falls back on the frame's shift
+        assert background_residual(frames[i - 1], frames[i], lamp[i], window=5.0, frame_shift=pan) < 0.2
+        assert background_residual(frames[i - 1], frames[i], ball[i], window=5.0, frame_shift=pan) > 0.5
+    assert np.isnan(background_residual(frames[0], frames[1], (0, 0, 6, 6), window=5.0))  # at the frame's edge
+
+
+def test_min_residual_keeps_a_lamp_out_of_the_tracks():
+    """Only the lamp's boxes (carried by the pan, so static in the scene) and the ball's: with min_residual the
+    lamp's are never tracked, the ball still seeds."""
+    frames, lamp, ball = _panned_frames(n=6)
+    vframes = [Frame(id=i + 1, file_name=f"v/{i}.jpg", width=300, height=200, video_id="v", frame_index=i)
+               for i in range(6)]
+    boxes = [Box(image_id=i + 1, xyxy=tuple(map(float, b)), score=0.9, id=10 * k + i)
+             for k, track in enumerate((lamp, ball)) for i, b in enumerate(track)]
+    ds = Dataset(frames=vframes, boxes=boxes)
+    kwargs = dict(hysteresis=HysteresisConfig(), high=0.7, min_length=5, min_motion=1.0, window=5.0,
+                  images=lambda fr: frames)
+    assert moving_track_seed_ids(ds, {"v"}, min_residual=0.5, **kwargs) == {10 + i for i in range(6)}
+    assert moving_track_seed_ids(ds, {"v"}, min_residual=10.0, **kwargs) == set()  # nothing moved that much

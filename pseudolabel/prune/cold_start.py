@@ -104,15 +104,20 @@ def background_shift(prev: np.ndarray, cur: np.ndarray, boxes, *, window: float)
     return np.asarray(shift, dtype=np.float64), peak
 
 
-def background_residual(prev: np.ndarray, cur: np.ndarray, box, *, window: float) -> float:
+def background_residual(prev: np.ndarray, cur: np.ndarray, box, *, window: float,
+                        frame_shift: Sequence[float] | None = None) -> float:
     """How much the pixels of ``box`` (xyxy) in ``cur`` differ from the same place of the scene in ``prev`` (the
     background's motion around the box undone, :func:`background_shift`), as a share of the box's contrast with its
     surroundings in ``cur``: near 0 for what the camera carries (a lamp, a logo, a line), near 1 or above for an
     object that moved away from that spot. The best of the nine one-pixel offsets of the aligned patch is taken
-    (the shift is rounded). NaN when either patch leaves its frame.
+    (the shift is rounded). Where the window's correlation peak is weak, ``frame_shift`` (the whole frame's
+    (dx, dy) from ``prev`` to ``cur``, as :func:`camera_path` steps) stands in when given. NaN when either patch
+    leaves its frame.
     """
     xy = np.asarray(box, dtype=np.float64).reshape(4)
-    (dx, dy), _ = background_shift(prev, cur, xy[None], window=window)
+    (dx, dy), peak = background_shift(prev, cur, xy[None], window=window)
+    if peak < WEAK_PEAK and frame_shift is not None:
+        dx, dy = frame_shift
     x0, y0 = int(np.floor(xy[0])), int(np.floor(xy[1]))
     x1, y1 = max(x0 + 1, int(np.ceil(xy[2]))), max(y0 + 1, int(np.ceil(xy[3])))
     dx, dy = int(round(dx)), int(round(dy))
@@ -228,15 +233,18 @@ def moving_track_seed_ids(ds: Dataset, videos: set[str], *, hysteresis, high: fl
         steps = np.array([step_of[b.image_id] for b in boxes], dtype=np.int64)
         xyxy = ds.xyxy(boxes)
         grey = images(vframes)
+        camera = camera_path(grey)
         if min_residual is not None:
-            residual = np.array([background_residual(grey[s - 1 if s > 0 else s + 1], grey[s], xy, window=window)
-                                 for s, xy in zip(steps, xyxy)])
+            before = np.where(steps > 0, steps - 1, steps + 1)
+            residual = np.array([background_residual(grey[p], grey[s], xy, window=window,
+                                                     frame_shift=camera[s] - camera[p])
+                                 for p, s, xy in zip(before, steps, xyxy)])
             moved = ~(residual <= min_residual)  # NaN (at the frame's edge): no evidence against it
             boxes, steps, xyxy = [b for b, m in zip(boxes, moved) if m], steps[moved], xyxy[moved]
             if len(boxes) < min_length:
                 continue
         tids = hysteresis_tracks(hysteresis, steps, xyxy, width=vframes[0].width, height=vframes[0].height)
-        scene = track_scene_positions(tids, steps, xyxy, grey, window=window)
+        scene = track_scene_positions(tids, steps, xyxy, grey, window=window, camera=camera)
         mask = moving_track_seed_mask(tids, steps, xyxy, scene, min_length=min_length, min_motion=min_motion)
         out.update(b.id for b, m in zip(boxes, mask) if m)
     return out
