@@ -183,6 +183,7 @@ SCHEMA: dict[str, Rule] = {
     "merge.iou_threshold": IOU,
     "merge.geometry": Rule("str", choices=("new", "prev", "fused")),
     "merge.centre_factor": Rule("float", 0.0, lo_open=True, nullable=True),
+    "merge.max_unconfirmed_rounds": OPTIONAL_COUNT,
     "prune.heuristics.overlap_centre": Rule("float", 0.0, lo_open=True, nullable=True),
     "evaluate.iou_threshold": IOU,
     "evaluate.centre_distance": Rule("float", 0.0, lo_open=True),

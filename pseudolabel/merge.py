@@ -90,6 +90,7 @@ def _from_prev(p: Box, status: str) -> Box:
 
 
 GEOMETRIES = ("new", "prev", "fused")
+NOT_REDETECTED = "not_redetected"  # reason of a student's box later rounds stopped detecting (max_unconfirmed_rounds)
 # Pruning reasons that judge a box's shape, not whether the object is there.
 SHAPE_REASONS = ("degenerate", "too_small", "too_large", "aspect")
 
@@ -123,7 +124,8 @@ def _from_new(n: Box, round: int) -> Box:
 
 
 def merge_rounds(prev: Dataset, new: Dataset, *, round: int, iou_threshold: float = 0.5,
-                 geometry: str = "new", centre_factor: float | None = None) -> Dataset:
+                 geometry: str = "new", centre_factor: float | None = None,
+                 max_unconfirmed_rounds: int | None = None) -> Dataset:
     """Dataset of round ``round``: ``prev`` updated with the boxes of ``new``. Inputs are not mutated.
 
     Parameters
@@ -138,6 +140,11 @@ def merge_rounds(prev: Dataset, new: Dataset, *, round: int, iou_threshold: floa
         Minimum IoU (``xyxy`` boxes) for a previous and a new box to be the same object.
     centre_factor : float or None
         Also the same object: centres closer than this times the smaller box diagonal (:func:`assign_pairs`).
+    max_unconfirmed_rounds : int or None
+        A kept box a student round found (``round >= 1``) that this many rounds in a row did not detect again,
+        kept or pruned, is pruned with reason :data:`NOT_REDETECTED` (``extra["pruned_round"] = round``); a
+        better student that sees nothing there is evidence against it. None: kept however long it goes unseen.
+        The teacher's boxes (round 0) are never pruned this way.
     geometry : {"new", "prev", "fused"}
         Box of a confirmed pair (both kept): the new round's, the previous one's, or their
         score-weighted average (two noisy estimates of one ball; the student localises tiny balls
@@ -150,7 +157,7 @@ def merge_rounds(prev: Dataset, new: Dataset, *, round: int, iou_threshold: floa
         largest. On a frame seen by both rounds, a matched pair becomes one box with the new
         geometry, score, source, round and decision (``confirmed_from``, ``first_round`` of the
         previous box); an unmatched previous kept box stays kept with ``unconfirmed_rounds``
-        incremented; an unmatched previous pruned box stays pruned; unmatched new boxes are added.
+        incremented (pruned once it reaches ``max_unconfirmed_rounds``); an unmatched previous pruned box stays pruned; unmatched new boxes are added.
         Frames only in ``prev`` keep their boxes unchanged. Box ids are 1..N sorted by frame key,
         then x1, y1. Each box has ``extra["prev_ids"]`` and ``extra["merge_status"]`` (:data:`STATUSES`).
     """
@@ -196,7 +203,10 @@ def merge_rounds(prev: Dataset, new: Dataset, *, round: int, iou_threshold: floa
                 continue
             if p.kept:
                 out = _from_prev(p, "unconfirmed")
-                out.extra["unconfirmed_rounds"] = int(p.extra.get("unconfirmed_rounds", 0)) + 1
+                unseen = int(p.extra.get("unconfirmed_rounds", 0)) + 1
+                out.extra["unconfirmed_rounds"] = unseen
+                if max_unconfirmed_rounds is not None and unseen >= max_unconfirmed_rounds and p.round >= 1:
+                    out.prune(NOT_REDETECTED, pruned_round=round)
             else:
                 out = _from_prev(p, "still_pruned")
             frame_out.append(out)

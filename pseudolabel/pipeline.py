@@ -520,7 +520,8 @@ def stage_merge(cfg: DictConfig, k: int) -> None:
             prev = load_coco(round_dir(cfg, k - 1) / layout.ANNOTATIONS)
             merged = merge_rounds(prev, new, round=k, iou_threshold=float(cfg.merge.iou_threshold),
                                   centre_factor=OmegaConf.select(cfg, "merge.centre_factor"),
-                                  geometry=str(cfg.merge.geometry))
+                                  geometry=str(cfg.merge.geometry),
+                                  max_unconfirmed_rounds=OmegaConf.select(cfg, "merge.max_unconfirmed_rounds"))
             problems = check_merge_invariant(prev, merged)
             if problems:
                 raise PipelineError(f"merge lost boxes of round {k - 1}: {problems[:5]}")

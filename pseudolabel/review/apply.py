@@ -22,13 +22,13 @@ from typing import Any
 
 import numpy as np
 
-from ..merge import assign_pairs
+from ..merge import NOT_REDETECTED, assign_pairs
 from ..prune.temporal import DOUBTFUL_REASONS, HysteresisConfig, hysteresis_tracks
 from ..records import KEPT, Box, Dataset
 from . import REVIEW_ABSENT, REVIEW_CLASSES, REVIEW_TRACK
 
 # pruned for lack of evidence (score, track length, teacher support), not for what the box looks like
-REVIVABLE_REASONS = (*DOUBTFUL_REASONS, "isolated", "unsupported")
+REVIVABLE_REASONS = (*DOUBTFUL_REASONS, "isolated", "unsupported", NOT_REDETECTED)
 _REVIEW_KEYS = ("reviewed", "review", "review_of")
 
 
