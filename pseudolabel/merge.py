@@ -90,7 +90,7 @@ def _from_prev(p: Box, status: str) -> Box:
 
 
 GEOMETRIES = ("new", "prev", "fused")
-NOT_REDETECTED = "not_redetected"  # reason of a student's box later rounds stopped detecting (max_unconfirmed_rounds)
+NOT_REDETECTED = "not_redetected"  # a student's box that later rounds stopped detecting (max_unconfirmed_rounds)
 # Pruning reasons that judge a box's shape, not whether the object is there.
 SHAPE_REASONS = ("degenerate", "too_small", "too_large", "aspect")
 
@@ -141,10 +141,10 @@ def merge_rounds(prev: Dataset, new: Dataset, *, round: int, iou_threshold: floa
     centre_factor : float or None
         Also the same object: centres closer than this times the smaller box diagonal (:func:`assign_pairs`).
     max_unconfirmed_rounds : int or None
-        A kept box a student round found (``round >= 1``) that this many rounds in a row did not detect again,
-        kept or pruned, is pruned with reason :data:`NOT_REDETECTED` (``extra["pruned_round"] = round``); a
-        better student that sees nothing there is evidence against it. None: kept however long it goes unseen.
-        The teacher's boxes (round 0) are never pruned this way.
+        A kept box last detected by a student round (``Box.round >= 1``: found or confirmed by one) that this many
+        rounds in a row did not detect again, kept or pruned, is pruned with reason :data:`NOT_REDETECTED`
+        (``extra["pruned_round"] = round``); a better student that sees nothing there is evidence against it.
+        None: kept however long it goes unseen. Boxes as the teacher left them (round 0) are never pruned this way.
     geometry : {"new", "prev", "fused"}
         Box of a confirmed pair (both kept): the new round's, the previous one's, or their
         score-weighted average (two noisy estimates of one ball; the student localises tiny balls
@@ -157,7 +157,8 @@ def merge_rounds(prev: Dataset, new: Dataset, *, round: int, iou_threshold: floa
         largest. On a frame seen by both rounds, a matched pair becomes one box with the new
         geometry, score, source, round and decision (``confirmed_from``, ``first_round`` of the
         previous box); an unmatched previous kept box stays kept with ``unconfirmed_rounds``
-        incremented (pruned once it reaches ``max_unconfirmed_rounds``); an unmatched previous pruned box stays pruned; unmatched new boxes are added.
+        incremented (pruned once it reaches ``max_unconfirmed_rounds``); an unmatched previous pruned box
+        stays pruned; unmatched new boxes are added.
         Frames only in ``prev`` keep their boxes unchanged. Box ids are 1..N sorted by frame key,
         then x1, y1. Each box has ``extra["prev_ids"]`` and ``extra["merge_status"]`` (:data:`STATUSES`).
     """
