@@ -90,3 +90,27 @@ def test_guided_tiling_benchmark_prints_its_two_lines(tmp_path, capsys):
     kept = entry["kept_by_hysteresis"]  # round 0's labels: a subset of the floor's boxes
     assert all(kept[k]["tp"] <= floor[k]["tp"] and kept[k]["fp"] <= floor[k]["fp"] for k in ("full", "guided"))
     assert json.loads(out.read_text())["sets"]["football_broadcast"]["frames"] == 20
+
+
+def test_student_box_fit_returns_each_labels_boxes_in_frame_pixels_per_pass():
+    pytest.importorskip("torch")
+    import numpy as np
+
+    from pseudolabel.student.model import build_efficientnet_lite0_frcnn
+
+    bench = _load("student_box_fit")
+    model = build_efficientnet_lite0_frcnn(pretrained=False, scale=2.0, box_score_thresh=0.0)
+    model.eval()
+    image = np.random.default_rng(0).integers(0, 255, (120, 200, 3), dtype=np.uint8)
+    labels = np.array([[150.0, 20.0, 162.0, 32.0], [10.0, 90.0, 20.0, 100.0]])
+    out = bench.student_boxes_on_crops(model, image, labels, crop=64, reapply=2)
+    assert len(out) == 2
+    for q, passes in zip(labels, out):
+        assert passes.ndim == 3 and passes.shape[0] == 3 and passes.shape[2] == 4 and passes.shape[1] > 0
+        # the first pass lies inside the 64-px crop around its label, in frame pixels
+        cx, cy = (q[0] + q[2]) / 2, (q[1] + q[3]) / 2
+        x0, y0 = np.clip(int(cx - 32), 0, 200 - 64), np.clip(int(cy - 32), 0, 120 - 64)
+        assert (passes[0][:, [0, 2]] >= x0 - 1e-3).all() and (passes[0][:, [0, 2]] <= x0 + 64 + 1e-3).all()
+        assert (passes[0][:, [1, 3]] >= y0 - 1e-3).all() and (passes[0][:, [1, 3]] <= y0 + 64 + 1e-3).all()
+    with pytest.raises(SystemExit):
+        bench.main(["--run", "runs/x", "--round", "0", "--set", "synthetic"])

@@ -202,6 +202,27 @@ def test_dataset_contract_and_boxes_stay_on_the_ball(tmp_path):
     assert a[1]["boxes"].tolist() == [pytest.approx([bx1 - x0, by1 - y0, bx2 - x0, by2 - y0], abs=1e-3)]
 
 
+def test_scale_jitter_rescales_the_ball_and_its_box_together(tmp_path):
+    ds = _synthetic_set(tmp_path, n=8, size=(300, 400), square=14)
+    ids = [f.id for f in ds.frames if ds.boxes_by_image(kept_only=True).get(f.id)]
+    data = PseudoLabelDataset(ds, tmp_path, ids, transform=train_transform(128, scale_jitter=0.5, seed=2),
+                              negatives_fraction=None)
+    sizes = []
+    for k in range(len(data)):
+        for _ in range(4):
+            img, tgt = data[k]
+            assert tuple(img.shape) == (3, 128, 128) and len(tgt["boxes"]) == 1
+            x1, y1, x2, y2 = tgt["boxes"][0].tolist()
+            assert x2 - x1 == pytest.approx(y2 - y1, abs=0.1)  # one factor for both axes (sizes rounded to pixels)
+            assert 14 / 1.5 - 0.1 <= x2 - x1 <= 14 * 1.5 + 0.1
+            inner = img[:, int(np.ceil(y1)) + 2:int(y2) - 2, int(np.ceil(x1)) + 2:int(x2) - 2]
+            assert inner.mean() > img.mean() + 0.4  # the box still holds the (rescaled) ball
+            sizes.append(x2 - x1)
+    assert min(sizes) < 12 and max(sizes) > 16  # smaller and larger balls than the label's
+    with pytest.raises(ValueError, match="scale_jitter"):
+        train_transform(128, scale_jitter=-0.1)
+
+
 def test_train_samples_per_epoch_fixes_the_epoch_length_whatever_the_number_of_labels(tmp_path):
     frames_dir = tmp_path / "frames"
     frames_dir.mkdir()

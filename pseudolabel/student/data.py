@@ -96,9 +96,12 @@ def _box_rows(bboxes) -> np.ndarray:
 
 
 def train_transform(crop_size: int = 256, *, brightness_contrast: float = 0.2, min_visibility: float = 0.5,
-                    seed: int | None = 0):
+                    scale_jitter: float = 0.0, seed: int | None = 0):
     """Random ``crop_size`` crop at native resolution containing a kept box when the frame has one,
     horizontal flip, brightness/contrast jitter (albumentations, ``pascal_voc`` = xyxy pixels).
+
+    ``scale_jitter`` s > 0 first rescales the frame by a factor drawn uniformly in ``[1 / (1 + s), 1 + s]``, boxes
+    with it, so that the student also sees balls smaller and larger than its labels' (0: native size only).
 
     Called as ``t(image=, bboxes=, ignore=)``: ``ignore`` (ignore regions) follows the geometry but never picks
     the crop. Frames smaller than the crop are zero-padded. Boxes less than ``min_visibility`` inside the crop
@@ -107,7 +110,11 @@ def train_transform(crop_size: int = 256, *, brightness_contrast: float = 0.2, m
     import albumentations as A
     import cv2
 
+    if scale_jitter < 0:
+        raise ValueError(f"scale_jitter must be >= 0, got {scale_jitter}")
+    rescale = [A.RandomScale(scale_limit=(1 / (1 + scale_jitter) - 1, scale_jitter), p=1.0)] if scale_jitter else []
     return A.Compose([
+        *rescale,
         A.PadIfNeeded(min_height=crop_size, min_width=crop_size, position="top_left",
                       border_mode=cv2.BORDER_CONSTANT, fill=0),
         A.AtLeastOneBBoxRandomCrop(height=crop_size, width=crop_size, erosion_factor=0.0),
@@ -351,7 +358,8 @@ class PseudoLabelDataModule(pl.LightningDataModule):
                  max_val_samples: int | None = None, val_full_frame: bool = False,
                  brightness_contrast: float = 0.2, min_visibility: float = 0.5, copy_paste: float = 0.0,
                  max_pastes: int = 2, ignore_reasons: Sequence[str] = (), ignore_from: str = "every_round",
-                 train_samples_per_epoch: int | None = None, mined_negatives: Sequence[str] = ()) -> None:
+                 train_samples_per_epoch: int | None = None, mined_negatives: Sequence[str] = (),
+                 scale_jitter: float = 0.0) -> None:
         super().__init__()
         self.pseudo_labels_path = Path(pseudo_labels_path)
         self.frames_dir = Path(frames_dir)
@@ -366,6 +374,7 @@ class PseudoLabelDataModule(pl.LightningDataModule):
         self.val_full_frame = bool(val_full_frame)
         self.brightness_contrast = float(brightness_contrast)
         self.min_visibility = float(min_visibility)
+        self.scale_jitter = float(scale_jitter)
         self.copy_paste, self.max_pastes = float(copy_paste), int(max_pastes)
         self.ignore_reasons = tuple(str(r) for r in ignore_reasons)
         self.ignore_from = str(ignore_from)
@@ -391,7 +400,8 @@ class PseudoLabelDataModule(pl.LightningDataModule):
         self.train_set = PseudoLabelDataset(
             ds, self.frames_dir, train_ids,
             transform=train_transform(self.crop_size, brightness_contrast=self.brightness_contrast,
-                                      min_visibility=self.min_visibility, seed=self.seed),
+                                      min_visibility=self.min_visibility, scale_jitter=self.scale_jitter,
+                                      seed=self.seed),
             negatives_fraction=self.negatives_fraction, max_samples=self.max_train_samples, seed=self.seed,
             copy_paste=self.copy_paste, max_pastes=self.max_pastes, ignore_reasons=self.ignore_reasons,
             ignore_from=self.ignore_from, mined_negatives=self.mined_negatives)

@@ -15,6 +15,7 @@ import torch
 from ..boxes import as_boxes, iou_matrix
 from ..evaluate import greedy_match
 from .ignore import IGNORE_LABEL, honour_ignore_labels
+from .jitter import add_jittered_proposals
 
 
 def match_counts(pred_boxes, pred_scores, gt_boxes, *, iou_threshold: float = 0.5,
@@ -55,13 +56,20 @@ class DetectionModule(pl.LightningModule):
     optimizer : callable ``params -> torch.optim.Optimizer``, e.g. Hydra's ``_partial_`` AdamW; it
         receives only the parameters that require gradients when training starts.
     score_threshold, iou_threshold : for ``val/f1``.
+    jittered_proposals : jittered copies of each label added to the box head's training proposals
+        (:func:`~pseudolabel.student.jitter.add_jittered_proposals`, two-stage models only); 0: none.
+    jitter_scale, jitter_shift : their largest relative change of size and of centre.
     """
 
     def __init__(self, model: torch.nn.Module,
                  optimizer: Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer],
-                 *, score_threshold: float = 0.5, iou_threshold: float = 0.5) -> None:
+                 *, score_threshold: float = 0.5, iou_threshold: float = 0.5, jittered_proposals: int = 0,
+                 jitter_scale: float = 0.25, jitter_shift: float = 0.15) -> None:
         super().__init__()
         self.model = honour_ignore_labels(model) if hasattr(model, "rpn") else model
+        if jittered_proposals:
+            add_jittered_proposals(self.model, copies=jittered_proposals, max_scale=jitter_scale,
+                                   max_shift=jitter_shift)
         self.optimizer_factory = optimizer
         self.score_threshold = float(score_threshold)
         self.iou_threshold = float(iou_threshold)
