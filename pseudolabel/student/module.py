@@ -1,8 +1,8 @@
 """The Lightning module that fine-tunes a torchvision FasterRCNN on pseudo-labels.
 
-Training minimises the sum of torchvision's four losses. Validation reports the same losses and
-F1 at IoU >= 0.5 of the confident predictions (score >= 0.5) against the held-out pseudo-labels
-(``val/f1``, what checkpointing and early stopping follow).
+Training minimises the sum of torchvision's four losses (plus ``loss_box_jitter`` with ``jittered_proposals``).
+Validation reports the same losses and F1 at IoU >= 0.5 of the confident predictions (score >= 0.5) against the
+held-out pseudo-labels (``val/f1``, what checkpointing and early stopping follow).
 """
 from __future__ import annotations
 
@@ -56,8 +56,9 @@ class DetectionModule(pl.LightningModule):
     optimizer : callable ``params -> torch.optim.Optimizer``, e.g. Hydra's ``_partial_`` AdamW; it
         receives only the parameters that require gradients when training starts.
     score_threshold, iou_threshold : for ``val/f1``.
-    jittered_proposals : jittered copies of each label added to the box head's training proposals
-        (:func:`~pseudolabel.student.jitter.add_jittered_proposals`, two-stage models only); 0: none.
+    jittered_proposals : jittered copies of each label that the box predictor learns to regress back to it, in a
+        loss of their own (:func:`~pseudolabel.student.jitter.add_jittered_proposals`, two-stage models only);
+        0: none.
     jitter_scale, jitter_shift : their largest relative change of size and of centre.
     """
 
