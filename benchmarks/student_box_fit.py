@@ -61,17 +61,16 @@ def student_boxes_on_crops(model, image: np.ndarray, labels: np.ndarray, *, crop
 
 def box_fit(run: Path, k: int, cfg, *, reapply: int = 1, ground_truth=None) -> dict:
     import cv2
-    import torch
 
     from pseudolabel import layout
     from pseudolabel.boxes import iou_matrix
     from pseudolabel.coco import load_coco
     from pseudolabel.safe_config import instantiate
+    from pseudolabel.student.model import StudentDetector
 
-    model = instantiate(cfg.student.model, pretrained=False)
     ckpt = layout.round_dir(run, k) / layout.STUDENT_DIRNAME / layout.STUDENT_CHECKPOINT
-    model.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"])
-    model.eval()
+    model = StudentDetector.from_checkpoint(
+        ckpt, model_factory=lambda: instantiate(cfg.student.model, pretrained=False)).model.eval()
     labels_ds = load_coco(layout.round_dir(run, k - 1) / layout.ANNOTATIONS)
     frames = {f.id: f for f in labels_ds.frames}
     gt_frames = ground_truth.frame_by_key() if ground_truth is not None else {}
