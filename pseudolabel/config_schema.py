@@ -25,7 +25,8 @@ class Rule:
     """What one key may hold.
 
     ``kind`` is ``"int"``, ``"float"``, ``"bool"`` or ``"str"``; ``lo``/``hi`` bound numbers (inclusive unless
-    ``lo_open``/``hi_open``); ``choices`` lists the allowed strings; ``nullable`` allows null.
+    ``lo_open``/``hi_open``); ``choices`` lists the allowed strings; ``nullable`` allows null; ``many`` also
+    allows a non-empty list of such values.
     """
 
     kind: str
@@ -35,6 +36,7 @@ class Rule:
     hi_open: bool = False
     choices: tuple[str, ...] | None = None
     nullable: bool = False
+    many: bool = False
 
     def allowed(self) -> str:
         if self.choices:
@@ -50,9 +52,13 @@ class Rule:
                 text = noun
         else:
             text = {"bool": "true or false", "str": "a string"}[self.kind]
+        if self.many:
+            text += ", a list of them,"
         return text + (" or null" if self.nullable else "")
 
     def check(self, value: Any) -> bool:
+        if self.many and isinstance(value, (list, tuple)):
+            return bool(value) and all(v is not None and self.check(v) for v in value)
         if value is None:
             return self.nullable
         if self.kind == "bool":
@@ -100,7 +106,7 @@ SCHEMA: dict[str, Rule] = {
     "teacher.score_threshold": UNIT,
     "teacher.batch_size": COUNT,
     "teacher.context_score_threshold": UNIT,
-    "teacher.detector.tile_size": Rule("int", 32, nullable=True),
+    "teacher.detector.tile_size": Rule("int", 32, nullable=True, many=True),
     "teacher.detector.overlap": Rule("float", 0.0, 1.0, hi_open=True),
     "teacher.detector.fusion_iou": IOU,
     "teacher.detector.batch_size": COUNT,
@@ -148,6 +154,7 @@ SCHEMA: dict[str, Rule] = {
     "prune.track_size.max_ratio": Rule("float", 1.0, lo_open=True),
     "prune.track_size.min_seeds": COUNT,
     "prune.track_size.student_rounds": Rule("bool"),
+    "prune.track_size.per_video": Rule("bool"),
     "prune.on_person.min_score": UNIT,
     "prune.on_person.foot_fraction": UNIT,
     "prune.on_person.max_area_ratio": Rule("float", 0.0, lo_open=True),
@@ -223,6 +230,8 @@ def validate(cfg: Any, schema: dict[str, Rule] | None = None) -> None:
         value = OmegaConf.select(cfg, key, default=missing, throw_on_missing=False)
         if value is missing:
             continue
+        if rule.many and OmegaConf.is_list(value):
+            value = OmegaConf.to_container(value)
         if OmegaConf.is_config(value):
             raise ConfigError(f"{key}: expected {rule.allowed()}, got a {type(value).__name__}")
         if not rule.check(value):

@@ -13,7 +13,7 @@ def compose_cfg(*overrides):
 
 
 @pytest.mark.parametrize("experiment, exp, builder_or_tile", [
-    ("demo", "demo", 160), ("tennis", "tennis", 320), ("football", "football", 320),
+    ("demo", "demo", [160, 320]), ("tennis", "tennis", 320), ("football", "football", 320),
 ])
 def test_experiments_set_their_groups_and_name(experiment, exp, builder_or_tile):
     cfg = compose_cfg(f"experiment={experiment}")
@@ -28,7 +28,7 @@ def test_reference_experiment_pairs_frcnn_teacher_and_student():
 
 def test_default_teacher_instantiates_offline_from_the_installed_package():
     det = instantiate(compose_cfg().teacher.detector)
-    assert det.name == "ssd_mobilenet_v2_coco" and det.tile_size == 160
+    assert det.name == "ssd_mobilenet_v2_coco" and det.tile_sizes == (160, 320)
     assert det.detector.model_path.name == "frozen_inference_graph.pb"
 
 

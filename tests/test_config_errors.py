@@ -26,7 +26,7 @@ def one_line_error(proc: subprocess.CompletedProcess) -> str:
 @pytest.mark.parametrize("override, expected", [
     ("teacher.score_threshold=abc", "teacher.score_threshold=abc: expected a number in [0, 1]"),
     ("teacher.score_threshold=1.5", "teacher.score_threshold=1.5: expected a number in [0, 1]"),
-    ("teacher.detector.tile_size=8", "teacher.detector.tile_size=8: expected an integer >= 32 or null"),
+    ("teacher.detector.tile_size=8", "teacher.detector.tile_size=8: expected an integer >= 32, a list of them, or null"),
     ("round=-1", "round=-1: expected an integer >= 0"),
     ("relabel.policy=sometimes", "relabel.policy=sometimes: expected one of fixed, adaptive"),
 ])
@@ -71,7 +71,11 @@ def test_validate_checks_types_ranges_and_nulls():
     from omegaconf import OmegaConf
 
     validate(OmegaConf.create({"round": 2, "teacher": {"score_threshold": 0.5, "detector": {"tile_size": None}}}))
-    for bad, msg in [({"round": 1.5}, "round=1.5"), ({"round": True}, "round=True"),
+    validate(OmegaConf.create({"teacher": {"detector": {"tile_size": [160, 320]}}}))
+    for bad, msg in [({"teacher": {"detector": {"tile_size": [160, 8]}}}, "tile_size=[160, 8]"),
+                     ({"teacher": {"detector": {"tile_size": [160, None]}}}, "tile_size=[160, None]"),
+                     ({"teacher": {"detector": {"tile_size": []}}}, "tile_size=[]"),
+                     ({"round": [1]}, "round: expected an integer >= 0, got a ListConfig"),({"round": 1.5}, "round=1.5"), ({"round": True}, "round=True"),
                      ({"merge": {"iou_threshold": 0}}, "merge.iou_threshold=0: expected a number in (0, 1]"),
                      ({"collapse_guard": {"max_factor": 1}}, "collapse_guard.max_factor=1"),
                      ({"teacher": {"score_threshold": None}}, "teacher.score_threshold=null"),

@@ -234,3 +234,42 @@ def test_label_frames_streams_through_a_detector_that_can(tmp_path):
     assert det.streamed == [2, 2, 1]
     assert [b.image_id for b in ds.boxes] == [1, 2, 3, 4, 5]
     np.testing.assert_allclose([b.xyxy[0] for b in ds.boxes], [100 + 150 * i for i in range(5)], atol=4)  # JPEG, 300 px
+
+
+class BandDetector(BlobDetector):
+    """Sees a blob only when its shorter side at the 300x300 input is within [12, 50] px: too small or too
+    large for the network, it is missed (a detector trained on one band of object sizes)."""
+
+    def predict(self, images):
+        import cv2
+
+        self.calls.append(len(images))
+        out = []
+        for im in images:
+            h, w = im.shape[:2]
+            small = cv2.resize(im[:, :, 0], (300, 300), interpolation=cv2.INTER_AREA)
+            n, _, stats, _ = cv2.connectedComponentsWithStats((small > 128).astype(np.uint8))
+            boxes = [[x * w / 300, y * h / 300, (x + bw) * w / 300, (y + bh) * h / 300]
+                     for x, y, bw, bh, _ in stats[1:] if 12 <= min(bw, bh) <= 50]
+            out.append(Detections(boxes, [0.9] * len(boxes), [37] * len(boxes)))
+        return out
+
+
+def test_tiles_of_several_sizes_see_small_and_large_balls_each_at_its_scale():
+    im = frame_with_ball(200, 200, size=12)
+    im[400:440, 800:840] = 255  # a 40-px ball: too large in a 160-px tile, too small in the whole frame
+    found = {}
+    for sizes in (160, 320, [160, 320], (320, 160, 320)):
+        inner = BandDetector()
+        det = TiledDetector(inner, tile_size=sizes, overlap=0.25, batch_size=256).predict([im])[0]
+        found[str(sizes)] = sorted("large" if b[2] - b[0] > 30 else "small" for b in det.boxes)
+        grids = [len(tile_grid(1280, 720, tile_size=s, overlap=0.25)) for s in sorted(set(np.atleast_1d(sizes)))]
+        assert sum(inner.calls) == sum(grids) + 1  # every tile of every size (a size once), and the whole frame
+    assert found["160"] == ["small"] and found["320"] == ["large"]
+    assert found["[160, 320]"] == ["large", "small"] and found["(320, 160, 320)"] == ["large", "small"]
+
+
+@pytest.mark.parametrize("bad", [[], [160, 0], [160.5], "160"])
+def test_tile_size_must_be_positive_integers(bad):
+    with pytest.raises((ValueError, TypeError)):
+        TiledDetector(BlobDetector(), tile_size=bad)

@@ -229,3 +229,16 @@ def test_a_low_score_detection_starts_no_guide_but_continues_one():
         det.detector.score = 0.9 if i == 0 else 0.3
         out += det.predict([f])
     assert found(out, centres).all()
+
+
+def test_with_tiles_of_two_sizes_each_size_follows_the_ball():
+    """The detector sees the ball only in the small tiles: the large tiles, which hold the predicted centre with
+    more room, must not take the guide from them."""
+    frames, centres = frames_with_ball(12)
+    inner = SmallBallDetector()
+    det = guided(inner, tile_size=[TILE, 2 * TILE])
+    out = [d for i in range(0, len(frames), 4) for d in det.predict(frames[i:i + 4])]
+    assert found(out, centres).all()
+    n_full = sum(len(tile_grid(W, H, tile_size=s, overlap=0.25)) for s in (TILE, 2 * TILE)) + 1
+    assert det.views_run[0] == n_full
+    assert max(det.views_run[1:]) < n_full / 3

@@ -204,7 +204,7 @@ def test_teacher_config_builds_the_openvino_ssd(openvino_cache):
     cfg = compose_cfg("teacher=ssd_mobilenet_v2_openvino", f"teacher.detector.detector.cache_dir={openvino_cache}")
     det = instantiate(cfg.teacher.detector)
     assert isinstance(det.detector, OpenVinoSSDDetector) and det.detector.cache_dir == openvino_cache
-    assert (det.name, det.tile_size, det.detector.requested_precision) == ("ssd_mobilenet_v2_coco", 160, "fp32")
+    assert (det.name, det.tile_sizes, det.detector.requested_precision) == ("ssd_mobilenet_v2_coco", (160, 320), "fp32")
     assert det.detector.output_settings == {"confidence_threshold": pytest.approx(0.01), "nms_threshold":
                                             pytest.approx(0.6), "top_k": 100, "keep_top_k": 100,
                                             "background_label_id": 0}

@@ -64,3 +64,37 @@ def test_apply_track_size_needs_enough_seeds_and_can_be_off():
     assert apply_track_size(ds, TrackSizeConfig(enabled=False), round=0) == {"off_size": 0}
     assert apply_track_size(ds, TrackSizeConfig(min_seeds=10), round=0) == {"off_size": 0}
     assert all(b.kept for b in ds.boxes[:-1])
+
+
+def _two_videos():
+    """Video "far": the data set's ball (8 px) and a 20-px shirt; video "near": a 24-px ball filmed closer."""
+    frames = [Frame(id=8 * j + i + 1, file_name=f"{v}/{i:06d}.jpg", width=1280, height=720, video_id=v,
+                    frame_index=i) for j, v in enumerate(("far", "near")) for i in range(8)]
+    boxes = []
+
+    def add(frame, xyxy, track, source="teacher"):
+        boxes.append(Box(image_id=frame, xyxy=tuple(map(float, xyxy)), score=0.8, source=source,
+                         id=len(boxes) + 1, extra={"track_id": track}))
+
+    for i in range(8):
+        add(i + 1, (100 + 30 * i, 300, 108 + 30 * i, 308), "far:ball")
+    for i in range(3):
+        add(i + 1, (600, 200, 620, 220), "far:shirt", source="track_confirmed")
+    for i in range(6):
+        add(9 + i, (100 + 40 * i, 300, 124 + 40 * i, 324), "near:ball", source="teacher" if i < 2 else "track_confirmed")
+    return Dataset(frames=frames, boxes=boxes)
+
+
+def test_a_video_filmed_closer_keeps_its_ball_and_still_loses_its_shirt():
+    ds = _two_videos()  # seeds: 8 + 2 boxes, median 8 px; the near ball is 3x that
+    assert apply_track_size(ds, TrackSizeConfig(per_video=False), round=0) == {"off_size": 9}
+    ds = _two_videos()
+    assert apply_track_size(ds, TrackSizeConfig(), round=0) == {"off_size": 3}
+    pruned = {b.extra["track_id"] for b in ds.boxes if b.reason == "off_size"}
+    assert pruned == {"far:shirt"}
+    assert {b.extra["reference_size"] for b in ds.boxes if b.reason == "off_size"} == {8.0}
+
+
+def test_a_video_with_too_few_boxes_is_judged_by_the_data_set():
+    ds = _two_videos()
+    assert apply_track_size(ds, TrackSizeConfig(min_seeds=7), round=0) == {"off_size": 9}

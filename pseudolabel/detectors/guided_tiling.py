@@ -9,7 +9,8 @@ runs, on each frame of a video:
 - otherwise, the whole-frame view, the tiles around the predicted position of each recent target
   detection (constant velocity, camera pan compensated; a guide the detector missed coasts on for a few
   frames), and the ``motion_tiles`` tiles whose pixels changed
-  most since the previous frame (after compensating the camera's pan).
+  most since the previous frame (after compensating the camera's pan). With tiles of several sizes each
+  size's grid is chosen from on its own (``motion_tiles`` per size).
 
 Motion and cuts are measured on grey frames shrunk ``motion_scale`` times (a few thousand pixels), with the
 camera's translation estimated by phase correlation (``cv2.phaseCorrelate``). A frame whose mean absolute
@@ -181,16 +182,19 @@ class GuidedTiledDetector(TiledDetector):
             return views, shift_px, True
         tiles = views[:n_tiles]
         chosen = np.zeros(n_tiles, dtype=bool)
-        if len(self._guides):
-            predicted = self._guides + self._velocity + np.asarray(shift_px)
-            chosen |= tiles_near_points(tiles, predicted, radius=self.search_radius)
-        if self.motion_tiles > 0:
-            moving = (diff > self.motion_threshold).astype(np.float32)
-            s = self.motion_scale
-            energy = np.array([moving[t[1] // s:(t[3] + s - 1) // s, t[0] // s:(t[2] + s - 1) // s].sum()
-                               for t in tiles])
-            order = np.argsort(-energy, kind="stable")[:self.motion_tiles]
-            chosen[order[energy[order] > 0]] = True
+        predicted = self._guides + self._velocity + np.asarray(shift_px)
+        moving = (diff > self.motion_threshold).astype(np.float32) if self.motion_tiles > 0 else None
+        side = np.maximum(tiles[:, 2] - tiles[:, 0], tiles[:, 3] - tiles[:, 1])
+        for size in np.unique(side):  # with tiles of several sizes, each size's grid is guided on its own
+            grid = np.flatnonzero(side == size)
+            if len(predicted):
+                chosen[grid] |= tiles_near_points(tiles[grid], predicted, radius=self.search_radius)
+            if moving is not None:
+                s = self.motion_scale
+                energy = np.array([moving[t[1] // s:(t[3] + s - 1) // s, t[0] // s:(t[2] + s - 1) // s].sum()
+                                   for t in tiles[grid]])
+                order = np.argsort(-energy, kind="stable")[:self.motion_tiles]
+                chosen[grid[order[energy[order] > 0]]] = True
         return np.concatenate([tiles[chosen], views[n_tiles:]]), shift_px, False
 
     def _update_guides(self, det: Detections, shift_px: tuple[float, float]) -> None:

@@ -40,6 +40,16 @@ def tile_grid(width: int, height: int, *, tile_size: int, overlap: float) -> np.
                     dtype=np.int64).reshape(-1, 4)
 
 
+def tile_sizes(tile_size: int | Sequence[int] | None) -> tuple[int, ...]:
+    """``tile_size`` as a sorted tuple of distinct sides (empty for ``None``: no tiles)."""
+    if tile_size is None:
+        return ()
+    sizes = (tile_size,) if isinstance(tile_size, (int, np.integer)) else tuple(tile_size)
+    if not sizes or any(int(s) != s or s < 1 for s in sizes):
+        raise ValueError(f"tile_size must be a positive integer, a list of them, or None; got {tile_size!r}")
+    return tuple(sorted({int(s) for s in sizes}))
+
+
 def touches_inner_edge(boxes: np.ndarray, tile: np.ndarray, *, width: int, height: int,
                        margin: float = 2.0) -> np.ndarray:
     """(N,) bool: box (frame coordinates) touches a tile edge that is not also an image edge.
@@ -73,8 +83,9 @@ class TiledDetector:
     ----------
     detector : Detector
         The model run on each tile.
-    tile_size : int or None
-        Tile side in frame pixels; ``None`` disables tiling (whole frame only).
+    tile_size : int, sequence of int, or None
+        Tile side in frame pixels; several sides tile the frame once per side (a ball twice the size of
+        another is seen at its own scale by tiles twice as large); ``None`` disables tiling (whole frame only).
     overlap : float
         Fraction of ``tile_size`` shared by neighbouring tiles; keep ``overlap * tile_size`` above the
         largest object that should survive edge dropping.
@@ -88,12 +99,13 @@ class TiledDetector:
         Tiles per forward call of the wrapped detector.
     """
 
-    def __init__(self, detector: Detector, *, tile_size: int | None = 320, overlap: float = 0.25,
+    def __init__(self, detector: Detector, *, tile_size: int | Sequence[int] | None = 320, overlap: float = 0.25,
                  full_frame: bool = True, fusion_iou: float = 0.5, drop_edge_boxes: bool = True,
                  batch_size: int = 16):
         self.detector = detector
         self.name = detector.name
         self.tile_size = tile_size
+        self.tile_sizes = tile_sizes(tile_size)
         self.overlap = overlap
         self.full_frame = full_frame
         self.fusion_iou = fusion_iou
@@ -102,9 +114,8 @@ class TiledDetector:
 
     def _views(self, image: np.ndarray) -> np.ndarray:
         h, w = image.shape[:2]
-        views = []
-        if self.tile_size is not None and (w > self.tile_size or h > self.tile_size):
-            views.append(tile_grid(w, h, tile_size=self.tile_size, overlap=self.overlap))
+        views = [tile_grid(w, h, tile_size=size, overlap=self.overlap)
+                 for size in self.tile_sizes if w > size or h > size]
         if self.full_frame or not views:
             views.append(np.array([[0, 0, w, h]], dtype=np.int64))
         return np.concatenate(views)

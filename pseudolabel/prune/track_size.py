@@ -7,6 +7,12 @@ confirm: the most trusted boxes of the round, over the whole data set, so one vi
 does not move it). A track (``extra["track_id"]``; a box without one is its own group) whose median size
 is above ``max_ratio`` times the reference is pruned with reason ``off_size``, every box of it.
 
+The data set's reference alone would prune the ball of a video shot closer than the others (another camera,
+another venue, a larger ball): with ``per_video``, a video holding at least ``min_seeds`` kept boxes judges its
+tracks against the larger of the data set's reference and the median of its own kept boxes (seeds and the boxes
+their tracks confirmed). A video's own boxes only ever raise its reference, so a shirt next to a ball of the
+video's size still goes.
+
 In every round by default; ``student_rounds=False`` limits it to round 0 (in the student rounds the seeds are the
 student's boxes and the videos seeded there differ in zoom; on broadcast football it removed more true balls than
 false boxes there, yet whole runs without it ended lower: BENCHMARKS.md).
@@ -38,6 +44,7 @@ class TrackSizeConfig:
     max_ratio: float = 1.5   # a track's median size over this many times the seeds' median is not the target
     min_seeds: int = 5       # fewer seeds than this: no reference, nothing pruned
     student_rounds: bool = True  # also in rounds >= 1 (False: round 0 only; BENCHMARKS.md)
+    per_video: bool = True   # a video's own kept boxes (min_seeds or more) may raise its reference
 
 
 def short_side(boxes) -> np.ndarray:
@@ -82,10 +89,20 @@ def apply_track_size(ds: Dataset, cfg: TrackSizeConfig, *, round: int) -> dict[s
     if not cfg.enabled or (round > 0 and not cfg.student_rounds) or len(seeds) < max(1, cfg.min_seeds):
         return {REASON: 0}
     reference = float(np.median(short_side(ds.xyxy(seeds))))
-    groups = [b.extra.get("track_id", ("box", b.id)) for b in kept]
-    prune = oversized_group_mask(short_side(ds.xyxy(kept)), groups, reference=reference, max_ratio=cfg.max_ratio)
-    for b, p in zip(kept, prune):
+    sizes = short_side(ds.xyxy(kept))
+    video_of = {f.id: f.video_id for f in ds.frames}
+    videos = [video_of.get(b.image_id) if cfg.per_video else None for b in kept]
+    prune = np.zeros(len(kept), dtype=bool)
+    references = np.full(len(kept), reference)
+    for video in set(videos):
+        idx = np.array([i for i, v in enumerate(videos) if v == video])
+        if video is not None and len(idx) >= cfg.min_seeds:
+            references[idx] = max(reference, float(np.median(sizes[idx])))
+        groups = [(video, kept[i].extra.get("track_id", ("box", kept[i].id))) for i in idx]
+        prune[idx] = oversized_group_mask(sizes[idx], groups, reference=float(references[idx[0]]),
+                                          max_ratio=cfg.max_ratio)
+    for b, p, ref in zip(kept, prune, references):
         if p:
-            b.prune(REASON, pruned_round=round, reference_size=float(np.round(reference, 2)))
+            b.prune(REASON, pruned_round=round, reference_size=float(np.round(ref, 2)))
     return {REASON: int(prune.sum())}
 
