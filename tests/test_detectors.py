@@ -11,12 +11,14 @@ torch.set_num_threads(1)
 
 class BlobDetector:
     """A stand-in for a fixed-input-size network: it resizes every input to 300x300 and 'sees' bright
-    blobs only when they are at least 6 px there, like a real detector losing small objects."""
+    blobs only when their shorter side there is at least min_side px (and at most max_side), like a real
+    detector losing small objects."""
 
     name = "blob"
 
-    def __init__(self):
+    def __init__(self, *, min_side=6, max_side=None):
         self.calls = []
+        self.min_side, self.max_side = min_side, max_side
 
     def predict(self, images):
         import cv2
@@ -28,7 +30,8 @@ class BlobDetector:
             small = cv2.resize(im[:, :, 0], (300, 300), interpolation=cv2.INTER_AREA)
             n, _, stats, _ = cv2.connectedComponentsWithStats((small > 128).astype(np.uint8))
             boxes = [[x * w / 300, y * h / 300, (x + bw) * w / 300, (y + bh) * h / 300]
-                     for x, y, bw, bh, _ in stats[1:] if min(bw, bh) >= 6]
+                     for x, y, bw, bh, _ in stats[1:]
+                     if self.min_side <= min(bw, bh) <= (self.max_side or np.inf)]
             out.append(Detections(boxes, [0.9] * len(boxes), [37] * len(boxes)))
         return out
 
@@ -236,31 +239,14 @@ def test_label_frames_streams_through_a_detector_that_can(tmp_path):
     np.testing.assert_allclose([b.xyxy[0] for b in ds.boxes], [100 + 150 * i for i in range(5)], atol=4)  # JPEG, 300 px
 
 
-class BandDetector(BlobDetector):
-    """Sees a blob only when its shorter side at the 300x300 input is within [12, 50] px: too small or too
-    large for the network, it is missed (a detector trained on one band of object sizes)."""
-
-    def predict(self, images):
-        import cv2
-
-        self.calls.append(len(images))
-        out = []
-        for im in images:
-            h, w = im.shape[:2]
-            small = cv2.resize(im[:, :, 0], (300, 300), interpolation=cv2.INTER_AREA)
-            n, _, stats, _ = cv2.connectedComponentsWithStats((small > 128).astype(np.uint8))
-            boxes = [[x * w / 300, y * h / 300, (x + bw) * w / 300, (y + bh) * h / 300]
-                     for x, y, bw, bh, _ in stats[1:] if 12 <= min(bw, bh) <= 50]
-            out.append(Detections(boxes, [0.9] * len(boxes), [37] * len(boxes)))
-        return out
-
-
 def test_tiles_of_several_sizes_see_small_and_large_balls_each_at_its_scale():
+    """A detector that sees a blob only when its shorter side at the 300x300 input is within [12, 50] px (one
+    band of object sizes): each ball is found only by tiles that bring it into the band."""
     im = frame_with_ball(200, 200, size=12)
     im[400:440, 800:840] = 255  # a 40-px ball: too large in a 160-px tile, too small in the whole frame
     found = {}
     for sizes in (160, 320, [160, 320], (320, 160, 320)):
-        inner = BandDetector()
+        inner = BlobDetector(min_side=12, max_side=50)
         det = TiledDetector(inner, tile_size=sizes, overlap=0.25, batch_size=256).predict([im])[0]
         found[str(sizes)] = sorted("large" if b[2] - b[0] > 30 else "small" for b in det.boxes)
         grids = [len(tile_grid(1280, 720, tile_size=s, overlap=0.25)) for s in sorted(set(np.atleast_1d(sizes)))]
