@@ -91,11 +91,13 @@ def apply_track_size(ds: Dataset, cfg: TrackSizeConfig, *, round: int) -> dict[s
     reference = float(np.median(short_side(ds.xyxy(seeds))))
     sizes = short_side(ds.xyxy(kept))
     video_of = {f.id: f.video_id for f in ds.frames}
-    videos = [video_of.get(b.image_id) if cfg.per_video else None for b in kept]
+    members: dict = {}  # video (None: judged with the data set) -> indices of its kept boxes
+    for i, b in enumerate(kept):
+        members.setdefault(video_of.get(b.image_id) if cfg.per_video else None, []).append(i)
     prune = np.zeros(len(kept), dtype=bool)
     references = np.full(len(kept), reference)
-    for video in set(videos):
-        idx = np.array([i for i, v in enumerate(videos) if v == video])
+    for video, idx in members.items():
+        idx = np.asarray(idx)
         if video is not None and len(idx) >= cfg.min_seeds:
             references[idx] = max(reference, float(np.median(sizes[idx])))
         groups = [(video, kept[i].extra.get("track_id", ("box", kept[i].id))) for i in idx]
