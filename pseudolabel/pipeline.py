@@ -366,14 +366,16 @@ def stage_prune(cfg: DictConfig, k: int) -> None:
                     doubtful = _agreeing_box_ids(cfg, k, ds, with_doubtful=True, previous=previous) - seeds
                 if hcfg.student_seeds == "agreement_then_doubtful":
                     doubtful = _in_videos_without_kept_boxes(doubtful, ds, previous)
-                if hcfg.cold_start_length:
-                    cold_seeds = _cold_start_seed_ids(cfg, ds, previous, hcfg, high=high)
-                    for b in ds.boxes:
-                        if b.id in cold_seeds:
-                            b.extra["seed"] = "moving_track"  # provenance: seeded by the cold-start rule
-                    seeds |= cold_seeds
-            if k > 0 and hcfg.student_confirm != "track":
-                confirmable = _teacher_seen_box_ids(cfg, ds)
+            teacher_seen = (_teacher_seen_box_ids(cfg, ds) if k > 0 and (
+                hcfg.student_confirm != "track" or hcfg.cold_start_teacher != "off") else None)
+            if seeds is not None and hcfg.cold_start_length:
+                cold_seeds = _cold_start_seed_ids(cfg, ds, previous, hcfg, high=high, teacher_seen=teacher_seen)
+                for b in ds.boxes:
+                    if b.id in cold_seeds:
+                        b.extra["seed"] = "moving_track"  # provenance: seeded by the cold-start rule
+                seeds |= cold_seeds
+            if hcfg.student_confirm != "track":
+                confirmable = teacher_seen
             counts.update(apply_hysteresis(ds, hcfg, round=k, high=high, seeds=seeds, doubtful_seeds=doubtful,
                                            confirmable=confirmable,
                                            confirm_between=hcfg.student_confirm == "track_between_teacher"))
@@ -442,19 +444,29 @@ def _in_videos_without_kept_boxes(box_ids: set[int], ds: Dataset, previous: Data
     return {b.id for b in ds.boxes if b.id in box_ids and video_of[b.image_id] in cold}
 
 
-def _cold_start_seed_ids(cfg: DictConfig, ds: Dataset, previous: Dataset, hcfg, *, high: float) -> set[int]:
+def _cold_start_seed_ids(cfg: DictConfig, ds: Dataset, previous: Dataset, hcfg, *, high: float,
+                         teacher_seen: set[int] | None = None) -> set[int]:
     """Moving-track seeds (:mod:`pseudolabel.prune.cold_start`) of the videos round k-1 kept nothing of, or of every
-    video with ``cold_start_videos="all"``, reading those videos' stored frames."""
+    video with ``cold_start_videos="all"``, reading those videos' stored frames.
+
+    ``hcfg.cold_start_teacher`` ("all", or "anchored": in the videos round k-1 kept boxes in) keeps, there, only the
+    seeds in ``teacher_seen`` (box ids: :func:`_teacher_seen_box_ids`): a student track can switch from the ball
+    to a player it fires on, and every confident box after the switch would seed; the teacher rarely fires there
+    too. In a video round k-1 kept nothing of, the moving track may be all there is to go on."""
     from .prune.cold_start import moving_track_seed_ids, read_grey_frames
 
     root = frames_dir(cfg)
     videos = ({f.video_id for f in ds.frames} if hcfg.cold_start_videos == "all"
               else _videos_without_kept_boxes(ds, previous))
-    return moving_track_seed_ids(ds, videos, hysteresis=hcfg, high=high,
-                                 min_length=hcfg.cold_start_length, min_motion=hcfg.cold_start_motion,
-                                 window=hcfg.cold_start_window,
-                                 min_residual=hcfg.cold_start_residual,
-                                 images=lambda frames: read_grey_frames([root / f.file_name for f in frames]))
+    ids = moving_track_seed_ids(ds, videos, hysteresis=hcfg, high=high,
+                                min_length=hcfg.cold_start_length, min_motion=hcfg.cold_start_motion,
+                                window=hcfg.cold_start_window,
+                                min_residual=hcfg.cold_start_residual,
+                                images=lambda frames: read_grey_frames([root / f.file_name for f in frames]))
+    if hcfg.cold_start_teacher == "off" or teacher_seen is None:
+        return ids
+    unchecked = _in_videos_without_kept_boxes(ids, ds, previous) if hcfg.cold_start_teacher == "anchored" else set()
+    return (ids & teacher_seen) | unchecked
 
 
 def _teacher_seen_box_ids(cfg: DictConfig, ds: Dataset) -> set[int]:

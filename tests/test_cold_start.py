@@ -146,53 +146,88 @@ def test_seed_ids_only_in_the_videos_asked_and_only_confident_kept_boxes():
     assert seen == [["cold"] * STEPS]
 
 
-def test_stage_prune_seeds_a_cold_video_from_its_moving_track_with_provenance(tmp_path):
-    """Through the prune stage (prune.hysteresis.cold_start_length): round 1's student boxes on the one moving
-    track of a video round 0 kept nothing of stay, marked ``extra["seed"] == "moving_track"``; off, they go."""
+def _prune_cold_round(tmp_path, *overrides, anchored=False, teacher_steps=()):
+    """Round 1's prune stage over one video round 0 kept nothing of (or, ``anchored``, one box far from the
+    track): the student's ten confident boxes on one ball moving across a slowly panned pitch. Round 0's teacher
+    pass (``labels.json``) holds a low-score box on the ball at ``teacher_steps``. Returns round 1's pruned.json."""
     from pseudolabel import layout
     from pseudolabel.coco import load_coco, save_coco
     from pseudolabel.pipeline import exp_dir, frames_dir, round_dir, stage_prune
     from tests.test_config import compose_cfg
 
-    def run(*overrides, anchored=False):
-        cfg = compose_cfg(f"paths.root_dir={tmp_path}", f"exp=x{abs(hash((overrides, anchored)))}",
-                          "prune.per_frame.max_boxes=null", *overrides)
-        rng = np.random.default_rng(0)
-        scene = cv2.GaussianBlur((rng.random((400, 800)) * 255).astype(np.uint8), (0, 0), 2)
-        frames, student = [], []
-        for i in range(STEPS):
-            frames.append(Frame(id=i + 1, file_name=f"cold/{i:06d}.jpg", width=640, height=360, video_id="cold",
-                                frame_index=i))
-            path = frames_dir(cfg) / "cold" / f"{i:06d}.jpg"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(path), cv2.cvtColor(scene[:360, 5 * i:5 * i + 640], cv2.COLOR_GRAY2BGR))  # a slow pan
-            x, y = 100 + 20 * i, 100 + 5 * i
-            student.append(Box(image_id=i + 1, xyxy=(x - 5, y - 5, x + 5, y + 5), score=0.9, id=10 + i,
-                               source="student"))
-        # anchored: round 0 kept one box in this video, far from the moving track (a stretch round 0 did see)
-        kept0 = [Box(image_id=1, xyxy=(600, 300, 610, 310), score=0.9, id=1)] if anchored else []
-        for k, ds in ((0, Dataset(frames=frames, boxes=kept0)), (1, Dataset(frames=frames, boxes=student,
-                                                                          info={"score_threshold": 0.7}))):
-            round_dir(cfg, k).mkdir(parents=True, exist_ok=True)
-            if k == 0:
-                save_coco(ds, round_dir(cfg, 0) / layout.ANNOTATIONS)
-                save_coco(ds, round_dir(cfg, 0) / layout.LABELS)
-            else:
-                save_coco(ds, round_dir(cfg, 1) / layout.LABELS)
-        stage_prune(cfg, 1)
-        assert exp_dir(cfg).is_dir()
-        return load_coco(round_dir(cfg, 1) / layout.PRUNED)
+    cfg = compose_cfg(f"paths.root_dir={tmp_path}", f"exp=x{abs(hash((overrides, anchored, teacher_steps)))}",
+                      "prune.per_frame.max_boxes=null", *overrides)
+    rng = np.random.default_rng(0)
+    scene = cv2.GaussianBlur((rng.random((400, 800)) * 255).astype(np.uint8), (0, 0), 2)
+    frames, student, teacher = [], [], []
+    for i in range(STEPS):
+        frames.append(Frame(id=i + 1, file_name=f"cold/{i:06d}.jpg", width=640, height=360, video_id="cold",
+                            frame_index=i))
+        path = frames_dir(cfg) / "cold" / f"{i:06d}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(path), cv2.cvtColor(scene[:360, 5 * i:5 * i + 640], cv2.COLOR_GRAY2BGR))  # a slow pan
+        x, y = 100 + 20 * i, 100 + 5 * i
+        student.append(Box(image_id=i + 1, xyxy=(x - 5, y - 5, x + 5, y + 5), score=0.9, id=10 + i,
+                           source="student"))
+        if i in teacher_steps:
+            teacher.append(Box(image_id=i + 1, xyxy=(x - 4, y - 4, x + 4, y + 4), score=0.4, id=100 + i))
+    kept0 = [Box(image_id=1, xyxy=(600, 300, 610, 310), score=0.9, id=1)] if anchored else []
+    for d in (round_dir(cfg, 0), round_dir(cfg, 1)):
+        d.mkdir(parents=True, exist_ok=True)
+    save_coco(Dataset(frames=frames, boxes=kept0), round_dir(cfg, 0) / layout.ANNOTATIONS)
+    save_coco(Dataset(frames=frames, boxes=kept0 + teacher), round_dir(cfg, 0) / layout.LABELS)
+    save_coco(Dataset(frames=frames, boxes=student, info={"score_threshold": 0.7}), round_dir(cfg, 1) / layout.LABELS)
+    stage_prune(cfg, 1)
+    assert exp_dir(cfg).is_dir()
+    return load_coco(round_dir(cfg, 1) / layout.PRUNED)
 
-    # the boxes mark places of the scene, not an object that moves across it: no residual test here
-    rule = ("prune.hysteresis.cold_start_length=5", "prune.hysteresis.cold_start_residual=null")
-    on = run(*rule, "prune.hysteresis.cold_start_videos=empty")
+
+# the boxes mark places of the scene, not an object that moves across it: no residual test here
+COLD_RULE = ("prune.hysteresis.cold_start_length=5", "prune.hysteresis.cold_start_residual=null",
+             "prune.hysteresis.cold_start_teacher=off")
+
+
+def test_stage_prune_seeds_a_cold_video_from_its_moving_track_with_provenance(tmp_path):
+    """Through the prune stage (prune.hysteresis.cold_start_length): round 1's student boxes on the one moving
+    track of a video round 0 kept nothing of stay, marked ``extra["seed"] == "moving_track"``; off, they go."""
+    on = _prune_cold_round(tmp_path, *COLD_RULE, "prune.hysteresis.cold_start_videos=empty")
     assert len(on.kept_boxes()) == STEPS and all(b.extra.get("seed") == "moving_track" for b in on.kept_boxes())
-    off = run("prune.hysteresis.cold_start_length=null")
+    off = _prune_cold_round(tmp_path, "prune.hysteresis.cold_start_length=null")
     assert not off.kept_boxes()
     # a video round 0 anchored elsewhere: seeded only when the rule covers every video
-    assert not run(*rule, "prune.hysteresis.cold_start_videos=empty", anchored=True).kept_boxes()
-    every = run(*rule, "prune.hysteresis.cold_start_videos=all", anchored=True)
+    assert not _prune_cold_round(tmp_path, *COLD_RULE, "prune.hysteresis.cold_start_videos=empty",
+                                 anchored=True).kept_boxes()
+    every = _prune_cold_round(tmp_path, *COLD_RULE, "prune.hysteresis.cold_start_videos=all", anchored=True)
     assert len(every.kept_boxes()) == STEPS and all(b.extra.get("seed") == "moving_track" for b in every.kept_boxes())
+
+
+def test_cold_start_teacher_seeds_only_where_round_0s_teacher_saw_the_track(tmp_path):
+    """cold_start_teacher=all: of the moving track, the boxes round 0's teacher pass also has (steps 2 and 7) seed;
+    the boxes between them stay as the track confirms them (student_confirm: track_between_teacher), those outside
+    go as unsupported; a track the teacher never saw seeds nothing."""
+    rule = (*COLD_RULE[:-1], "prune.hysteresis.cold_start_teacher=all",
+            "prune.hysteresis.student_confirm=track_between_teacher")
+    out = _prune_cold_round(tmp_path, *rule, teacher_steps=(2, 7))
+    kept = {b.id: b for b in out.kept_boxes()}
+    assert set(kept) == {10 + i for i in range(2, 8)}
+    assert {i for i, b in kept.items() if b.extra.get("seed") == "moving_track"} == {12, 17}
+    assert {kept[i].source for i in range(13, 17)} == {"track_confirmed"}
+    assert {b.reason for b in out.boxes if not b.kept} == {"unsupported"}
+    assert not _prune_cold_round(tmp_path, *rule).kept_boxes()
+    # the same track without the rule: every confident box seeds
+    assert len(_prune_cold_round(tmp_path, *COLD_RULE, teacher_steps=(2, 7)).kept_boxes()) == STEPS
+
+
+def test_cold_start_teacher_anchored_asks_the_teacher_only_where_round_k_minus_1_kept_boxes(tmp_path):
+    """cold_start_teacher=anchored: in a video round 0 kept nothing of, the moving track seeds on its own (nothing
+    else to go on); in a video round 0 anchored elsewhere, only the boxes the teacher also saw seed."""
+    rule = (*COLD_RULE[:-1], "prune.hysteresis.cold_start_teacher=anchored", "prune.hysteresis.cold_start_videos=all",
+            "prune.hysteresis.student_confirm=track_between_teacher")
+    cold = _prune_cold_round(tmp_path, *rule, teacher_steps=(2, 7))
+    assert len(cold.kept_boxes()) == STEPS and all(b.extra.get("seed") == "moving_track" for b in cold.kept_boxes())
+    anchored = _prune_cold_round(tmp_path, *rule, teacher_steps=(2, 7), anchored=True)
+    assert {b.id for b in anchored.kept_boxes()} == {10 + i for i in range(2, 8)}
+    assert {b.id for b in anchored.kept_boxes() if b.extra.get("seed") == "moving_track"} == {12, 17}
 
 
 def _panned_frames(n=3, pan=6):

@@ -235,6 +235,23 @@ def test_hysteresis_confirm_between_keeps_a_student_box_bracketed_by_teacher_see
     assert ball[2].source == "track_confirmed" and ball[4].reason == "unsupported"
 
 
+def test_hysteresis_between_seeds_makes_the_seeds_anchors_too():
+    """between_seeds: boxes between a seed (agreeing with round k-1) and a box the teacher saw, or between two
+    seeds, stay; without it only boxes between two teacher-seen boxes do. Past the last anchor: unsupported."""
+    from pseudolabel.prune.temporal import HysteresisConfig, apply_hysteresis
+
+    def run(between_seeds):
+        ball = [Box(image_id=i + 1, xyxy=_ball(105 + 20 * i, 105), score=0.9, id=i + 1) for i in range(7)]
+        ds = Dataset(frames=_video(7), boxes=ball)
+        apply_hysteresis(ds, HysteresisConfig(between_seeds=between_seeds), round=1, high=0.7, seeds={1, 4},
+                         confirmable={6}, confirm_between=True)
+        return [b.kept for b in ball]
+
+    # seeds at steps 0 and 3, the teacher saw step 5: 1-2 lie between two seeds, 4 between a seed and step 5
+    assert run(True) == [True, True, True, True, True, True, False]
+    assert run(False) == [True, False, False, True, False, True, False]
+
+
 def test_run_mask_keeps_runs_of_candidates_long_enough_across_small_gaps():
     from pseudolabel.prune.temporal import run_mask
 

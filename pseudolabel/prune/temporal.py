@@ -345,6 +345,8 @@ class HysteresisConfig:
     student_run: int | None = None  # with student_confirm other than "track": a box the teacher did not see also
                                     # stays when it is one of this many such boxes of its track in consecutive
                                     # sampled frames (gaps up to max_gap): the student following an object (None: off)
+    between_seeds: bool = False     # with "track_between_teacher": the track's seeds are anchors too (a box between
+                                    # a seed and a teacher-seen box, or two seeds, is confirmable)
     cold_start_length: int | None = None  # rounds >= 1, in a video round k-1 kept nothing of: the student's boxes
                                     # >= the threshold on the one track of at least this many of them that moves
                                     # across the scene also seed (pseudolabel.prune.cold_start; None: off)
@@ -355,6 +357,9 @@ class HysteresisConfig:
                                     # than this share of their contrast are tracked (cold_start.background_residual)
     cold_start_videos: str = "empty"  # where that rule seeds: videos round k-1 kept nothing of ("empty"), or every
                                     # video ("all": also the stretches round k-1 missed in a video it anchored)
+    cold_start_teacher: str = "off"  # ... "all": only its boxes round 0's teacher pass also has a box at seed (its
+                                    # other boxes stay only as student_confirm allows); "anchored": so in the videos
+                                    # round k-1 kept boxes in, a video it kept nothing of seeds as with "off"
 
 
 def hysteresis_tracks(cfg: HysteresisConfig, steps, boxes, *, width: int, height: int) -> np.ndarray:
@@ -482,7 +487,8 @@ def apply_hysteresis(ds: Dataset, cfg: HysteresisConfig, *, round: int, high: fl
     below ``high`` are pruned with reason ``unsupported`` (student rounds: a track can hop from the ball to a
     player's foot the student fires on; a box the teacher also saw is two models agreeing). With
     ``confirm_between``, a box between two confirmable boxes of its track (:func:`between_anchors_mask`) is
-    confirmable too: a hop to a foot and back to the ball is rarer than a hop that stays on the foot. With
+    confirmable too: a hop to a foot and back to the ball is rarer than a hop that stays on the foot (with
+    ``cfg.between_seeds``, the track's seeds are such anchors as well). With
     ``cfg.student_run``, so is a box in a run of that many such boxes of its track (:func:`run_mask`).
 
     Per video, every kept box (down to the label floor) is tracked (:func:`track_boxes`). A box scoring
@@ -531,8 +537,10 @@ def apply_hysteresis(ds: Dataset, cfg: HysteresisConfig, *, round: int, high: fl
             seed |= np.isin(tids, list(strong)) & np.array([b.score >= high for b in boxes])
             low = ~seed
         confirmed = seeded_track_mask(tids, seed)
-        between = (between_anchors_mask(tids, steps, [b.id in confirmable for b in boxes])
-                   if confirm_between and confirmable is not None else np.zeros(len(boxes), dtype=bool))
+        between = np.zeros(len(boxes), dtype=bool)
+        if confirm_between and confirmable is not None:
+            anchors = np.array([b.id in confirmable for b in boxes]) | (seed & cfg.between_seeds)
+            between = between_anchors_mask(tids, steps, anchors)
         if cfg.student_run and confirmable is not None:
             unseen = confirmed & low & ~between & np.array([b.id not in confirmable for b in boxes])
             between |= run_mask(tids, steps, unseen, min_run=cfg.student_run, max_gap=cfg.max_gap)
