@@ -463,7 +463,7 @@ def _cold_start_seed_ids(cfg: DictConfig, ds: Dataset, previous: Dataset, hcfg, 
                                 window=hcfg.cold_start_window,
                                 min_residual=hcfg.cold_start_residual,
                                 images=lambda frames: read_grey_frames([root / f.file_name for f in frames]))
-    if hcfg.cold_start_teacher == "off" or teacher_seen is None:
+    if hcfg.cold_start_teacher == "off":
         return ids
     unchecked = _in_videos_without_kept_boxes(ids, ds, previous) if hcfg.cold_start_teacher == "anchored" else set()
     return (ids & teacher_seen) | unchecked
