@@ -186,7 +186,7 @@ SCHEMA: dict[str, Rule] = {
     "prune.hysteresis.cold_start_window": Rule("float", 0.0, lo_open=True),
     "prune.hysteresis.cold_start_videos": Rule("str", choices=("empty", "all")),
     "prune.hysteresis.cold_start_residual": Rule("float", 0.0, nullable=True),
-    "prune.hysteresis.cold_start_teacher": Rule("str", choices=("off", "anchored", "all")),
+    "prune.hysteresis.cold_start_teacher": Rule("str", choices=("off", "anchored", "teacher_anchored", "all")),
     "prune.hysteresis.between_seeds": Rule("bool"),
     "prune.per_frame.max_boxes": OPTIONAL_COUNT,
     "data.max_per_frame": OPTIONAL_COUNT,

@@ -449,10 +449,12 @@ def _cold_start_seed_ids(cfg: DictConfig, ds: Dataset, previous: Dataset, hcfg, 
     """Moving-track seeds (:mod:`pseudolabel.prune.cold_start`) of the videos round k-1 kept nothing of, or of every
     video with ``cold_start_videos="all"``, reading those videos' stored frames.
 
-    ``hcfg.cold_start_teacher`` ("all", or "anchored": in the videos round k-1 kept boxes in) keeps, there, only the
-    seeds in ``teacher_seen`` (box ids: :func:`_teacher_seen_box_ids`): a student track can switch from the ball
-    to a player it fires on, and every confident box after the switch would seed; the teacher rarely fires there
-    too. In a video round k-1 kept nothing of, the moving track may be all there is to go on."""
+    ``hcfg.cold_start_teacher`` ("all"; "anchored": in the videos round k-1 kept boxes in; "teacher_anchored": in
+    the videos round 0 kept boxes in) keeps, there, only the seeds in ``teacher_seen`` (box ids:
+    :func:`_teacher_seen_box_ids`): a student track can switch from the ball to a player it fires on, and every
+    confident box after the switch would seed; the teacher rarely fires there too. In a video the reference round
+    kept nothing of, the moving track may be all there is to go on: where the teacher kept nothing it hardly fires
+    on the ball either, so asking for it there would stop the video's growth at its first student round."""
     from .prune.cold_start import moving_track_seed_ids, read_grey_frames
 
     root = frames_dir(cfg)
@@ -465,8 +467,11 @@ def _cold_start_seed_ids(cfg: DictConfig, ds: Dataset, previous: Dataset, hcfg, 
                                 images=lambda frames: read_grey_frames([root / f.file_name for f in frames]))
     if hcfg.cold_start_teacher == "off":
         return ids
-    unchecked = _in_videos_without_kept_boxes(ids, ds, previous) if hcfg.cold_start_teacher == "anchored" else set()
-    return (ids & teacher_seen) | unchecked
+    if hcfg.cold_start_teacher == "all":
+        return ids & teacher_seen
+    reference = (previous if hcfg.cold_start_teacher == "anchored"
+                 else load_coco(round_dir(cfg, 0) / layout.ANNOTATIONS))
+    return (ids & teacher_seen) | _in_videos_without_kept_boxes(ids, ds, reference)
 
 
 def _teacher_seen_box_ids(cfg: DictConfig, ds: Dataset) -> set[int]:

@@ -359,7 +359,8 @@ class HysteresisConfig:
                                     # video ("all": also the stretches round k-1 missed in a video it anchored)
     cold_start_teacher: str = "off"  # ... "all": only its boxes round 0's teacher pass also has a box at seed (its
                                     # other boxes stay only as student_confirm allows); "anchored": so in the videos
-                                    # round k-1 kept boxes in, a video it kept nothing of seeds as with "off"
+                                    # round k-1 kept boxes in, a video it kept nothing of seeds as with "off";
+                                    # "teacher_anchored": so in the videos round 0 kept boxes in
 
 
 def hysteresis_tracks(cfg: HysteresisConfig, steps, boxes, *, width: int, height: int) -> np.ndarray:
