@@ -146,16 +146,17 @@ def test_seed_ids_only_in_the_videos_asked_and_only_confident_kept_boxes():
     assert seen == [["cold"] * STEPS]
 
 
-def _prune_cold_round(tmp_path, *overrides, anchored=False, teacher_steps=()):
-    """Round 1's prune stage over one video round 0 kept nothing of (or, ``anchored``, one box far from the
-    track): the student's ten confident boxes on one ball moving across a slowly panned pitch. Round 0's teacher
-    pass (``labels.json``) holds a low-score box on the ball at ``teacher_steps``. Returns round 1's pruned.json."""
+def _prune_cold_round(tmp_path, *overrides, anchored_in=(), k=1, teacher_steps=()):
+    """Round ``k``'s prune stage over one video: the student's ten confident boxes on one ball moving across a
+    slowly panned pitch. The annotations of the rounds before ``k`` hold nothing, but those of the rounds in
+    ``anchored_in`` one box far from the track. Round 0's teacher pass (``labels.json``) also holds a low-score box
+    on the ball at ``teacher_steps``. Returns round k's pruned.json."""
     from pseudolabel import layout
     from pseudolabel.coco import load_coco, save_coco
     from pseudolabel.pipeline import exp_dir, frames_dir, round_dir, stage_prune
     from tests.test_config import compose_cfg
 
-    cfg = compose_cfg(f"paths.root_dir={tmp_path}", f"exp=x{abs(hash((overrides, anchored, teacher_steps)))}",
+    cfg = compose_cfg(f"paths.root_dir={tmp_path}", f"exp=x{abs(hash((overrides, anchored_in, k, teacher_steps)))}",
                       "prune.per_frame.max_boxes=null", *overrides)
     rng = np.random.default_rng(0)
     scene = cv2.GaussianBlur((rng.random((400, 800)) * 255).astype(np.uint8), (0, 0), 2)
@@ -171,15 +172,17 @@ def _prune_cold_round(tmp_path, *overrides, anchored=False, teacher_steps=()):
                            source="student"))
         if i in teacher_steps:
             teacher.append(Box(image_id=i + 1, xyxy=(x - 4, y - 4, x + 4, y + 4), score=0.4, id=100 + i))
-    kept0 = [Box(image_id=1, xyxy=(600, 300, 610, 310), score=0.9, id=1)] if anchored else []
-    for d in (round_dir(cfg, 0), round_dir(cfg, 1)):
-        d.mkdir(parents=True, exist_ok=True)
-    save_coco(Dataset(frames=frames, boxes=kept0), round_dir(cfg, 0) / layout.ANNOTATIONS)
-    save_coco(Dataset(frames=frames, boxes=kept0 + teacher), round_dir(cfg, 0) / layout.LABELS)
-    save_coco(Dataset(frames=frames, boxes=student, info={"score_threshold": 0.7}), round_dir(cfg, 1) / layout.LABELS)
-    stage_prune(cfg, 1)
+    for r in range(k + 1):
+        round_dir(cfg, r).mkdir(parents=True, exist_ok=True)
+    for r in range(k):
+        kept = [Box(image_id=1, xyxy=(600, 300, 610, 310), score=0.9, id=1)] if r in anchored_in else []
+        save_coco(Dataset(frames=frames, boxes=kept), round_dir(cfg, r) / layout.ANNOTATIONS)
+        if r == 0:
+            save_coco(Dataset(frames=frames, boxes=kept + teacher), round_dir(cfg, 0) / layout.LABELS)
+    save_coco(Dataset(frames=frames, boxes=student, info={"score_threshold": 0.7}), round_dir(cfg, k) / layout.LABELS)
+    stage_prune(cfg, k)
     assert exp_dir(cfg).is_dir()
-    return load_coco(round_dir(cfg, 1) / layout.PRUNED)
+    return load_coco(round_dir(cfg, k) / layout.PRUNED)
 
 
 # the boxes mark places of the scene, not an object that moves across it: no residual test here
@@ -196,8 +199,8 @@ def test_stage_prune_seeds_a_cold_video_from_its_moving_track_with_provenance(tm
     assert not off.kept_boxes()
     # a video round 0 anchored elsewhere: seeded only when the rule covers every video
     assert not _prune_cold_round(tmp_path, *COLD_RULE, "prune.hysteresis.cold_start_videos=empty",
-                                 anchored=True).kept_boxes()
-    every = _prune_cold_round(tmp_path, *COLD_RULE, "prune.hysteresis.cold_start_videos=all", anchored=True)
+                                 anchored_in=(0,)).kept_boxes()
+    every = _prune_cold_round(tmp_path, *COLD_RULE, "prune.hysteresis.cold_start_videos=all", anchored_in=(0,))
     assert len(every.kept_boxes()) == STEPS and all(b.extra.get("seed") == "moving_track" for b in every.kept_boxes())
 
 
@@ -225,7 +228,7 @@ def test_cold_start_teacher_anchored_asks_the_teacher_only_where_round_k_minus_1
             "prune.hysteresis.student_confirm=track_between_teacher")
     cold = _prune_cold_round(tmp_path, *rule, teacher_steps=(2, 7))
     assert len(cold.kept_boxes()) == STEPS and all(b.extra.get("seed") == "moving_track" for b in cold.kept_boxes())
-    anchored = _prune_cold_round(tmp_path, *rule, teacher_steps=(2, 7), anchored=True)
+    anchored = _prune_cold_round(tmp_path, *rule, teacher_steps=(2, 7), anchored_in=(0,))
     assert {b.id for b in anchored.kept_boxes()} == {10 + i for i in range(2, 8)}
     assert {b.id for b in anchored.kept_boxes() if b.extra.get("seed") == "moving_track"} == {12, 17}
 
@@ -269,3 +272,23 @@ def test_min_residual_keeps_a_lamp_out_of_the_tracks():
                   images=lambda fr: frames)
     assert moving_track_seed_ids(ds, {"v"}, min_residual=0.5, **kwargs) == {10 + i for i in range(6)}
     assert moving_track_seed_ids(ds, {"v"}, min_residual=10.0, **kwargs) == set()  # nothing moved that much
+
+
+def test_cold_start_teacher_anchored_by_the_teacher_asks_it_only_where_round_0_kept_boxes(tmp_path):
+    """cold_start_teacher=teacher_anchored, round 2: a video round 1 anchored but round 0 (the teacher) kept nothing
+    of seeds from its moving track alone, as "off" would (the teacher hardly fires on that ball, so asking for it
+    would stop the video's growth); "anchored" asks for the teacher there. A video round 0 anchored: only the
+    boxes the teacher also saw seed."""
+    rule = (*COLD_RULE[:-1], "prune.hysteresis.cold_start_videos=all",
+            "prune.hysteresis.student_confirm=track_between_teacher")
+    only_student = _prune_cold_round(tmp_path, *rule, "prune.hysteresis.cold_start_teacher=teacher_anchored",
+                                     anchored_in=(1,), k=2, teacher_steps=(2, 7))
+    assert len(only_student.kept_boxes()) == STEPS
+    assert all(b.extra.get("seed") == "moving_track" for b in only_student.kept_boxes())
+    by_previous = _prune_cold_round(tmp_path, *rule, "prune.hysteresis.cold_start_teacher=anchored",
+                                    anchored_in=(1,), k=2, teacher_steps=(2, 7))
+    assert {b.id for b in by_previous.kept_boxes() if b.extra.get("seed") == "moving_track"} == {12, 17}
+    teacher = _prune_cold_round(tmp_path, *rule, "prune.hysteresis.cold_start_teacher=teacher_anchored",
+                                anchored_in=(0, 1), k=2, teacher_steps=(2, 7))
+    assert {b.id for b in teacher.kept_boxes() if b.extra.get("seed") == "moving_track"} == {12, 17}
+    assert {b.id for b in teacher.kept_boxes()} == {10 + i for i in range(2, 8)}
