@@ -242,3 +242,57 @@ def test_with_tiles_of_two_sizes_each_size_follows_the_ball():
     n_full = sum(len(tile_grid(W, H, tile_size=s, overlap=0.25)) for s in (TILE, 2 * TILE)) + 1
     assert det.views_run[0] == n_full
     assert max(det.views_run[1:]) < n_full / 3
+
+
+class ShadeScored(SmallBallDetector):
+    """The ball's score is its shade: 0.9 when bright red, 0.3 when dim."""
+
+    def predict(self, images):
+        out = super().predict(images)
+        for im, d in zip(images, out):
+            red = im[..., 0][(im[..., 0] > 200) & (im[..., 1] < 60)]
+            d.scores = np.full(len(d), 0.9 if len(red) and red.max() >= 250 else 0.3)
+        return out
+
+
+def dim_until(frames, centres, t_bright, size=8):
+    """The ball dim (score 0.3) before frame ``t_bright`` (in place)."""
+    for t in range(t_bright):
+        cx, cy = centres[t].astype(int)
+        frames[t][cy - size // 2:cy + size // 2, cx - size // 2:cx + size // 2] = (210, 0, 0)
+
+
+def test_look_back_follows_a_new_confident_ball_back_across_batches():
+    """A dim ball (0.3, below new_guide_score) is found by the first full scan only; it brightens at frame 6, a
+    full scan. With look_back its track is searched back over frames 1-5, which ran without it, across batch
+    boundaries: each batch comes out once no later frame can still change it, all in order."""
+    frames, centres = frames_with_ball(12, velocity=(14, 6))
+    dim_until(frames, centres, 6)
+    batches = [frames[i:i + 4] for i in range(0, 12, 4)]
+    opts = dict(scan_every=6, new_guide_score=0.5)
+    without = guided(ShadeScored(), **opts)
+    hits = found([d for b in without.predict_stream(batches) for d in b], centres)
+    assert hits[[0, 6]].all() and not hits[1:6].any()
+    det = guided(ShadeScored(), look_back=8, look_back_score=0.8, **opts)
+    out = list(det.predict_stream(batches))
+    assert [len(b) for b in out] == [4, 4, 4]
+    assert found([d for b in out for d in b], centres).all()
+    assert all(a > b for a, b in zip(det.views_run[1:6], without.views_run[1:6]))  # frames 1-5 ran more tiles
+    # a plain predict follows back only within its own frames
+    plain = guided(ShadeScored(), look_back=8, look_back_score=0.8, **opts)
+    hits = found([d for b in batches for d in plain.predict(b)], centres)
+    assert hits[4:6].all() and not hits[1:4].any()
+
+
+def test_look_back_stops_after_max_coast_misses_and_at_a_new_video():
+    frames, centres = frames_with_ball(8, velocity=(14, 6))
+    dim_until(frames, centres, 6)
+    for t in (2, 3, 4):  # the detector misses the ball three times in a row: the track back ends at frame 5
+        cx, cy = centres[t].astype(int)
+        frames[t][cy - 4:cy + 4, cx - 4:cx + 4] = (128, 128, 128)
+    det = guided(ShadeScored(), scan_every=6, new_guide_score=0.5, look_back=8, look_back_score=0.8, max_coast=2)
+    hits = found([d for b in det.predict_stream([frames]) for d in b], centres)
+    assert hits[5] and not hits[1]
+    det = guided(ShadeScored(), scan_every=100, new_guide_score=0.5, look_back=8, look_back_score=0.8)
+    out = list(det.predict_stream(iter([frames[:3], frames[3:]])))
+    assert [len(b) for b in out] == [3, 5]
