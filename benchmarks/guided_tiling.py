@@ -66,15 +66,13 @@ def build_detectors(overrides: list[str]):
 
 
 def label_video(detector, frames: list[np.ndarray], *, batch_size: int):
-    """(detections of every frame, seconds): the frames in batches, in order, through the detector's stream,
-    as the label stage sends them (:func:`pseudolabel.label.iter_detections`)."""
-    from pseudolabel.detectors.base import stream_predictions
-
+    """(detections of every frame, seconds): the frames in batches, in order, as the label stage sends them."""
     if hasattr(detector, "start_video"):
         detector.start_video()
     t0 = time.perf_counter()
-    batches = (frames[s:s + batch_size] for s in range(0, len(frames), batch_size))
-    out = [d for dets in stream_predictions(detector, batches) for d in dets]
+    out = []
+    for s in range(0, len(frames), batch_size):
+        out.extend(detector.predict(frames[s:s + batch_size]))
     return out, time.perf_counter() - t0
 
 
@@ -168,8 +166,7 @@ def main(argv=None) -> dict:
     batch = int(cfg.teacher.batch_size)
     g = cfg.teacher.detector
     print(f"teacher: {g.detector._target_.rsplit('.', 1)[-1]}, tiles {g.tile_size} px, overlap {g.overlap}; guided: "
-          f"scan_every {g.scan_every}, max_speed {g.max_speed}, motion_tiles {g.motion_tiles}, "
-          f"look_back {g.look_back}; "
+          f"scan_every {g.scan_every}, max_speed {g.max_speed}, motion_tiles {g.motion_tiles}; "
           f"{batch} frames per call; boxes scored at the label floor {floor} and the threshold {high}")
     warm = np.zeros((720, 1280, 3), np.uint8)
     full.predict([warm])

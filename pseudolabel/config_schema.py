@@ -123,8 +123,6 @@ SCHEMA: dict[str, Rule] = {
     "teacher.detector.motion_scale": COUNT,
     "teacher.detector.cut_threshold": Rule("float", 0.0, lo_open=True),
     "teacher.detector.cut_max_response": Rule("float", nullable=True),
-    "teacher.detector.look_back": Rule("int", 0),
-    "teacher.detector.look_back_score": Rule("float", 0.0, 1.0, nullable=True),
     "teacher.detector.detector.forward_batch": OPTIONAL_COUNT,
     "teacher.detector.detector.workers": OPTIONAL_COUNT,
     "teacher.detector.detector.min_score": UNIT,

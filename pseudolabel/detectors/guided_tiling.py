@@ -17,13 +17,6 @@ camera's translation estimated by phase correlation (``cv2.phaseCorrelate``). A 
 difference to the previous one, after that alignment, is above ``cut_threshold`` (grey levels) is a cut, and,
 with ``cut_max_response``, only when the phase-correlation peak is also weak (a pan or zoom keeps one clear shift).
 
-With ``look_back``, a target found at a high score (``look_back_score``) that continues no guide is also
-followed backwards over the frames before it, which ran without it: the tiles around where it was (its velocity,
-once found, and the camera's pan undone) are run on those frames too, as far as ``look_back`` frames or until it
-is missed more than ``max_coast`` times in a row. A frame's detections are final only once it has left that
-window, so :meth:`predict_stream` hands each batch out only then; a plain :meth:`predict` follows back only
-within its own frames.
-
 Frames must come in time order, one video after another: call :meth:`start_video` between videos (the label
 stage does, see :func:`pseudolabel.label.iter_detections`); a frame of another size or a cut also starts over.
 Where it loses balls: a ball that appears far from every recent detection, between two scans, in a tile
@@ -32,8 +25,6 @@ right after a cut the detector does not flag.
 """
 from __future__ import annotations
 
-from collections import deque
-from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
@@ -84,20 +75,6 @@ def tiles_near_points(tiles: np.ndarray, points: np.ndarray, *, radius: float) -
     return chosen
 
 
-@dataclass
-class _PastFrame:
-    """A frame of the look-back window: what ran on it and where its fused detections sit in the output."""
-    image: np.ndarray
-    tiles: np.ndarray                 # (K, 4) its grid's tiles
-    jobs: list                        # (0, view) of every view run on it
-    raw: list                         # the detector's output of each view, in jobs' order
-    shift_px: tuple[float, float]     # camera shift from the frame before it
-    out: list                         # the output list holding its detections, at index
-    index: int
-    views_index: int                  # its entry in views_run
-    ran: set = field(default_factory=set)
-
-
 class GuidedTiledDetector(TiledDetector):
     """A :class:`~pseudolabel.detectors.tiling.TiledDetector` that, on video, runs only the tiles where a
     target can be between periodic full scans (see the module docstring).
@@ -139,12 +116,6 @@ class GuidedTiledDetector(TiledDetector):
     cut_max_response : float or None
         ... and only when the phase-correlation peak is below this: a pan, a zoom or motion blur still
         shows one clear shift, a cut shows none (None: the difference alone decides).
-    look_back : int
-        A new guide at or above ``look_back_score`` is followed back over at most this many earlier frames
-        (0: off; see the module docstring).
-    look_back_score : float or None
-        Lowest score of a new guide that is followed back (None: ``new_guide_score``): the label stage's
-        threshold, so that a seed's track is searched before the seed as well as after it.
     """
 
     def __init__(self, detector: Detector, *, tile_size: int | None = 320, overlap: float = 0.25,
@@ -153,8 +124,7 @@ class GuidedTiledDetector(TiledDetector):
                  track_score: float = 0.2, max_guides: int = 8, max_speed: float = 60.0, max_coast: int = 2,
                  search_radius: float | None = None, new_guide_score: float | None = None, motion_tiles: int = 4,
                  motion_threshold: float = 25.0, motion_scale: int = 8, cut_threshold: float = 30.0,
-                 cut_max_response: float | None = None, look_back: int = 0,
-                 look_back_score: float | None = None) -> None:
+                 cut_max_response: float | None = None) -> None:
         super().__init__(detector, tile_size=tile_size, overlap=overlap, full_frame=full_frame,
                          fusion_iou=fusion_iou, drop_edge_boxes=drop_edge_boxes, batch_size=batch_size)
         if scan_every < 1:
@@ -172,10 +142,6 @@ class GuidedTiledDetector(TiledDetector):
         self.motion_scale = int(motion_scale)
         self.cut_threshold = float(cut_threshold)
         self.cut_max_response = None if cut_max_response is None else float(cut_max_response)
-        if look_back < 0:
-            raise ValueError(f"look_back must be >= 0, got {look_back}")
-        self.look_back = int(look_back)
-        self.look_back_score = self.new_guide_score if look_back_score is None else float(look_back_score)
         self.views_run: list[int] = []  # views per frame, in order (for benchmarks)
         self.start_video()
 
@@ -186,7 +152,6 @@ class GuidedTiledDetector(TiledDetector):
         self._guides = np.zeros((0, 2))      # centres of the last frame's guiding detections
         self._velocity = np.zeros((0, 2))    # their velocities, px per frame
         self._age = np.zeros(0, dtype=np.int64)  # frames since each guide was last detected (coasting)
-        self._history: deque[_PastFrame] = deque(maxlen=self.look_back)  # the look-back window, oldest first
 
     # ---------------------------------------------------------------- per-frame planning
     def _small_grey(self, image: np.ndarray) -> np.ndarray:
@@ -216,43 +181,29 @@ class GuidedTiledDetector(TiledDetector):
             self._since_scan = 0
             return views, shift_px, True
         tiles = views[:n_tiles]
-        chosen = self._tiles_near(tiles, self._guides + self._velocity + np.asarray(shift_px))
-        if self.motion_tiles > 0:
-            moving = (diff > self.motion_threshold).astype(np.float32)
-            s = self.motion_scale
-            for grid in self._grids(tiles):
+        chosen = np.zeros(n_tiles, dtype=bool)
+        predicted = self._guides + self._velocity + np.asarray(shift_px)
+        moving = (diff > self.motion_threshold).astype(np.float32) if self.motion_tiles > 0 else None
+        side = np.maximum(tiles[:, 2] - tiles[:, 0], tiles[:, 3] - tiles[:, 1])
+        for size in np.unique(side):  # with tiles of several sizes, each size's grid is guided on its own
+            grid = np.flatnonzero(side == size)
+            if len(predicted):
+                chosen[grid] |= tiles_near_points(tiles[grid], predicted, radius=self.search_radius)
+            if moving is not None:
+                s = self.motion_scale
                 energy = np.array([moving[t[1] // s:(t[3] + s - 1) // s, t[0] // s:(t[2] + s - 1) // s].sum()
                                    for t in tiles[grid]])
                 order = np.argsort(-energy, kind="stable")[:self.motion_tiles]
                 chosen[grid[order[energy[order] > 0]]] = True
         return np.concatenate([tiles[chosen], views[n_tiles:]]), shift_px, False
 
-    @staticmethod
-    def _grids(tiles: np.ndarray) -> list[np.ndarray]:
-        """Indices of the tiles of each size: with tiles of several sizes each size's grid is guided on its own."""
-        side = np.maximum(tiles[:, 2] - tiles[:, 0], tiles[:, 3] - tiles[:, 1])
-        return [np.flatnonzero(side == size) for size in np.unique(side)]
-
-    def _tiles_near(self, tiles: np.ndarray, points: np.ndarray) -> np.ndarray:
-        """(K,) bool: in each size's grid, the tiles :func:`tiles_near_points` picks for ``points``."""
-        chosen = np.zeros(len(tiles), dtype=bool)
-        if len(points):
-            for grid in self._grids(tiles):
-                chosen[grid] |= tiles_near_points(tiles[grid], points, radius=self.search_radius)
-        return chosen
-
-    def _targets(self, det: Detections, score: float) -> Detections:
-        """The detections of the target classes at or above ``score``."""
-        mask = det.scores >= score
+    def _update_guides(self, det: Detections, shift_px: tuple[float, float]) -> None:
+        """This frame's guiding detections become the guides (with a velocity when they continue one);
+        a guide no detection continued coasts on at its velocity for up to ``max_coast`` frames."""
+        mask = det.scores >= self.track_score
         if self.target_class_ids is not None:
             mask &= np.isin(det.labels, self.target_class_ids)
-        return det.select(mask)
-
-    def _update_guides(self, det: Detections, shift_px: tuple[float, float]) -> np.ndarray:
-        """This frame's guiding detections become the guides (with a velocity when they continue one);
-        a guide no detection continued coasts on at its velocity for up to ``max_coast`` frames. Returns the
-        centres, (N, 2), of the new guides (continuing none) at or above ``look_back_score``."""
-        g = self._targets(det, self.track_score)
+        g = det.select(mask)
         centres = (g.boxes[:, :2] + g.boxes[:, 2:]) / 2 if len(g) else np.zeros((0, 2))
         predicted = self._guides + self._velocity + np.asarray(shift_px)  # where the old guides should be now
         near = np.zeros(len(centres), dtype=bool)
@@ -264,7 +215,6 @@ class GuidedTiledDetector(TiledDetector):
         # a continuing detection guides at track_score, a new one only from new_guide_score
         keep = near | (g.scores >= self.new_guide_score)
         keep[np.flatnonzero(keep)[np.argsort(-g.scores[keep], kind="stable")[self.max_guides:]]] = False
-        new = centres[keep & ~near & (g.scores >= self.look_back_score)]
         centres, near, nearest = centres[keep], near[keep], nearest[keep]
         velocity = np.zeros_like(centres)
         continued = np.zeros(len(predicted), dtype=bool)
@@ -276,81 +226,24 @@ class GuidedTiledDetector(TiledDetector):
         self._guides = np.concatenate([centres, predicted[coast]])
         self._velocity = np.concatenate([velocity, self._velocity[coast]])
         self._age = np.concatenate([np.zeros(len(centres), dtype=np.int64), self._age[coast] + 1])
-        return new
-
-    # ---------------------------------------------------------------- following a new target back
-    def _follow_back(self, centres: np.ndarray, shift_px: tuple[float, float]) -> None:
-        """Search the look-back window, newest frame first, for each of ``centres`` (new guides of the frame
-        after the window, whose camera shift from the window's newest frame is ``shift_px``)."""
-        for centre in centres:
-            pos, velocity, shift, missed = np.asarray(centre, float), np.zeros(2), np.asarray(shift_px), 0
-            for past in reversed(self._history):
-                predicted = pos - shift - velocity  # one frame earlier: the camera's pan and the motion undone
-                found = self._search_past(past, predicted)
-                if found is None:
-                    missed += 1
-                    if missed > self.max_coast:
-                        break
-                    pos = predicted
-                else:
-                    velocity, pos, missed = pos - shift - found, found, 0
-                shift = np.asarray(past.shift_px)
-
-    def _search_past(self, past: _PastFrame, point: np.ndarray) -> np.ndarray | None:
-        """Run on ``past`` the tiles around ``point`` it has not run, refuse its detections, and return the
-        centre of its target detection nearest ``point`` within ``max_speed`` (None: none)."""
-        views = [tuple(t) for t in past.tiles[self._tiles_near(past.tiles, point[None])] if tuple(t) not in past.ran]
-        if views:
-            past.raw += self._run_views(past.image, views)
-            past.jobs += [(0, np.asarray(v)) for v in views]
-            past.ran.update(views)
-            past.out[past.index] = self._fuse([past.image], past.jobs, past.raw)[0]
-            self.views_run[past.views_index] += len(views)
-        g = self._targets(past.out[past.index], self.track_score)
-        if not len(g):
-            return None
-        centres = (g.boxes[:, :2] + g.boxes[:, 2:]) / 2
-        dist = np.linalg.norm(centres - point, axis=1)
-        return centres[int(dist.argmin())] if dist.min() <= self.max_speed else None
 
     # ---------------------------------------------------------------- Detector API
-    def _run_views(self, image: np.ndarray, views) -> list[Detections]:
-        """The wrapped detector's output on each view of ``image`` (view coordinates)."""
-        crops = [np.ascontiguousarray(image[v[1]:v[3], v[0]:v[2]]) for v in views]
-        return [d for part in split(crops, self.batch_size) for d in self.detector.predict(part)]
-
-    def _predict_frames(self, images: Sequence[np.ndarray]) -> list[Detections]:
-        out: list[Detections] = []
+    def predict(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        """Frames in time order, of the current video."""
+        out = []
         for image in images:
             views, shift_px, _ = self._plan_frame(image)
             jobs = [(0, v) for v in views]
-            raw = self._run_views(image, views)
-            out.append(self._fuse([image], jobs, raw)[0])
+            crops = [np.ascontiguousarray(image[v[1]:v[3], v[0]:v[2]]) for v in views]
+            dets = [d for part in split(crops, self.batch_size) for d in self.detector.predict(part)]
+            det = self._fuse([image], jobs, dets)[0]
             self.views_run.append(len(views))
-            new = self._update_guides(out[-1], shift_px)
-            if self.look_back:
-                self._follow_back(new, shift_px)
-                tiles = self._views(image)
-                tiles = tiles[:len(tiles) - (1 if self.full_frame or len(tiles) == 1 else 0)]
-                self._history.append(_PastFrame(image, tiles, jobs, raw, shift_px, out, len(out) - 1,
-                                                len(self.views_run) - 1, {tuple(v) for v in views}))
-        return out
-
-    def predict(self, images: Sequence[np.ndarray]) -> list[Detections]:
-        """Frames in time order, of the current video. With ``look_back``, new targets are followed back only
-        within these frames (:meth:`predict_stream` follows them across batches)."""
-        out = self._predict_frames(images)
-        self._history.clear()
+            self._update_guides(det, shift_px)
+            out.append(det)
         return out
 
     def predict_stream(self, batches: Iterable[Sequence[np.ndarray]]) -> Iterator[list[Detections]]:
-        """``predict`` of each batch in order, each handed out once no later frame can follow a target back
-        into it (its frames have left the look-back window, or the video ended)."""
-        held: deque[list[Detections]] = deque()
+        """``predict`` of each batch in order; a frame's views depend on the frame before, so no look-ahead."""
         for images in batches:
-            held.append(self._predict_frames(images))
-            while held and not any(past.out is held[0] for past in self._history):
-                yield held.popleft()
-        self._history.clear()
-        yield from held
+            yield self.predict(images)
 
