@@ -117,6 +117,7 @@ SCHEMA: dict[str, Rule] = {
     "teacher.detector.max_speed": Rule("float", 0.0, lo_open=True),
     "teacher.detector.max_coast": Rule("int", 0),
     "teacher.detector.search_radius": Rule("float", 0.0, nullable=True),
+    "teacher.detector.tile_margin": Rule("float", 0.0),
     "teacher.detector.new_guide_score": Rule("float", 0.0, 1.0, nullable=True),
     "teacher.detector.motion_tiles": Rule("int", 0),
     "teacher.detector.motion_threshold": Rule("float", 0.0),

@@ -144,11 +144,20 @@ def test_a_cut_and_a_new_video_force_a_full_scan():
     assert det.views_run[-1] == n_full
 
 
-def test_tiles_near_points_picks_one_roomy_tile_or_all_touched():
+def test_tiles_near_points_runs_the_fewest_tiles_that_hold_the_disc():
     tiles = np.array([[0, 0, 100, 100], [80, 0, 180, 100]])
     assert tiles_near_points(tiles, np.array([[30, 50]]), radius=10).tolist() == [True, False]
     assert tiles_near_points(tiles, np.array([[90, 50]]), radius=30).tolist() == [True, True]
     assert not tiles_near_points(tiles, np.zeros((0, 2)), radius=10).any()
+    # four tiles in a row, each overlapping the next by three quarters: no tile holds the disc, two do together
+    row = np.array([[x, 0, x + 100, 200] for x in (0, 25, 50, 75)])
+    chosen = tiles_near_points(row, np.array([[87.5, 100]]), radius=45)
+    assert chosen.sum() == 2
+    assert tiles_near_points(row[chosen], np.array([[42.5, 100], [132.5, 100]]), radius=0).all()
+    # the margin: a ball 5 px from a tile's edge is run in a tile that holds it 10 px deep
+    assert tiles_near_points(row, np.array([[95, 100]]), radius=0, margin=10).tolist() == [False, True, False, False]
+    # a disc wholly outside every tile runs nothing
+    assert not tiles_near_points(row, np.array([[500, 100]]), radius=10).any()
 
 
 def test_iter_detections_starts_each_video(tmp_path):

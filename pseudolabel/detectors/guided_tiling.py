@@ -55,23 +55,33 @@ def aligned_difference(prev: np.ndarray, cur: np.ndarray, shift: tuple[float, fl
     return diff
 
 
-def tiles_near_points(tiles: np.ndarray, points: np.ndarray, *, radius: float) -> np.ndarray:
-    """(K,) bool: for each point, the tile that holds the disc of ``radius`` around it farthest from its edges
-    (or, when no tile holds the whole disc, every tile the disc touches).
+def tiles_near_points(tiles: np.ndarray, points: np.ndarray, *, radius: float, margin: float = 0.0) -> np.ndarray:
+    """(K,) bool: few tiles that between them hold, for each point, the disc of ``radius`` around it, every
+    point of the disc at least ``margin`` inside one chosen tile (so a ball there does not touch that tile's
+    edge). Greedy set cover over the disc sampled every ``max(margin, radius / 4, 1)`` px; parts of a disc no
+    tile holds (beyond the frame) are left out.
 
     Parameters
     ----------
     tiles : (K, 4) xyxy tile rectangles.
     points : (P, 2) x, y in frame pixels.
     """
-    chosen = np.zeros(len(tiles), dtype=bool)
-    t = np.asarray(tiles, dtype=np.float64)
-    for x, y in np.asarray(points, dtype=np.float64).reshape(-1, 2):
-        room = np.minimum.reduce([x - t[:, 0], y - t[:, 1], t[:, 2] - x, t[:, 3] - y])
-        if room.max() >= radius:
-            chosen[int(np.argmax(room))] = True
-        else:
-            chosen |= room > -radius
+    t = np.asarray(tiles, dtype=np.float64).reshape(-1, 4)
+    chosen = np.zeros(len(t), dtype=bool)
+    step = max(float(margin), radius / 4, 1.0)
+    ticks = np.arange(-radius, radius + 1e-9, step)
+    offsets = np.stack(np.meshgrid(ticks, ticks), axis=-1).reshape(-1, 2)
+    offsets = offsets[np.hypot(offsets[:, 0], offsets[:, 1]) <= radius + 1e-9]
+    for p in np.asarray(points, dtype=np.float64).reshape(-1, 2):
+        q = p + offsets
+        room = np.minimum.reduce([q[:, None, 0] - t[None, :, 0], q[:, None, 1] - t[None, :, 1],
+                                  t[None, :, 2] - q[:, None, 0], t[None, :, 3] - q[:, None, 1]])
+        inside = room >= margin                       # (Q, K): sample q lies deep enough in tile k
+        covered = ~inside.any(axis=1) | (inside & chosen).any(axis=1)
+        while not covered.all():
+            k = int(np.argmax((inside & ~covered[:, None]).sum(axis=0)))
+            chosen[k] = True
+            covered |= inside[:, k]
     return chosen
 
 
@@ -96,8 +106,11 @@ class GuidedTiledDetector(TiledDetector):
         detection may be from a guide's prediction to continue it, and the search radius around it unless
         ``search_radius`` is given.
     search_radius : float or None
-        Room, in pixels, a guide's predicted centre needs inside one tile for that tile alone to be run;
-        with less room every tile the disc touches runs (None: ``max_speed``).
+        Radius, in pixels, of the disc around a guide's predicted centre that the tiles run for it hold
+        between them (None: ``max_speed``); the fewest tiles of each size that do (:func:`tiles_near_points`).
+    tile_margin : float
+        Pixels every point of that disc lies inside one of those tiles, so that a ball there does not touch
+        the tile's edge (``drop_edge_boxes`` drops such boxes).
     new_guide_score : float or None
         Lowest score of a detection that starts a new guide; one that continues a guide needs only
         ``track_score`` (None: ``track_score``). Hysteresis, as the label stage's: low-score clutter does
@@ -122,7 +135,7 @@ class GuidedTiledDetector(TiledDetector):
                  full_frame: bool = True, fusion_iou: float = 0.5, drop_edge_boxes: bool = True,
                  batch_size: int = 16, scan_every: int = 8, target_class_ids: Sequence[int] | None = None,
                  track_score: float = 0.2, max_guides: int = 8, max_speed: float = 60.0, max_coast: int = 2,
-                 search_radius: float | None = None, new_guide_score: float | None = None, motion_tiles: int = 4,
+                 search_radius: float | None = None, tile_margin: float = 16.0, new_guide_score: float | None = None, motion_tiles: int = 4,
                  motion_threshold: float = 25.0, motion_scale: int = 8, cut_threshold: float = 30.0,
                  cut_max_response: float | None = None) -> None:
         super().__init__(detector, tile_size=tile_size, overlap=overlap, full_frame=full_frame,
@@ -136,6 +149,7 @@ class GuidedTiledDetector(TiledDetector):
         self.max_speed = float(max_speed)
         self.max_coast = int(max_coast)
         self.search_radius = self.max_speed if search_radius is None else float(search_radius)
+        self.tile_margin = float(tile_margin)
         self.new_guide_score = self.track_score if new_guide_score is None else float(new_guide_score)
         self.motion_tiles = int(motion_tiles)
         self.motion_threshold = float(motion_threshold)
@@ -188,7 +202,8 @@ class GuidedTiledDetector(TiledDetector):
         for size in np.unique(side):  # with tiles of several sizes, each size's grid is guided on its own
             grid = np.flatnonzero(side == size)
             if len(predicted):
-                chosen[grid] |= tiles_near_points(tiles[grid], predicted, radius=self.search_radius)
+                chosen[grid] |= tiles_near_points(tiles[grid], predicted, radius=self.search_radius,
+                                                     margin=self.tile_margin)
             if moving is not None:
                 s = self.motion_scale
                 energy = np.array([moving[t[1] // s:(t[3] + s - 1) // s, t[0] // s:(t[2] + s - 1) // s].sum()
