@@ -107,7 +107,8 @@ class GuidedTiledDetector(TiledDetector):
         ``search_radius`` is given.
     search_radius : float or None
         Radius, in pixels, of the disc around a guide's predicted centre that the tiles run for it hold
-        between them (None: ``max_speed``); the fewest tiles of each size that do (:func:`tiles_near_points`).
+        between them (None: ``max_speed``); as few tiles of each size as a greedy cover needs
+        (:func:`tiles_near_points`).
     tile_margin : float
         Pixels every point of that disc lies inside one of those tiles, so that a ball there does not touch
         the tile's edge (``drop_edge_boxes`` drops such boxes).
@@ -135,7 +136,8 @@ class GuidedTiledDetector(TiledDetector):
                  full_frame: bool = True, fusion_iou: float = 0.5, drop_edge_boxes: bool = True,
                  batch_size: int = 16, scan_every: int = 8, target_class_ids: Sequence[int] | None = None,
                  track_score: float = 0.2, max_guides: int = 8, max_speed: float = 60.0, max_coast: int = 2,
-                 search_radius: float | None = None, tile_margin: float = 16.0, new_guide_score: float | None = None, motion_tiles: int = 4,
+                 search_radius: float | None = None, tile_margin: float = 16.0,
+                 new_guide_score: float | None = None, motion_tiles: int = 4,
                  motion_threshold: float = 25.0, motion_scale: int = 8, cut_threshold: float = 30.0,
                  cut_max_response: float | None = None) -> None:
         super().__init__(detector, tile_size=tile_size, overlap=overlap, full_frame=full_frame,
