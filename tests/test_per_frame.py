@@ -19,13 +19,22 @@ def test_over_cap_mask_ranks_column_by_column_and_breaks_ties_by_order():
     assert over_cap_mask(keys, max_boxes=3).tolist() == [False, False, False]
 
 
-def test_evidence_prefers_a_seed_then_a_longer_track_over_a_higher_score():
+def test_evidence_prefers_a_seed_then_a_higher_score_then_a_longer_track():
     seed = Box(image_id=1, xyxy=(0, 0, 8, 8), score=0.7, source="student", extra={"track_id": "v:1"})
     hop = Box(image_id=1, xyxy=(50, 0, 58, 8), score=0.99, source="track_confirmed", extra={"track_id": "v:2"})
     long_ = Box(image_id=1, xyxy=(90, 0, 98, 8), score=0.8, source="track_confirmed", extra={"track_id": "v:3"})
     keys = evidence_keys([seed, hop, long_], track_lengths={(0, "v:1"): 2, (0, "v:2"): 1, (0, "v:3"): 9})
     assert over_cap_mask(keys, max_boxes=1).tolist() == [False, True, True]
-    assert over_cap_mask(keys[1:], max_boxes=1).tolist() == [True, False]  # of two confirmed: the longer track
+    assert over_cap_mask(keys[1:], max_boxes=1).tolist() == [False, True]  # of two confirmed: the higher score
+    # a player's box on a long track that jumped off the ball, against the ball's own seed on a short track
+    ball = Box(image_id=1, xyxy=(0, 0, 8, 8), score=0.89, extra={"track_id": "v:4"})
+    player = Box(image_id=1, xyxy=(50, 0, 58, 8), score=0.78, extra={"track_id": "v:5"})
+    keys = evidence_keys([player, ball], track_lengths={(0, "v:4"): 2, (0, "v:5"): 12})
+    assert over_cap_mask(keys, max_boxes=1).tolist() == [True, False]
+    # equal scores: the longer track
+    keys = evidence_keys([ball, Box(image_id=1, xyxy=(50, 0, 58, 8), score=0.89, extra={"track_id": "v:5"})],
+                         track_lengths={(0, "v:4"): 2, (0, "v:5"): 12})
+    assert over_cap_mask(keys, max_boxes=1).tolist() == [True, False]
 
 
 def test_apply_per_frame_cap_prunes_only_frames_over_the_cap_with_its_reason():

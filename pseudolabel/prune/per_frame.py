@@ -25,13 +25,16 @@ def track_key(b: Box) -> tuple[int, str] | None:
 
 def evidence_keys(boxes: list[Box], *, track_lengths: dict[tuple[int, str], int] | None = None) -> np.ndarray:
     """(N, 4) float sort keys, larger is more evidence, compared left to right: found by two rounds (the merge's
-    ``confirmed``/``revived``), kept on its own evidence (a seed, not ``track_confirmed``), the number of kept
-    boxes on its track (:func:`track_key` looked up in ``track_lengths``), then its score."""
+    ``confirmed``/``revived``), kept on its own evidence (a seed, not ``track_confirmed``), its score, then the
+    number of kept boxes on its track (:func:`track_key` looked up in ``track_lengths``).
+
+    The score comes before the track's length: a track that jumped from the ball to a player it passed is long,
+    and in the frames after the jump its boxes would otherwise outrank the ball's own, higher-scoring box."""
     lengths = track_lengths or {}
     return np.array([[float(b.extra.get("merge_status") in BOTH_ROUNDS),
                       float(b.source != "track_confirmed"),
-                      float(lengths.get(track_key(b), 1)),
-                      float(b.score)] for b in boxes], dtype=np.float64).reshape(-1, 4)
+                      float(b.score),
+                      float(lengths.get(track_key(b), 1))] for b in boxes], dtype=np.float64).reshape(-1, 4)
 
 
 def over_cap_mask(keys: np.ndarray, *, max_boxes: int) -> np.ndarray:
