@@ -156,6 +156,8 @@ SCHEMA: dict[str, Rule] = {
     "prune.track_size.min_seeds": COUNT,
     "prune.track_size.student_rounds": Rule("bool"),
     "prune.track_size.per_video": Rule("bool"),
+    "prune.track_size.smooth": UNIT,
+    "prune.track_size.smooth_min_boxes": COUNT,
     "prune.on_person.min_score": UNIT,
     "prune.on_person.foot_fraction": UNIT,
     "prune.on_person.max_area_ratio": Rule("float", 0.0, lo_open=True),

@@ -393,6 +393,11 @@ def stage_prune(cfg: DictConfig, k: int) -> None:
             from .prune.per_frame import apply_per_frame_cap
 
             counts.update(apply_per_frame_cap(ds, max_boxes=pcfg["per_frame"]["max_boxes"], round=k))
+        resized = {}
+        if (pcfg.get("track_size") or {}).get("smooth"):  # the boxes that stay, sized by their track
+            from .prune.track_size import TrackSizeConfig, apply_track_size_smoothing
+
+            resized = apply_track_size_smoothing(ds, TrackSizeConfig(**pcfg["track_size"]))
         if pcfg.get("features"):
             from .prune.features import FeatureOutlierConfig, apply_feature_outliers, load_features
 
@@ -406,9 +411,9 @@ def stage_prune(cfg: DictConfig, k: int) -> None:
             temporal = apply_temporal(ds, TemporalConfig(**pcfg["temporal"]), round=k)
             added["interpolated"] = temporal.pop("interpolated")
             counts.update(temporal)
-        ds.info = {**ds.info, "stage": "prune", "pruned": counts, "added": added}
+        ds.info = {**ds.info, "stage": "prune", "pruned": counts, "added": added, **resized}
         save_coco(ds, rdir / layout.PRUNED)
-        return {"pruned": counts, "added": added}
+        return {"pruned": counts, "added": added, **resized}
 
     _run_once(rdir, "prune", run)
 

@@ -1,7 +1,14 @@
 """The off_size pruner: tracks much larger than the round's seeds go, blurred balls stay."""
 import numpy as np
 
-from pseudolabel.prune.track_size import TrackSizeConfig, apply_track_size, oversized_group_mask, short_side
+from pseudolabel.prune.track_size import (
+    TrackSizeConfig,
+    apply_track_size,
+    apply_track_size_smoothing,
+    oversized_group_mask,
+    short_side,
+    track_smoothed_sizes,
+)
 from pseudolabel.records import Box, Dataset, Frame
 
 
@@ -98,3 +105,31 @@ def test_a_video_filmed_closer_keeps_its_ball_and_still_loses_its_shirt():
 def test_a_video_with_too_few_boxes_is_judged_by_the_data_set():
     ds = _two_videos()
     assert apply_track_size(ds, TrackSizeConfig(min_seeds=7), round=0) == {"off_size": 9}
+
+
+def test_track_smoothed_sizes_pull_each_box_toward_its_tracks_median():
+    wh = [[8, 8], [12, 10], [8, 8], [20, 20], [30, 5]]
+    groups = ["a", "a", "a", None, "b"]  # a: median 8 x 8; a lone box; a one-box track
+    out = track_smoothed_sizes(wh, groups, weight=0.5, min_members=3)
+    np.testing.assert_allclose(out[:3], [[8, 8], [np.sqrt(96), np.sqrt(80)], [8, 8]])
+    np.testing.assert_allclose(out[3:], [[20, 20], [30, 5]])  # no track, or too short a track: unchanged
+    np.testing.assert_allclose(track_smoothed_sizes(wh, groups, weight=1.0, min_members=3)[1], [8, 8])
+    np.testing.assert_allclose(track_smoothed_sizes(wh, groups, weight=0.0, min_members=1), wh)
+    np.testing.assert_allclose(track_smoothed_sizes(wh, groups, weight=1.0, min_members=1)[4], [30, 5])
+
+
+def test_apply_track_size_smoothing_keeps_centres_and_records_the_detectors_size():
+    ds = _dataset()
+    before = {b.id: b.xyxy for b in ds.boxes}
+    assert apply_track_size_smoothing(ds, TrackSizeConfig()) == {"resized_on_track": 0}  # off by default
+    assert {b.id: b.xyxy for b in ds.boxes} == before
+    counts = apply_track_size_smoothing(ds, TrackSizeConfig(smooth=1.0))
+    by_id = {b.id: b for b in ds.boxes}
+    blurred = by_id[3]  # 24 x 8 on a track of 8 x 8 boxes: now 8 x 8 around the same centre
+    assert blurred.extra["raw_wh"] == [24.0, 8.0]
+    np.testing.assert_allclose(blurred.xyxy, (168.0, 300.0, 176.0, 308.0))
+    assert counts == {"resized_on_track": 2}  # the two blurred balls; the shirt's boxes are all one size
+    shirt = [by_id[i] for i in (7, 8, 9, 10)]
+    assert all(np.isclose(b.xyxy[2] - b.xyxy[0], 20) for b in shirt)
+    for i in (11, 12, 13):  # lone boxes and the pruned one: untouched
+        assert by_id[i].xyxy == before[i] and "raw_wh" not in by_id[i].extra

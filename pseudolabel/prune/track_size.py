@@ -20,6 +20,12 @@ false boxes there, yet whole runs without it ended lower: BENCHMARKS.md).
 Size is the shorter side of a box: motion blur lengthens a fast ball along its path but leaves its width
 alone (the per-video ``log_size`` pruner, which used the area, removed blurred real balls).
 
+The same evidence also sizes the boxes it keeps (``smooth``): one ball along one track keeps about one size, but a
+detector's box around a 10-px ball is off by pixels from frame to frame, which at that size is what decides IoU.
+With ``smooth`` = a > 0, each kept box of a track of ``smooth_min_boxes`` or more keeps its centre and takes the
+width and height ``own**(1-a) * track_median**a`` (geometric weighting; 1: the track's median); its detector's
+size stays in ``extra["raw_wh"]``. Boxes with no track (stills) are left as they are.
+
 Boxes are ``xyxy`` float pixels.
 """
 from __future__ import annotations
@@ -45,6 +51,8 @@ class TrackSizeConfig:
     min_seeds: int = 5       # fewer seeds than this: no reference, nothing pruned
     student_rounds: bool = True  # also in rounds >= 1 (False: round 0 only; BENCHMARKS.md)
     per_video: bool = True   # a video's own kept boxes (min_seeds or more) may raise its reference
+    smooth: float = 0.0      # weight of the track's median width / height in each kept box's (0: off, 1: the median)
+    smooth_min_boxes: int = 3  # tracks with fewer kept boxes are left as they are
 
 
 def short_side(boxes) -> np.ndarray:
@@ -73,6 +81,62 @@ def oversized_group_mask(sizes, groups: Sequence, *, reference: float, max_ratio
         members.setdefault(key, []).append(i)
     medians = {key: float(np.median(sizes[idx])) for key, idx in members.items()}
     return np.array([medians[key] > max_ratio * reference for key in keys], dtype=bool)
+
+
+def track_smoothed_sizes(wh, groups: Sequence, *, weight: float, min_members: int) -> np.ndarray:
+    """(N, 2) width and height of each box pulled toward its group's median: ``own**(1-weight) * median**weight``.
+
+    Parameters
+    ----------
+    wh : array_like, shape (N, 2)
+        Width and height of each box (pixels, > 0).
+    groups : sequence of hashable, length N
+        Group key of each box (a track id); ``None``: the box is its own group and keeps its size.
+    weight : float
+        In [0, 1]; 0 returns ``wh`` unchanged.
+    min_members : int
+        Groups with fewer members keep their sizes.
+    """
+    wh = np.asarray(wh, dtype=np.float64).reshape(-1, 2)
+    out = wh.copy()
+    members: dict = {}
+    for i, key in enumerate(groups):
+        if key is not None:
+            members.setdefault(key, []).append(i)
+    for idx in members.values():
+        if weight <= 0 or len(idx) < max(1, min_members):
+            continue
+        median = np.median(wh[idx], axis=0)
+        out[idx] = wh[idx] ** (1.0 - weight) * median ** weight
+    return out
+
+
+def apply_track_size_smoothing(ds: Dataset, cfg: TrackSizeConfig) -> dict[str, int]:
+    """Resize, in place, every kept box of a track toward the track's median size, centre kept (``cfg.smooth``).
+    Run it after the hysteresis (``extra["track_id"]``) and the ``off_size`` pruning.
+
+    Returns
+    -------
+    dict
+        ``{"resized_on_track": number of boxes resized}`` (not a pruning: no box changes decision).
+    """
+    kept = [b for b in ds.boxes if b.kept]
+    if not cfg.smooth or not kept:
+        return {"resized_on_track": 0}
+    video_of = {f.id: f.video_id for f in ds.frames}
+    groups = [(video_of.get(b.image_id), b.extra["track_id"]) if "track_id" in b.extra else None for b in kept]
+    xyxy = ds.xyxy(kept)
+    wh = xyxy[:, 2:] - xyxy[:, :2]
+    new_wh = track_smoothed_sizes(wh, groups, weight=float(cfg.smooth), min_members=cfg.smooth_min_boxes)
+    centre = (xyxy[:, :2] + xyxy[:, 2:]) / 2
+    n = 0
+    for b, old, new, c in zip(kept, wh, new_wh, centre):
+        if np.allclose(old, new):
+            continue
+        b.extra["raw_wh"] = [round(float(v), 2) for v in old]
+        b.xyxy = tuple(float(v) for v in np.concatenate([c - new / 2, c + new / 2]))
+        n += 1
+    return {"resized_on_track": n}
 
 
 def apply_track_size(ds: Dataset, cfg: TrackSizeConfig, *, round: int) -> dict[str, int]:
