@@ -60,7 +60,7 @@ def build_detectors(overrides: list[str]):
     configure_threads(cfg.label.num_threads)
     guided = instantiate(cfg.teacher.detector)
     full = TiledDetector(guided.detector, tile_size=guided.tile_size, overlap=guided.overlap,
-                         full_frame=guided.full_frame, fusion_iou=guided.fusion_iou,
+                         full_frame=guided.full_frame, fusion_iou=guided.fusion_iou, fusion=guided.fusion,
                          drop_edge_boxes=guided.drop_edge_boxes, batch_size=guided.batch_size)
     return full, guided, cfg
 

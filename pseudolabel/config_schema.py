@@ -109,6 +109,7 @@ SCHEMA: dict[str, Rule] = {
     "teacher.detector.tile_size": Rule("int", 32, nullable=True, many=True),
     "teacher.detector.overlap": Rule("float", 0.0, 1.0, hi_open=True),
     "teacher.detector.fusion_iou": IOU,
+    "teacher.detector.fusion": Rule("str", choices=("nms", "wbf")),
     "teacher.detector.batch_size": COUNT,
     "teacher.detector.full_frame": Rule("bool"),
     "teacher.detector.scan_every": COUNT,            # guided tiling (teacher=ssd_mobilenet_v2_guided)

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from pseudolabel.detectors.base import Detections
-from pseudolabel.detectors.tiling import TiledDetector, tile_grid, tile_origins
+from pseudolabel.detectors.tiling import TiledDetector, fuse, tile_grid, tile_origins
 from pseudolabel.label import label_frames, select_targets
 
 torch.set_num_threads(1)
@@ -60,6 +60,20 @@ def test_whole_frame_misses_small_ball_tiles_find_it_in_place():
     det = TiledDetector(BlobDetector(), tile_size=160, overlap=0.25).predict([im])[0]
     assert len(det) == 1  # seen by several overlapping tiles, fused into one
     np.testing.assert_allclose(det.boxes[0], [600, 300, 612, 312], atol=1.5)
+
+
+def test_weighted_box_fusion_averages_each_clusters_boxes_by_score():
+    dets = Detections([[10, 10, 20, 20], [12, 10, 22, 20], [100, 100, 110, 110], [10, 10, 20, 20]],
+                      [0.9, 0.3, 0.8, 0.5], [37, 37, 37, 1])
+    nms = fuse(dets, iou_threshold=0.5)
+    wbf = fuse(dets, iou_threshold=0.5, method="wbf")
+    np.testing.assert_array_equal(wbf.scores, nms.scores)  # the same survivors, scores unchanged
+    np.testing.assert_array_equal(wbf.labels, nms.labels)
+    np.testing.assert_allclose(nms.boxes[0], [10, 10, 20, 20])
+    np.testing.assert_allclose(wbf.boxes[0], [10.5, 10, 20.5, 20])  # (0.9 * 10 + 0.3 * 12) / 1.2
+    np.testing.assert_allclose(wbf.boxes[1:], nms.boxes[1:])  # alone, or another class: as it was
+    with pytest.raises(ValueError, match="fusion"):
+        fuse(dets, iou_threshold=0.5, method="mean")
 
 
 def test_ball_cut_by_a_tile_edge_is_not_reported_twice():

@@ -91,7 +91,7 @@ class GuidedTiledDetector(TiledDetector):
 
     Parameters
     ----------
-    detector, tile_size, overlap, full_frame, fusion_iou, drop_edge_boxes, batch_size
+    detector, tile_size, overlap, full_frame, fusion_iou, drop_edge_boxes, batch_size, fusion
         As :class:`~pseudolabel.detectors.tiling.TiledDetector`.
     scan_every : int
         A full scan every this many frames of a video (1: every frame, plain tiling).
@@ -139,9 +139,10 @@ class GuidedTiledDetector(TiledDetector):
                  search_radius: float | None = None, tile_margin: float = 16.0,
                  new_guide_score: float | None = None, motion_tiles: int = 4,
                  motion_threshold: float = 25.0, motion_scale: int = 8, cut_threshold: float = 30.0,
-                 cut_max_response: float | None = None) -> None:
+                 cut_max_response: float | None = None, fusion: str = "nms") -> None:
         super().__init__(detector, tile_size=tile_size, overlap=overlap, full_frame=full_frame,
-                         fusion_iou=fusion_iou, drop_edge_boxes=drop_edge_boxes, batch_size=batch_size)
+                         fusion_iou=fusion_iou, drop_edge_boxes=drop_edge_boxes, batch_size=batch_size,
+                         fusion=fusion)
         if scan_every < 1:
             raise ValueError(f"scan_every must be >= 1, got {scan_every}")
         self.scan_every = int(scan_every)

@@ -3,7 +3,7 @@
 A 10-px ball in a 1080p frame shrinks to 3 px when the frame is resized to 300x300; cut into 160-px
 tiles, the same ball is ~19 px at the detector's input. Tiles overlap so that every object smaller than
 the overlap lies whole inside at least one tile; detections are shifted back to frame coordinates and
-fused across tiles with class-wise NMS.
+fused across tiles (class-wise NMS, or weighted box fusion).
 """
 from __future__ import annotations
 
@@ -64,16 +64,39 @@ def touches_inner_edge(boxes: np.ndarray, tile: np.ndarray, *, width: int, heigh
     return left | top | right | bottom
 
 
-def fuse(dets: Detections, *, iou_threshold: float) -> Detections:
-    """Class-wise NMS across tiles (torchvision ``batched_nms``); output sorted by score."""
+FUSIONS = ("nms", "wbf")
+
+
+def fuse(dets: Detections, *, iou_threshold: float, method: str = "nms") -> Detections:
+    """Fuse detections of one object seen by several views; output sorted by score.
+
+    ``nms``: class-wise NMS (torchvision ``batched_nms``), the highest-scoring box of each cluster stays as
+    it is. ``wbf``: the same survivors, each with the score-weighted mean of the boxes it suppressed and
+    its own (weighted box fusion, Solovyev et al. 2021), score unchanged: views that see a small object at
+    other scales and offsets disagree by pixels, and their mean averages that noise out of the box.
+    A suppressed box joins the survivor of its class it overlaps most (IoU >= ``iou_threshold``).
+    """
+    if method not in FUSIONS:
+        raise ValueError(f"fusion must be one of {FUSIONS}, got {method!r}")
     if len(dets) == 0:
         return dets
     import torch
-    from torchvision.ops import batched_nms
+    from torchvision.ops import batched_nms, box_iou
 
-    keep = batched_nms(torch.from_numpy(dets.boxes), torch.from_numpy(dets.scores),
-                       torch.from_numpy(dets.labels), iou_threshold).numpy()
-    return dets.select(keep)
+    boxes = torch.from_numpy(dets.boxes)
+    labels = torch.from_numpy(dets.labels)
+    keep = batched_nms(boxes, torch.from_numpy(dets.scores), labels, iou_threshold)
+    out = dets.select(keep.numpy())
+    if method == "wbf" and len(keep) < len(dets):
+        overlap = box_iou(boxes[keep], boxes)  # (K, N) survivors x all
+        overlap[labels[keep][:, None] != labels[None, :]] = -1.0
+        best, cluster = overlap.max(dim=0)  # a survivor overlaps itself most (IoU 1)
+        joins = (best >= iou_threshold).numpy()
+        weights = np.zeros((len(keep), len(dets)))
+        weights[cluster.numpy()[joins], np.flatnonzero(joins)] = dets.scores[joins]
+        weights[np.arange(len(keep)), keep.numpy()] = out.scores  # each survivor in its own cluster
+        out.boxes = (weights @ dets.boxes) / weights.sum(axis=1, keepdims=True)
+    return out
 
 
 class TiledDetector:
@@ -92,7 +115,9 @@ class TiledDetector:
     full_frame : bool
         Also run the detector on the whole frame (finds objects larger than a tile).
     fusion_iou : float
-        IoU above which detections of one class from different tiles are fused (NMS).
+        IoU above which detections of one class from different tiles are fused.
+    fusion : str
+        ``"nms"`` keeps the best box of each cluster; ``"wbf"`` its score-weighted mean (:func:`fuse`).
     drop_edge_boxes : bool
         Drop tile detections touching an inner tile edge (cut objects).
     batch_size : int
@@ -101,7 +126,7 @@ class TiledDetector:
 
     def __init__(self, detector: Detector, *, tile_size: int | Sequence[int] | None = 320, overlap: float = 0.25,
                  full_frame: bool = True, fusion_iou: float = 0.5, drop_edge_boxes: bool = True,
-                 batch_size: int = 16):
+                 batch_size: int = 16, fusion: str = "nms"):
         self.detector = detector
         self.name = detector.name
         self.tile_size = tile_size
@@ -109,6 +134,9 @@ class TiledDetector:
         self.overlap = overlap
         self.full_frame = full_frame
         self.fusion_iou = fusion_iou
+        if fusion not in FUSIONS:
+            raise ValueError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
+        self.fusion = fusion
         self.drop_edge_boxes = drop_edge_boxes
         self.batch_size = batch_size
 
@@ -171,4 +199,5 @@ class TiledDetector:
             if is_tile and self.drop_edge_boxes:
                 det = det.select(~touches_inner_edge(det.boxes, view, width=w, height=h))
             per_image[i].append(det)
-        return [fuse(Detections.concat(parts), iou_threshold=self.fusion_iou) for parts in per_image]
+        return [fuse(Detections.concat(parts), iou_threshold=self.fusion_iou, method=self.fusion)
+                for parts in per_image]
