@@ -394,7 +394,8 @@ def stage_prune(cfg: DictConfig, k: int) -> None:
 
             counts.update(apply_per_frame_cap(ds, max_boxes=pcfg["per_frame"]["max_boxes"], round=k))
         resized = {}
-        if (pcfg.get("track_size") or {}).get("smooth"):  # the boxes that stay, sized by their track
+        tcfg = pcfg.get("track_size") or {}
+        if tcfg.get("smooth") or tcfg.get("confirmed_seed_size"):  # the boxes that stay, sized by their track
             from .prune.track_size import TrackSizeConfig, apply_track_size_smoothing
 
             resized = apply_track_size_smoothing(ds, TrackSizeConfig(**pcfg["track_size"]))

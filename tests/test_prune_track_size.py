@@ -6,6 +6,7 @@ from pseudolabel.prune.track_size import (
     apply_track_size,
     apply_track_size_smoothing,
     oversized_group_mask,
+    seed_sized,
     short_side,
     track_smoothed_sizes,
 )
@@ -133,3 +134,25 @@ def test_apply_track_size_smoothing_keeps_centres_and_records_the_detectors_size
     assert all(np.isclose(b.xyxy[2] - b.xyxy[0], 20) for b in shirt)
     for i in (11, 12, 13):  # lone boxes and the pruned one: untouched
         assert by_id[i].xyxy == before[i] and "raw_wh" not in by_id[i].extra
+
+
+def test_seed_sized_gives_a_tracks_added_boxes_the_median_size_of_its_seeds():
+    wh = [[10, 10], [12, 8], [6, 5], [5, 6], [7, 7], [4, 4]]
+    groups = ["a", "a", "a", "b", None, "a"]
+    is_seed = [True, True, False, False, False, False]  # b has no seed; the lone box has no track
+    out = seed_sized(wh, groups, is_seed)
+    np.testing.assert_allclose(out[[2, 5]], [[11, 9], [11, 9]])
+    np.testing.assert_allclose(out[[0, 1, 3, 4]], [[10, 10], [12, 8], [5, 6], [7, 7]])
+
+
+def test_confirmed_seed_size_resizes_only_the_boxes_a_track_added():
+    ds = _dataset()
+    before = {b.id: b.xyxy for b in ds.boxes}
+    counts = apply_track_size_smoothing(ds, TrackSizeConfig(confirmed_seed_size=True))
+    by_id = {b.id: b for b in ds.boxes}
+    # the ball's seeds are 8, 24 and 8 px wide: its blurred confirmed box (24 x 8) takes 8 x 8, centre kept;
+    # the blurred seed keeps its box; the shirt's confirmed boxes already have its seed's size
+    np.testing.assert_allclose(by_id[4].xyxy, (198.0, 300.0, 206.0, 308.0))
+    assert by_id[4].extra["raw_wh"] == [24.0, 8.0]
+    assert counts == {"resized_on_track": 1}
+    assert all(b.xyxy == before[b.id] for b in ds.boxes if b.id != 4)

@@ -53,6 +53,7 @@ class TrackSizeConfig:
     per_video: bool = True   # a video's own kept boxes (min_seeds or more) may raise its reference
     smooth: float = 0.0      # weight of the track's median width / height in each kept box's (0: off, 1: the median)
     smooth_min_boxes: int = 3  # tracks with fewer kept boxes are left as they are
+    confirmed_seed_size: bool = False  # boxes a track added take the median width / height of its seeds
 
 
 def short_side(boxes) -> np.ndarray:
@@ -111,9 +112,37 @@ def track_smoothed_sizes(wh, groups: Sequence, *, weight: float, min_members: in
     return out
 
 
+def seed_sized(wh, groups: Sequence, is_seed) -> np.ndarray:
+    """(N, 2) width and height: every non-seed box of a group with seeds takes the median of its group's seeds.
+
+    Parameters
+    ----------
+    wh : array_like, shape (N, 2)
+        Width and height of each box (pixels).
+    groups : sequence of hashable, length N
+        Group key of each box (a track id); ``None``: the box keeps its size.
+    is_seed : array_like of bool, shape (N,)
+        Boxes whose size is trusted (a track's seeds); they keep theirs.
+    """
+    wh = np.asarray(wh, dtype=np.float64).reshape(-1, 2)
+    is_seed = np.asarray(is_seed, dtype=bool)
+    out = wh.copy()
+    members: dict = {}
+    for i, key in enumerate(groups):
+        if key is not None:
+            members.setdefault(key, []).append(i)
+    for idx in members.values():
+        idx = np.asarray(idx)
+        seeds = idx[is_seed[idx]]
+        if len(seeds):
+            out[idx[~is_seed[idx]]] = np.median(wh[seeds], axis=0)
+    return out
+
+
 def apply_track_size_smoothing(ds: Dataset, cfg: TrackSizeConfig) -> dict[str, int]:
-    """Resize, in place, every kept box of a track toward the track's median size, centre kept (``cfg.smooth``).
-    Run it after the hysteresis (``extra["track_id"]``) and the ``off_size`` pruning.
+    """Resize, in place, the kept boxes of tracks, centres kept: with ``cfg.confirmed_seed_size`` the boxes the
+    track added (track_confirmed, track_interp) take the median size of its seeds (:func:`seed_sized`); then,
+    with ``cfg.smooth``, every box moves toward its track's median size (:func:`track_smoothed_sizes`). Run it after the hysteresis (``extra["track_id"]``) and the ``off_size`` pruning.
 
     Returns
     -------
@@ -121,13 +150,16 @@ def apply_track_size_smoothing(ds: Dataset, cfg: TrackSizeConfig) -> dict[str, i
         ``{"resized_on_track": number of boxes resized}`` (not a pruning: no box changes decision).
     """
     kept = [b for b in ds.boxes if b.kept]
-    if not cfg.smooth or not kept:
+    if not (cfg.smooth or cfg.confirmed_seed_size) or not kept:
         return {"resized_on_track": 0}
     video_of = {f.id: f.video_id for f in ds.frames}
     groups = [(video_of.get(b.image_id), b.extra["track_id"]) if "track_id" in b.extra else None for b in kept]
     xyxy = ds.xyxy(kept)
     wh = xyxy[:, 2:] - xyxy[:, :2]
-    new_wh = track_smoothed_sizes(wh, groups, weight=float(cfg.smooth), min_members=cfg.smooth_min_boxes)
+    new_wh = wh
+    if cfg.confirmed_seed_size:
+        new_wh = seed_sized(new_wh, groups, [b.source not in CONFIRMED_SOURCES for b in kept])
+    new_wh = track_smoothed_sizes(new_wh, groups, weight=float(cfg.smooth), min_members=cfg.smooth_min_boxes)
     centre = (xyxy[:, :2] + xyxy[:, 2:]) / 2
     n = 0
     for b, old, new, c in zip(kept, wh, new_wh, centre):
