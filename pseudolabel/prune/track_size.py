@@ -84,6 +84,15 @@ def oversized_group_mask(sizes, groups: Sequence, *, reference: float, max_ratio
     return np.array([medians[key] > max_ratio * reference for key in keys], dtype=bool)
 
 
+def _track_members(groups: Sequence) -> dict:
+    """Group key -> indices of its members; ``None`` keys (boxes with no track) belong to no group."""
+    members: dict = {}
+    for i, key in enumerate(groups):
+        if key is not None:
+            members.setdefault(key, []).append(i)
+    return members
+
+
 def track_smoothed_sizes(wh, groups: Sequence, *, weight: float, min_members: int) -> np.ndarray:
     """(N, 2) width and height of each box pulled toward its group's median: ``own**(1-weight) * median**weight``.
 
@@ -100,10 +109,7 @@ def track_smoothed_sizes(wh, groups: Sequence, *, weight: float, min_members: in
     """
     wh = np.asarray(wh, dtype=np.float64).reshape(-1, 2)
     out = wh.copy()
-    members: dict = {}
-    for i, key in enumerate(groups):
-        if key is not None:
-            members.setdefault(key, []).append(i)
+    members = _track_members(groups)
     for idx in members.values():
         if weight <= 0 or len(idx) < max(1, min_members):
             continue
@@ -127,10 +133,7 @@ def seed_sized(wh, groups: Sequence, is_seed) -> np.ndarray:
     wh = np.asarray(wh, dtype=np.float64).reshape(-1, 2)
     is_seed = np.asarray(is_seed, dtype=bool)
     out = wh.copy()
-    members: dict = {}
-    for i, key in enumerate(groups):
-        if key is not None:
-            members.setdefault(key, []).append(i)
+    members = _track_members(groups)
     for idx in members.values():
         idx = np.asarray(idx)
         seeds = idx[is_seed[idx]]
