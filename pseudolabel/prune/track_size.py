@@ -145,7 +145,8 @@ def seed_sized(wh, groups: Sequence, is_seed) -> np.ndarray:
 def apply_track_size_smoothing(ds: Dataset, cfg: TrackSizeConfig) -> dict[str, int]:
     """Resize, in place, the kept boxes of tracks, centres kept: with ``cfg.confirmed_seed_size`` the boxes the
     track added (track_confirmed, track_interp) take the median size of its seeds (:func:`seed_sized`); then,
-    with ``cfg.smooth``, every box moves toward its track's median size (:func:`track_smoothed_sizes`). Run it after the hysteresis (``extra["track_id"]``) and the ``off_size`` pruning.
+    with ``cfg.smooth``, every box moves toward its track's median size (:func:`track_smoothed_sizes`).
+    Run it after the hysteresis (``extra["track_id"]``) and the ``off_size`` pruning.
 
     Returns
     -------
