@@ -120,6 +120,27 @@ def round0_without_hysteresis(root: Path, exp: str, gt, cfg) -> dict:
             "at_centre": {k: c[k] for k in ("precision", "recall", "f1")}}
 
 
+def reuse_rounds(src: Path, dst: Path, *, through: int = 0) -> None:
+    """Start run ``dst`` from run ``src``: its frames, its rounds before ``through`` whole (they count as finished)
+    and round ``through``'s labelling (the teacher's pass in round 0, else the student and its relabel), so that
+    round ``through`` is pruned, merged and scored again with ``dst``'s settings on the same detections."""
+    import shutil
+
+    src_k, dst_k = layout.round_dir(src, through), layout.round_dir(dst, through)
+    if not layout.is_done(src_k, "label"):
+        raise SystemExit(f"{src_k}: nothing labelled to reuse")
+    shutil.copytree(layout.default_frames_dir(src), layout.default_frames_dir(dst), symlinks=True)
+    for k in range(through):
+        shutil.copytree(layout.round_dir(src, k), layout.round_dir(dst, k), symlinks=True)
+    dst_k.mkdir(parents=True)
+    for part in (layout.LABELS, layout.CONTEXT, layout.FEATURES, layout.TRAIN_LABELS,
+                 layout.done_marker(src_k, "train").name, layout.done_marker(src_k, "label").name):
+        if (src_k / part).is_file():
+            shutil.copy2(src_k / part, dst_k / part)
+    if (src_k / layout.STUDENT_DIRNAME).is_dir():
+        shutil.copytree(src_k / layout.STUDENT_DIRNAME, dst_k / layout.STUDENT_DIRNAME, symlinks=True)
+
+
 def compose(overrides: list[str]):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
@@ -139,6 +160,10 @@ def main(argv=None) -> int:
                     help="start from the frames and round 0's teacher labels of the runs tagged TAG ('' for "
                          "untagged), then prune (and go on) with this run's settings: compare pruner and student "
                          "settings on the same teacher pass")
+    ap.add_argument("--replay-round", type=int, default=0, metavar="K",
+                    help="with --reuse-round0: also take TAG's rounds 1..K-1 whole and round K's student and "
+                         "relabel, so that only round K's pruning, merge and scores (and later rounds) are redone: "
+                         "compare pruner settings on one student's boxes, without the noise of training")
     ap.add_argument("--out", default=None, help="JSON output (default: <root>/label_quality<tag>.json)")
     ap.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run, e.g. prune=full")
     a = ap.parse_args(argv)
@@ -155,18 +180,8 @@ def main(argv=None) -> int:
         overrides += list(a.overrides)
         exp = f"{name}{a.tag}"
         cfg = compose([*overrides, f"paths.root_dir={root}", f"paths.shared_dir={SHARED}", f"exp={exp}"])
-        round0 = layout.round_dir(root / "runs" / exp, 0)
-        if a.reuse_round0 is not None and not round0.exists():
-            import shutil
-
-            src = root / "runs" / f"{name}{a.reuse_round0}"
-            shutil.copytree(layout.default_frames_dir(src), layout.default_frames_dir(root / "runs" / exp),
-                            symlinks=True)
-            round0.mkdir(parents=True)
-            src0 = layout.round_dir(src, 0)
-            for part in (layout.LABELS, layout.CONTEXT, layout.FEATURES, layout.done_marker(src0, "label").name):
-                if (src0 / part).is_file():  # the teacher's pass
-                    shutil.copy2(src0 / part, round0 / part)
+        if a.reuse_round0 is not None and not layout.round_dir(root / "runs" / exp, 0).exists():
+            reuse_rounds(root / "runs" / f"{name}{a.reuse_round0}", root / "runs" / exp, through=a.replay_round)
         entry: dict = {"overrides": overrides, "rounds": []}
         results["sets"][name] = entry
         for k in range(a.rounds + 1):

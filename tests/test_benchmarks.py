@@ -49,6 +49,40 @@ def test_label_quality_loads_and_names_its_sets():
     assert set(lq.SETS) == {"synthetic", "football_broadcast", "football"}
 
 
+def test_label_quality_replay_takes_earlier_rounds_whole_and_only_the_labelling_of_the_replayed_one(tmp_path):
+    from pseudolabel import layout
+
+    lq = _load("label_quality")
+    src, dst = tmp_path / "runs" / "a", tmp_path / "runs" / "b"
+    (layout.default_frames_dir(src) / "v").mkdir(parents=True)
+    (layout.default_frames_dir(src) / "v" / "000000.jpg").write_bytes(b"jpg")
+    for k in range(3):
+        rdir = layout.round_dir(src, k)
+        (rdir / layout.STUDENT_DIRNAME).mkdir(parents=True)
+        (rdir / layout.STUDENT_DIRNAME / layout.STUDENT_CHECKPOINT).write_bytes(b"pt")
+        for part in (layout.LABELS, layout.FEATURES, layout.PRUNED, layout.ANNOTATIONS, layout.METRICS):
+            (rdir / part).write_text(f"{k}")
+        for stage in ("train", "label", "prune", "merge", "evaluate"):
+            layout.mark_done(rdir, stage)
+    lq.reuse_rounds(src, dst, through=2)
+    assert (layout.default_frames_dir(dst) / "v" / "000000.jpg").read_bytes() == b"jpg"
+    for k in (0, 1):  # finished: scored as they were
+        assert (layout.round_dir(dst, k) / layout.METRICS).read_text() == f"{k}"
+        assert layout.is_done(layout.round_dir(dst, k), "evaluate")
+    r2 = layout.round_dir(dst, 2)
+    assert (r2 / layout.LABELS).read_text() == "2" and (r2 / layout.FEATURES).read_text() == "2"
+    assert layout.is_done(r2, "label") and layout.is_done(r2, "train")
+    assert (r2 / layout.STUDENT_DIRNAME / layout.STUDENT_CHECKPOINT).is_file()
+    for part in (layout.PRUNED, layout.ANNOTATIONS, layout.METRICS):
+        assert not (r2 / part).exists()
+    for stage in ("prune", "merge", "evaluate"):
+        assert not layout.is_done(r2, stage)
+    assert not layout.round_dir(dst, 3).exists()
+    with pytest.raises(SystemExit, match="nothing labelled"):
+        lq.reuse_rounds(src, tmp_path / "runs" / "c", through=3)
+    assert not (tmp_path / "runs" / "c").exists()
+
+
 @pytest.mark.slow  # runs a benchmark script (a round of the pipeline)
 def test_label_quality_benchmark_scores_round_0_of_a_tiny_suite(tmp_path, capsys):
     import json
