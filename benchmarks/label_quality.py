@@ -3,8 +3,10 @@
 Runs rounds 0..N of the real pipeline (``python -m pseudolabel stage=round``, one process per round) on each
 set, then prints per round: kept boxes; P/R/F1 at IoU 0.5; P/R/F1 with centres within 4 px (WASB, TrackNet);
 the teacher alone at the same precision (round 0's raw labels, threshold swept, no pruning: the best F1
-whose precision reaches the round's); and the round's wall time. Round 0 is also scored without the
-temporal hysteresis (the same labels.json, boxes below the threshold dropped, the same heuristics).
+whose precision reaches the round's); the round's wall time; the true balls and false boxes each pruner
+removed; and those each kind of evidence kept (source, seeding rule, first found this round). Round 0 is also
+scored without the temporal hysteresis (the same labels.json, boxes below the threshold dropped, the same
+heuristics).
 
 Sets: ``synthetic`` (the demo's suite), ``football_broadcast`` (../shared clips, human boxes) and
 ``football`` (../shared stills, valid split). Runs resume: a rerun with the same ``--root`` reuses the rounds
@@ -97,6 +99,14 @@ def pruned_truth(root: Path, exp: str, k: int, gt) -> dict:
     ds = load_coco(layout.round_dir(root / "runs" / exp, k) / layout.ANNOTATIONS)
     ds.boxes = [b for b in ds.boxes if b.kept or b.extra.get("pruned_round", k) == k]
     return pruned_truth_by_reason(ds, gt, max_centre_distance=4.0)
+
+
+def kept_truth(root: Path, exp: str, k: int, gt) -> dict:
+    """Round k's kept boxes by what kept them (source, seeding rule, new this round), true balls against false boxes."""
+    from pseudolabel.coco import load_coco
+    from pseudolabel.evaluate import kept_truth_by_provenance
+
+    return kept_truth_by_provenance(load_coco(layout.round_dir(root / "runs" / exp, k) / layout.ANNOTATIONS), gt)
 
 
 def round0_without_hysteresis(root: Path, exp: str, gt, cfg) -> dict:
@@ -196,9 +206,11 @@ def main(argv=None) -> int:
                 entry["round0_without_hysteresis"] = round0_without_hysteresis(root, exp, gt, cfg)
             alone = teacher_alone_at(root, exp, gt, precision=m["precision"])
             pruned = pruned_truth(root, exp, k, gt)
+            kept = kept_truth(root, exp, k, gt)
             row = {"set": name, "round": k, "n_boxes": m["n_boxes"], "precision": m["precision"],
                    "recall": m["recall"], "f1": m["f1"], "at_centre": m.get("at_centre"),
-                   "teacher_alone_same_precision": alone, "wall_s": wall, "pruned_truth": pruned}
+                   "teacher_alone_same_precision": alone, "wall_s": wall, "pruned_truth": pruned,
+                   "kept_truth": kept}
             entry["rounds"].append(row)
             rows.append(row)
     print()
@@ -218,6 +230,11 @@ def main(argv=None) -> int:
         if r["pruned_truth"]:
             print(f"  {r['set']} round {r['round']}: " + ", ".join(
                 f"{reason} {c['true']}/{c['false']}" for reason, c in r["pruned_truth"].items()))
+    print("\nkept by provenance in each round (true balls / false boxes at IoU 0.5; /new: first found this round):")
+    for r in rows:
+        if r["kept_truth"]:
+            print(f"  {r['set']} round {r['round']}: " + ", ".join(
+                f"{kind} {c['true']}/{c['false']}" for kind, c in r["kept_truth"].items()))
     for name, entry in results["sets"].items():
         w = entry.get("round0_without_hysteresis")
         if w:

@@ -241,6 +241,35 @@ def pruned_truth_by_reason(pred: Dataset, gt: Dataset, *, iou_threshold: float =
     return {r: out[r] for r in sorted(out)}
 
 
+def provenance(box: Box) -> str:
+    """What kept a box, in one word: its source, with the rule that seeded it when one did
+    (``student/moving_track``), and ``/new`` when the box was first found in the round that wrote it."""
+    name = box.source + (f"/{box.extra['seed']}" if box.extra.get("seed") else "")
+    return name + ("/new" if box.round > 0 and box.extra.get("first_round", box.round) == box.round else "")
+
+
+def kept_truth_by_provenance(pred: Dataset, gt: Dataset, *, iou_threshold: float = 0.5,
+                             max_centre_distance: float | None = None) -> dict[str, dict[str, int]]:
+    """What each kind of evidence kept, judged against ground truth: ``{provenance: {"true": n, "false": n}}``.
+
+    A kept box is *true* when it is a true positive of :func:`evaluate` (:func:`greedy_match` over the frame's
+    kept boxes, IoU or centre distance); :func:`provenance` names its kind. Frames are joined as in
+    :func:`evaluate`; frames without ground truth are skipped.
+    """
+    pred_frames, gt_frames = _frames_by_key(pred, "predictions"), _frames_by_key(gt, "ground truth")
+    kept_boxes, gt_boxes = pred.boxes_by_image(kept_only=True), gt.boxes_by_image(kept_only=True)
+    out: dict[str, dict[str, int]] = {}
+    for key in sorted(set(pred_frames) & set(gt_frames)):
+        kept = kept_boxes.get(pred_frames[key].id, [])
+        tp, _ = greedy_match([b.xyxy for b in kept], [b.score for b in kept],
+                             [g.xyxy for g in gt_boxes.get(gt_frames[key].id, [])],
+                             iou_threshold=iou_threshold, max_centre_distance=max_centre_distance)
+        for b, is_true in zip(kept, tp):
+            counts = out.setdefault(provenance(b), {"true": 0, "false": 0})
+            counts["true" if is_true else "false"] += 1
+    return {r: out[r] for r in sorted(out)}
+
+
 def _fmt(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.3f}"
 

@@ -259,3 +259,31 @@ def test_pruned_truth_by_reason_counts_removed_balls_and_removed_false_boxes():
     ])
     assert pruned_truth_by_reason(pred, gt) == {"aspect": {"true": 1, "false": 1}, "overlap": {"true": 0, "false": 1}}
     assert pruned_truth_by_reason(pred, gt, max_centre_distance=0.5)["aspect"] == {"true": 0, "false": 2}
+
+
+def test_kept_truth_by_provenance_splits_true_and_false_kept_boxes_by_what_kept_them():
+    from pseudolabel.evaluate import kept_truth_by_provenance, provenance
+    from pseudolabel.records import Box, Dataset, Frame
+
+    frames = [Frame(id=i, file_name=f"{i}.jpg", width=100, height=100, video_id="v", frame_index=i) for i in (1, 2, 3)]
+    gt = Dataset(frames=frames, boxes=[Box(image_id=1, xyxy=(10, 10, 20, 20), id=1),
+                                       Box(image_id=2, xyxy=(50, 50, 60, 60), id=2)])
+    carried = {"first_round": 1}
+    pred = Dataset(frames=frames, boxes=[
+        Box(image_id=1, xyxy=(10, 10, 20, 20), score=0.9, round=2, source="student", id=1, extra=dict(carried)),
+        Box(image_id=1, xyxy=(11, 10, 21, 20), score=0.8, round=2, source="student", id=2, extra=dict(carried)),
+        Box(image_id=2, xyxy=(50, 51, 60, 61), score=0.8, round=2, source="student", id=3,
+            extra={"seed": "moving_track", "first_round": 2}),
+        Box(image_id=3, xyxy=(80, 80, 90, 90), score=0.8, round=2, source="track_confirmed", id=4,
+            extra={"first_round": 2}),
+        Box(image_id=3, xyxy=(30, 30, 40, 40), score=0.8, round=0, source="ssd", id=5),
+        Box(image_id=2, xyxy=(20, 20, 30, 30), score=0.8, round=2, source="student", id=6, decision="pruned",
+            reason="aspect"),
+    ])
+    assert provenance(pred.boxes[2]) == "student/moving_track/new" and provenance(pred.boxes[4]) == "ssd"
+    assert kept_truth_by_provenance(pred, gt) == {
+        "ssd": {"true": 0, "false": 1},
+        "student": {"true": 1, "false": 1},  # the second box on one ball is a false positive, as evaluate counts it
+        "student/moving_track/new": {"true": 1, "false": 0},
+        "track_confirmed/new": {"true": 0, "false": 1},
+    }
