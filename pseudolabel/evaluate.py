@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from .boxes import as_boxes, iou_matrix, xyxy_to_xywh
-from .records import Box, Dataset, Frame
+from .records import Box, Dataset, Frame, provenance
 
 COCO_IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 
@@ -241,19 +241,13 @@ def pruned_truth_by_reason(pred: Dataset, gt: Dataset, *, iou_threshold: float =
     return {r: out[r] for r in sorted(out)}
 
 
-def provenance(box: Box) -> str:
-    """What kept a box, in one word: its source, with the rule that seeded it when one did
-    (``student/moving_track``), and ``/new`` when the box was first found in the round that wrote it."""
-    name = box.source + (f"/{box.extra['seed']}" if box.extra.get("seed") else "")
-    return name + ("/new" if box.round > 0 and box.extra.get("first_round", box.round) == box.round else "")
-
-
 def kept_truth_by_provenance(pred: Dataset, gt: Dataset, *, iou_threshold: float = 0.5,
                              max_centre_distance: float | None = None) -> dict[str, dict[str, int]]:
     """What each kind of evidence kept, judged against ground truth: ``{provenance: {"true": n, "false": n}}``.
 
     A kept box is *true* when it is a true positive of :func:`evaluate` (:func:`greedy_match` over the frame's
-    kept boxes, IoU or centre distance); :func:`provenance` names its kind. Frames are joined as in
+    kept boxes, IoU or centre distance); :func:`~pseudolabel.records.provenance` names its kind, new in the round
+    of ``pred.info["round"]``. Frames are joined as in
     :func:`evaluate`; frames without ground truth are skipped.
     """
     pred_frames, gt_frames = _frames_by_key(pred, "predictions"), _frames_by_key(gt, "ground truth")
@@ -265,7 +259,7 @@ def kept_truth_by_provenance(pred: Dataset, gt: Dataset, *, iou_threshold: float
                              [g.xyxy for g in gt_boxes.get(gt_frames[key].id, [])],
                              iou_threshold=iou_threshold, max_centre_distance=max_centre_distance)
         for b, is_true in zip(kept, tp):
-            counts = out.setdefault(provenance(b), {"true": 0, "false": 0})
+            counts = out.setdefault(provenance(b, round=pred.info.get("round")), {"true": 0, "false": 0})
             counts["true" if is_true else "false"] += 1
     return {r: out[r] for r in sorted(out)}
 

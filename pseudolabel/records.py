@@ -55,6 +55,15 @@ class Box:
         self.extra.update(extra)
 
 
+def provenance(box: Box, *, round: int | None = None) -> str:
+    """What kept a box, in one word: its source, with the rule that seeded it when one did
+    (``student/moving_track``), and ``/new`` when ``round`` (default: the box's own) is a student round and the
+    box was first found in it (``extra["first_round"]``, written by the merge)."""
+    round = box.round if round is None else round
+    name = box.source + (f"/{box.extra['seed']}" if box.extra.get("seed") else "")
+    return name + ("/new" if round > 0 and box.extra.get("first_round", box.round) == round else "")
+
+
 @dataclass
 class Dataset:
     frames: list[Frame] = field(default_factory=list)

@@ -262,7 +262,8 @@ def test_pruned_truth_by_reason_counts_removed_balls_and_removed_false_boxes():
 
 
 def test_kept_truth_by_provenance_splits_true_and_false_kept_boxes_by_what_kept_them():
-    from pseudolabel.evaluate import kept_truth_by_provenance, provenance
+    from pseudolabel.evaluate import kept_truth_by_provenance
+    from pseudolabel.records import provenance
     from pseudolabel.records import Box, Dataset, Frame
 
     frames = [Frame(id=i, file_name=f"{i}.jpg", width=100, height=100, video_id="v", frame_index=i) for i in (1, 2, 3)]
@@ -281,6 +282,7 @@ def test_kept_truth_by_provenance_splits_true_and_false_kept_boxes_by_what_kept_
             reason="aspect"),
     ])
     assert provenance(pred.boxes[2]) == "student/moving_track/new" and provenance(pred.boxes[4]) == "ssd"
+    assert provenance(pred.boxes[2], round=3) == "student/moving_track"  # carried into a later round: not new there
     assert kept_truth_by_provenance(pred, gt) == {
         "ssd": {"true": 0, "false": 1},
         "student": {"true": 1, "false": 1},  # the second box on one ball is a false positive, as evaluate counts it

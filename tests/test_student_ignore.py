@@ -59,6 +59,23 @@ def test_ignore_from_teacher_leaves_a_students_own_unconfirmed_boxes_as_backgrou
         PseudoLabelDataset(ds, tmp_path, [1], ignore_reasons=["unconfirmed"], ignore_from="student")
 
 
+def test_kept_boxes_on_probation_are_ignore_regions_for_the_next_student(tmp_path):
+    ds = _frames(tmp_path)
+    ds.info["round"] = 2
+    ball = next(b for b in ds.boxes if b.kept)
+    ball.round, ball.source, ball.extra = 2, "student", {"seed": "moving_track", "first_round": 2}
+    probation = ["student/moving_track/new"]
+    data = PseudoLabelDataset(ds, tmp_path, [1, 2], negatives_fraction=None, ignore_reasons=["unconfirmed"],
+                              probation=probation)
+    _, t1 = data[0]  # new in round 2 on a moving track only: neither taught as the ball nor as background
+    assert t1["labels"].tolist() == [IGNORE_LABEL, IGNORE_LABEL]
+    assert sorted(t1["boxes"].tolist()) == sorted([list(BALL), list(DOUBT)])
+    assert data.n_positives == 0
+    ball.extra["first_round"] = 1  # found in round 1 and found again in round 2: taught
+    again = PseudoLabelDataset(ds, tmp_path, [1, 2], negatives_fraction=None, probation=probation)
+    assert again[0][1]["labels"].tolist() == [1] and again.n_positives == 1
+
+
 def test_crops_are_chosen_by_kept_boxes_and_carry_the_ignore_regions(tmp_path):
     ds = _frames(tmp_path)
     data = PseudoLabelDataset(ds, tmp_path, [1], transform=train_transform(128, seed=3), negatives_fraction=None,

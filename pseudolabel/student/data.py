@@ -20,7 +20,7 @@ import pytorch_lightning as pl
 import torch
 
 from ..boxes import as_boxes, clip_to_image, iou_matrix
-from ..records import Dataset, Frame
+from ..records import Dataset, Frame, provenance
 from ..review import HARD_NEGATIVE_REASONS
 from .ignore import IGNORE_LABEL
 
@@ -225,6 +225,10 @@ class PseudoLabelDataset(torch.utils.data.Dataset):
         are mined negatives. The negatives drawn (``negatives_fraction``) are frames holding one first, and such a
         frame's crop is chosen around one of them: the student is shown where it fired without a track to back
         it. Frames with a kept box are cropped as before. Empty: off.
+    probation : provenances (:func:`~pseudolabel.records.provenance`, e.g. ``("student/moving_track/new",)``):
+        kept boxes of those kinds, new in the round ``ds`` holds, are ignore regions instead of targets. Found on
+        weaker evidence than two rounds agreeing, they are not taught to the next student, so that its finding
+        them again is evidence of its own and not a student repeating its lesson. Empty: off.
 
     Pruned boxes with a reason of :data:`~pseudolabel.review.HARD_NEGATIVE_REASONS` (a reviewer deleted them) are
     hard negatives: background, a frame holding one is always a sample, and the transform gets them with the kept
@@ -235,7 +239,7 @@ class PseudoLabelDataset(torch.utils.data.Dataset):
                  transform: Callable[..., dict] | None = None, negatives_fraction: float | None = 0.25,
                  max_samples: int | None = None, seed: int = 0, copy_paste: float = 0.0,
                  max_pastes: int = 2, ignore_reasons: Sequence[str] = (), ignore_from: str = "every_round",
-                 mined_negatives: Sequence[str] = ()) -> None:
+                 mined_negatives: Sequence[str] = (), probation: Sequence[str] = ()) -> None:
         self.frames_dir = Path(frames_dir)
         self.transform = transform
         self.copy_paste, self.max_pastes = float(copy_paste), int(max_pastes)
@@ -245,14 +249,20 @@ class PseudoLabelDataset(torch.utils.data.Dataset):
         if unknown:
             raise KeyError(f"frame ids not in the dataset: {unknown[:5]}")
         kept = ds.boxes_by_image(kept_only=True)
-        self._boxes = {i: ds.xyxy(kept.get(i, [])) for i in frame_ids}
+        on_probation = set(probation)
+
+        def taught(b) -> bool:
+            return provenance(b, round=ds.info.get("round")) not in on_probation
+
+        self._boxes = {i: ds.xyxy([b for b in kept.get(i, []) if taught(b)]) for i in frame_ids}
         if ignore_from not in IGNORE_FROM:
             raise ValueError(f"ignore_from must be one of {IGNORE_FROM}, got {ignore_from!r}")
         reasons = set(ignore_reasons)
 
         def ignored(b) -> bool:
-            return (not b.kept and b.reason in reasons
-                    and (ignore_from == "every_round" or b.extra.get("pruned_round") == 0))
+            if b.kept:
+                return not taught(b)
+            return b.reason in reasons and (ignore_from == "every_round" or b.extra.get("pruned_round") == 0)
 
         every_box = ds.boxes_by_image(kept_only=False)
         self._ignore = {i: ds.xyxy([b for b in every_box.get(i, []) if ignored(b)]) for i in frame_ids}
@@ -359,7 +369,7 @@ class PseudoLabelDataModule(pl.LightningDataModule):
                  brightness_contrast: float = 0.2, min_visibility: float = 0.5, copy_paste: float = 0.0,
                  max_pastes: int = 2, ignore_reasons: Sequence[str] = (), ignore_from: str = "every_round",
                  train_samples_per_epoch: int | None = None, mined_negatives: Sequence[str] = (),
-                 scale_jitter: float = 0.0) -> None:
+                 scale_jitter: float = 0.0, probation: Sequence[str] = ()) -> None:
         super().__init__()
         self.pseudo_labels_path = Path(pseudo_labels_path)
         self.frames_dir = Path(frames_dir)
@@ -379,6 +389,7 @@ class PseudoLabelDataModule(pl.LightningDataModule):
         self.ignore_reasons = tuple(str(r) for r in ignore_reasons)
         self.ignore_from = str(ignore_from)
         self.mined_negatives = tuple(str(r) for r in mined_negatives)
+        self.probation = tuple(str(p) for p in probation)
         self.train_samples_per_epoch = None if train_samples_per_epoch is None else int(train_samples_per_epoch)
         self.train_set: PseudoLabelDataset | None = None
         self.val_set: PseudoLabelDataset | None = None
@@ -404,13 +415,13 @@ class PseudoLabelDataModule(pl.LightningDataModule):
                                       seed=self.seed),
             negatives_fraction=self.negatives_fraction, max_samples=self.max_train_samples, seed=self.seed,
             copy_paste=self.copy_paste, max_pastes=self.max_pastes, ignore_reasons=self.ignore_reasons,
-            ignore_from=self.ignore_from, mined_negatives=self.mined_negatives)
+            ignore_from=self.ignore_from, mined_negatives=self.mined_negatives, probation=self.probation)
         self.val_set = PseudoLabelDataset(
             ds, self.frames_dir, val_ids,
             transform=CenteredCrop(None if self.val_full_frame else self.crop_size, min_visibility=self.min_visibility),
             negatives_fraction=None, max_samples=self.max_val_samples, seed=self.seed,
             ignore_reasons=self.ignore_reasons,
-            ignore_from=self.ignore_from)
+            ignore_from=self.ignore_from, probation=self.probation)
 
     def _loader(self, dataset: PseudoLabelDataset, *, shuffle: bool, num_samples: int | None = None):
         from torch.utils.data import DataLoader, RandomSampler
