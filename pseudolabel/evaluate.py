@@ -247,8 +247,7 @@ def kept_truth_by_provenance(pred: Dataset, gt: Dataset, *, iou_threshold: float
 
     A kept box is *true* when it is a true positive of :func:`evaluate` (:func:`greedy_match` over the frame's
     kept boxes, IoU or centre distance); :func:`~pseudolabel.records.provenance` names its kind, new in the round
-    of ``pred.info["round"]``. Frames are joined as in
-    :func:`evaluate`; frames without ground truth are skipped.
+    of ``pred.info["round"]``. Frames are joined as in :func:`evaluate`; frames without ground truth are skipped.
     """
     pred_frames, gt_frames = _frames_by_key(pred, "predictions"), _frames_by_key(gt, "ground truth")
     kept_boxes, gt_boxes = pred.boxes_by_image(kept_only=True), gt.boxes_by_image(kept_only=True)

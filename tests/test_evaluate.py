@@ -263,8 +263,7 @@ def test_pruned_truth_by_reason_counts_removed_balls_and_removed_false_boxes():
 
 def test_kept_truth_by_provenance_splits_true_and_false_kept_boxes_by_what_kept_them():
     from pseudolabel.evaluate import kept_truth_by_provenance
-    from pseudolabel.records import provenance
-    from pseudolabel.records import Box, Dataset, Frame
+    from pseudolabel.records import Box, Dataset, Frame, provenance
 
     frames = [Frame(id=i, file_name=f"{i}.jpg", width=100, height=100, video_id="v", frame_index=i) for i in (1, 2, 3)]
     gt = Dataset(frames=frames, boxes=[Box(image_id=1, xyxy=(10, 10, 20, 20), id=1),
