@@ -130,6 +130,7 @@ SCHEMA: dict[str, Rule] = {
     "teacher.detector.detector.min_score": UNIT,
     "teacher.detector.detector.precision": Rule("str", choices=("fp32", "bf16")),
     # student training and relabelling
+    "student.folds": Rule("int", 1),
     "student.ema_decay": Rule("float", 0.0, 1.0, lo_open=True, hi_open=True, nullable=True),
     "student.datamodule.batch_size": COUNT,
     "student.datamodule.crop_size": Rule("int", 32),

@@ -103,9 +103,20 @@ def round_dirs(exp_dir: str | Path) -> dict[int, Path]:
     return {k: found[k] for k in sorted(k for k in found if k is not None)}
 
 
-def student_checkpoint(exp_dir: str | Path, k: int) -> Path:
-    """Round ``k``'s fine-tuned student."""
-    return round_dir(exp_dir, k) / STUDENT_DIRNAME / STUDENT_CHECKPOINT
+def fold_train_labels(fold: int) -> str:
+    """With cross-fitting: the file fold ``fold``'s student trains on (round k-1's frames outside the fold)."""
+    return f"train_labels_fold_{fold}.json"
+
+
+def student_dir(exp_dir: str | Path, k: int, fold: int | None = None) -> Path:
+    """Round ``k``'s student folder; with cross-fitting (``student.folds`` >= 2), fold ``fold``'s: ``fold_<i>/``."""
+    d = round_dir(exp_dir, k) / STUDENT_DIRNAME
+    return d if fold is None else d / f"fold_{fold}"
+
+
+def student_checkpoint(exp_dir: str | Path, k: int, fold: int | None = None) -> Path:
+    """Round ``k``'s fine-tuned student (fold ``fold``'s with cross-fitting)."""
+    return student_dir(exp_dir, k, fold) / STUDENT_CHECKPOINT
 
 
 def default_frames_dir(exp_dir: str | Path) -> Path:

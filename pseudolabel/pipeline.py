@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -112,10 +112,15 @@ def label_shard(cfg: DictConfig) -> tuple[int | None, int]:
     return (None if shard is None else int(shard)), n
 
 
-def stage_label(cfg: DictConfig, k: int, frames: Dataset, detector_factory: Callable[[], Any], *,
+def stage_label(cfg: DictConfig, k: int, frames: Dataset,
+                detector_factory: Callable[[], Any] | Sequence[Callable[[], Any]], *,
                 class_ids, score_threshold: float, batch_size: int | None, policy: str = "fixed",
                 context_class_ids=None, context_score_threshold: float = 0.5) -> None:
     """Run a detector over every sampled frame -> ``labels.json`` (and ``features.npz`` if any).
+
+    ``detector_factory`` a sequence of n >= 2 factories (cross-fitting, ``student.folds``): factory i labels the
+    frames of fold i (:func:`~pseudolabel.student.data.cross_fit_folds`); features are then not kept (n models,
+    n feature spaces).
 
     ``context_class_ids`` (the teacher's ``context_class_ids``, e.g. COCO person) also writes
     ``context.json``: the detector's boxes of those classes, evidence for ``prune.on_person``.
@@ -132,7 +137,7 @@ def stage_label(cfg: DictConfig, k: int, frames: Dataset, detector_factory: Call
     import shutil
 
     from .label import configure_threads
-    from .parts import PartMismatchError, label_parts, merge_context, merge_parts, select_videos
+    from .parts import PartMismatchError, label_parts, merge_context, select_videos
 
     rdir = round_dir(cfg, k)
     if layout.is_done(rdir, "label"):
@@ -155,26 +160,34 @@ def stage_label(cfg: DictConfig, k: int, frames: Dataset, detector_factory: Call
                {"context_class_ids": [int(c) for c in context_class_ids],
                 "context_score_threshold": float(context_score_threshold)})
     videos = select_videos([f.video_id for f in frames.frames], shard=shard, num_shards=num_shards)
+    groups = _label_groups(detector_factory, frames.frames, parts_dir)
+    if len(groups) > 1 and context:
+        raise PipelineError("context detections come from the teacher's single pass, not from cross-fit folds")
 
-    def detector():
-        n = configure_threads((cfg.get("label") or {}).get("num_threads"))
-        log.info("round %d: labelling with %d thread(s)%s", k, n,
-                 "" if shard is None else f", shard {shard} of {num_shards} ({len(videos)} video(s))")
-        return detector_factory()
+    def detector(factory):
+        def build():
+            n = configure_threads((cfg.get("label") or {}).get("num_threads"))
+            log.info("round %d: labelling with %d thread(s)%s", k, n,
+                     "" if shard is None else f", shard {shard} of {num_shards} ({len(videos)} video(s))")
+            return factory()
+        return build
 
     try:
-        done = label_parts(detector, frames.frames, parts_dir=parts_dir, video_ids=videos,
-                           frames_dir=frames_dir(cfg), round=k, class_ids=class_ids, score_threshold=floor,
-                           batch_size=batch_size, **context)
+        done = {"labelled": [], "reused": []}
+        for group_dir, group_frames, factory in groups:
+            for key, vids in label_parts(detector(factory), group_frames, parts_dir=group_dir, video_ids=videos,
+                                         frames_dir=frames_dir(cfg), round=k, class_ids=class_ids,
+                                         score_threshold=floor, batch_size=batch_size, **context).items():
+                done[key] += vids
         if shard is not None:
             log.info("round %d, label shard %d of %d: %d video(s) labelled, %d already done; once every shard "
                      "is done, merge with the same command without label.shard", k, shard, num_shards,
-                     len(done["labelled"]), len(done["reused"]))
+                     len(set(done["labelled"])), len(set(done["reused"])))
             return
 
         def run():
-            ds, feats, source = merge_parts(parts_dir, frames.frames, round=k, class_ids=class_ids,
-                                            score_threshold=floor, **context)
+            ds, feats, source = _merge_label_groups(groups, frames.frames, round=k, class_ids=class_ids,
+                                                    score_threshold=floor, **context)
             info = {"round": k, "stage": "label", "source": source, "policy": policy,
                     "score_threshold": float(score_threshold)}
             if policy == "adaptive":
@@ -198,6 +211,40 @@ def stage_label(cfg: DictConfig, k: int, frames: Dataset, detector_factory: Call
     except PartMismatchError as e:
         raise PipelineError(f"{e}. Delete {parts_dir} to label round {k} again with the current settings.") from None
     shutil.rmtree(parts_dir, ignore_errors=True)
+
+
+def _label_groups(detector_factory, frames: Sequence, parts_dir: Path) -> list[tuple[Path, list, Callable]]:
+    """(parts folder, frames, detector factory) of each labeller: one, or one per cross-fit fold."""
+    if callable(detector_factory):
+        return [(parts_dir, list(frames), detector_factory)]
+    from .student.data import cross_fit_folds
+
+    factories = list(detector_factory)
+    fold_of = cross_fit_folds(frames, folds=len(factories))
+    return [(parts_dir / f"fold_{i}", [f for f in frames if fold_of[f.key] == i], factory)
+            for i, factory in enumerate(factories)]
+
+
+def _merge_label_groups(groups, frames: Sequence, **settings) -> tuple[Dataset, dict, str]:
+    """:func:`~pseudolabel.parts.merge_parts` over every labeller's frames: one dataset over ``frames`` in their
+    order, box ids 1..N; with several labellers, no features (their feature spaces differ)."""
+    from .parts import merge_parts
+
+    if len(groups) == 1:
+        return merge_parts(groups[0][0], frames, **settings)
+    boxes_of: dict[int, list] = {}
+    sources = set()
+    for group_dir, group_frames, _ in groups:
+        part, _, source = merge_parts(group_dir, group_frames, **settings)
+        sources.add(source)
+        for b in part.boxes:
+            boxes_of.setdefault(b.image_id, []).append(b)
+    ds = Dataset(frames=list(frames))
+    for f in frames:
+        for b in boxes_of.get(f.id, ()):
+            b.id = len(ds.boxes) + 1
+            ds.boxes.append(b)
+    return ds, {}, ", ".join(sorted(s for s in sources if s))
 
 
 def _teacher_context(cfg: DictConfig) -> dict[str, Any]:
@@ -229,8 +276,10 @@ def stage_label_round(cfg: DictConfig, k: int, frames: Dataset) -> None:
                     score_threshold=cfg.teacher.score_threshold, batch_size=cfg.teacher.batch_size,
                     **_teacher_context(cfg))
         return
-    ckpt = layout.student_checkpoint(exp_dir(cfg), k)
-    stage_label(cfg, k, frames, lambda: _student_relabeller(cfg, ckpt), class_ids=[1],
+    folds = student_folds(cfg)
+    ckpts = [layout.student_checkpoint(exp_dir(cfg), k, None if folds == 1 else i) for i in range(folds)]
+    factories = [lambda ckpt=ckpt: _student_relabeller(cfg, ckpt) for ckpt in ckpts]
+    stage_label(cfg, k, frames, factories[0] if folds == 1 else factories, class_ids=[1],
                 score_threshold=cfg.relabel.score_threshold, batch_size=cfg.runtime.student.frames_per_call,
                 policy=str(cfg.relabel.policy))
 
@@ -268,38 +317,65 @@ def refuse_training_on_nothing(cfg: DictConfig, k: int) -> None:
         f"or make sweep EXP={cfg.exp} to choose them")
 
 
+def student_folds(cfg: DictConfig) -> int:
+    """``student.folds``: students per round, each relabelling the frames the others trained on (1: one student)."""
+    return int(OmegaConf.select(cfg, "student.folds", default=1) or 1)
+
+
 def stage_train(cfg: DictConfig, k: int) -> Path:
-    """Fine-tune the student on round k-1's kept boxes -> ``round_k/student/student.pt``."""
+    """Fine-tune the student on round k-1's kept boxes -> ``round_k/student/student.pt``.
+
+    With ``student.folds`` = n >= 2 (cross-fitting), n students: fold i's (``student/fold_<i>/student.pt``) trains on
+    the frames outside fold i (:func:`~pseudolabel.student.data.cross_fit_folds`; ``train_labels_fold_<i>.json``),
+    and relabels fold i alone. Returns the single student's checkpoint, or fold 0's."""
     from .safe_config import instantiate
 
+    from .student.data import cross_fit_folds
     from .student.train import train_student
 
     rdir, prev = round_dir(cfg, k), round_dir(cfg, k - 1) / layout.ANNOTATIONS
-    out = rdir / layout.STUDENT_DIRNAME
+    folds = student_folds(cfg)
     refuse_training_on_nothing(cfg, k)
 
+    def train(labels: Path, fold: int | None) -> str:
+        scfg = cfg.student
+        datamodule = instantiate(scfg.datamodule, pseudo_labels_path=str(labels), frames_dir=str(frames_dir(cfg)))
+        module_factory = instantiate(scfg.module)
+        # the model is built after seeding (inside train_student) so that its new heads are reproducible
+        path = train_student(pseudo_labels_path=str(labels), frames_dir=str(frames_dir(cfg)),
+                             out_dir=str(layout.student_dir(exp_dir(cfg), k, fold)),
+                             model=lambda: instantiate(scfg.model), datamodule=datamodule,
+                             module_factory=module_factory,
+                             trainer_kwargs=OmegaConf.to_container(scfg.trainer, resolve=True),
+                             callbacks=student_callbacks(scfg),
+                             seed=int(cfg.seed) + k + 1000 * (fold or 0), ema_decay=scfg.get("ema_decay"))
+        return str(path)
+
     def run():
-        labels, info = prev, {}
+        labels, info, ds = prev, {}, None
         if layout.reviewed_path(exp_dir(cfg)).is_file():  # else round k-1's file as it is, not read here
             ds = load_coco(prev)
             review = apply_reviewed_set(cfg, ds, k)
             if review is not None:  # round k-1's dataset with the reviewer's frames as ground truth
                 labels, info["review"] = rdir / layout.TRAIN_LABELS, review
                 save_coco(ds, labels)
-        scfg = cfg.student
-        datamodule = instantiate(scfg.datamodule, pseudo_labels_path=str(labels), frames_dir=str(frames_dir(cfg)))
-        module_factory = instantiate(scfg.module)
-        # the model is built after seeding (inside train_student) so that its new heads are reproducible
-        path = train_student(pseudo_labels_path=str(labels), frames_dir=str(frames_dir(cfg)), out_dir=str(out),
-                             model=lambda: instantiate(scfg.model), datamodule=datamodule,
-                             module_factory=module_factory,
-                             trainer_kwargs=OmegaConf.to_container(scfg.trainer, resolve=True),
-                             callbacks=student_callbacks(scfg),
-                             seed=int(cfg.seed) + k, ema_decay=scfg.get("ema_decay"))
-        return {"checkpoint": str(path), **info}
+        if folds == 1:
+            return {"checkpoint": train(labels, None), **info}
+        ds = ds if ds is not None else load_coco(prev)
+        fold_of = cross_fit_folds(ds.frames, folds=folds)
+        checkpoints = []
+        for i in range(folds):
+            part = ds.subset(lambda f: fold_of[f.key] != i)
+            if not part.kept_boxes():
+                raise PipelineError(f"round {k}, fold {i}: no kept box outside fold {i} to train on; use fewer "
+                                    f"student.folds (now {folds})")
+            path = rdir / layout.fold_train_labels(i)
+            save_coco(part, path)
+            checkpoints.append(train(path, i))
+        return {"checkpoints": checkpoints, "folds": folds, **info}
 
     _run_once(rdir, "train", run)
-    return out / layout.STUDENT_CHECKPOINT
+    return layout.student_checkpoint(exp_dir(cfg), k, 0 if folds > 1 else None)
 
 
 def student_callbacks(scfg: DictConfig) -> list:

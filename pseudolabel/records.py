@@ -8,7 +8,7 @@ Frames without boxes are kept: they are the dataset's negatives.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -85,6 +85,13 @@ class Dataset:
 
     def kept_boxes(self) -> list[Box]:
         return [b for b in self.boxes if b.kept]
+
+    def subset(self, keep: Callable[[Frame], bool]) -> "Dataset":
+        """The frames ``keep`` accepts and their boxes (the same objects, ids unchanged), categories and info."""
+        frames = [f for f in self.frames if keep(f)]
+        ids = {f.id for f in frames}
+        return Dataset(frames=frames, boxes=[b for b in self.boxes if b.image_id in ids],
+                       categories=self.categories, info=dict(self.info))
 
     def renumber(self) -> None:
         """Give boxes consecutive ids 1..N (frames keep theirs)."""

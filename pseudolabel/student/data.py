@@ -77,6 +77,40 @@ def split_frames(frames: Sequence[Frame], *, val_fraction: float = 0.2, seed: in
     return train, val
 
 
+def cross_fit_folds(frames: Sequence[Frame], *, folds: int) -> dict[tuple[str, int], int]:
+    """Fold of every frame for cross-fitting: round k trains one student per fold on the frames of the other folds,
+    and each student relabels only its own fold, so that a kept box is found again by a model that never learnt it.
+
+    Parameters
+    ----------
+    frames : the frames to split (any order; keys ``(video_id, frame_index)`` unique).
+    folds : number of folds, >= 1.
+
+    Returns
+    -------
+    dict frame key -> fold in ``0..folds-1``. A video of at least ``folds`` frames is cut, in frame order, into
+    ``folds`` contiguous blocks of near-equal length (block i -> fold i): every student sees part of every video,
+    and the frames it relabels are a stretch of time it did not train on, not the neighbours of its training frames.
+    Shorter videos (stills: one frame each) are dealt whole to the folds in turn, in sorted video id order.
+    """
+    if folds < 1:
+        raise ValueError(f"folds must be >= 1, got {folds}")
+    by_video: dict[str, list[Frame]] = {}
+    for f in frames:
+        by_video.setdefault(f.video_id, []).append(f)
+    out: dict[tuple[str, int], int] = {}
+    dealt = 0
+    for vid in sorted(by_video):
+        ordered = sorted(by_video[vid], key=lambda f: f.frame_index)
+        n = len(ordered)
+        if n >= folds:
+            out.update({f.key: i * folds // n for i, f in enumerate(ordered)})
+        else:
+            out.update({f.key: dealt % folds for f in ordered})
+            dealt += 1
+    return out
+
+
 def _bbox_params(min_visibility: float):
     import albumentations as A
 
