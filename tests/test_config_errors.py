@@ -78,6 +78,7 @@ def test_validate_checks_types_ranges_and_nulls():
                      ({"round": [1]}, "round: expected an integer >= 0, got a ListConfig"),({"round": 1.5}, "round=1.5"), ({"round": True}, "round=True"),
                      ({"merge": {"iou_threshold": 0}}, "merge.iou_threshold=0: expected a number in (0, 1]"),
                      ({"collapse_guard": {"max_factor": 1}}, "collapse_guard.max_factor=1"),
+                     ({"student": {"folds": 0}}, "student.folds=0: expected an integer >= 1"),
                      ({"teacher": {"score_threshold": None}}, "teacher.score_threshold=null"),
                      ({"teacher": {"score_threshold": "nan"}}, "teacher.score_threshold=nan")]:
         with pytest.raises(ConfigError, match=msg.replace("(", r"\(").replace("[", r"\[")):

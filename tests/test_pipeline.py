@@ -219,3 +219,33 @@ def test_sweep_trial_in_process_equals_an_ordinary_round_0(round0):
     rec = json.loads((exp / "sweep" / "in_process" / "trial.json").read_text())
     f1 = json.loads((exp / "round_0" / "metrics.json").read_text())["f1"]
     assert rec["objective"] == "f1" and rec["value"] == pytest.approx(f1) and float(value) == pytest.approx(f1)
+
+
+@pytest.mark.slow  # trains two students
+def test_cross_fit_round_trains_one_student_per_fold_on_the_other_folds(round0, tmp_path):
+    import shutil
+
+    import torch
+
+    from pseudolabel.coco import load_coco
+    from pseudolabel.student.data import cross_fit_folds
+
+    root, _ = round0
+    dst = tmp_path / "runs" / "t"
+    shutil.copytree(root / "runs" / "t" / "frames", dst / "frames")
+    shutil.copytree(root / "runs" / "t" / "round_0", dst / "round_0")
+    shutil.copytree(root / "data", tmp_path / "data")
+    run(make_cfg(tmp_path, "stage=round", "round=1", "student.folds=2", *TINY_STUDENT))
+    r1 = dst / "round_1"
+    frames = load_coco(dst / "round_0" / "annotations.json").frames
+    fold = cross_fit_folds(frames, folds=2)
+    for i in (0, 1):
+        trained = load_coco(r1 / f"train_labels_fold_{i}.json").frames
+        assert sorted(f.key for f in trained) == sorted(k for k, v in fold.items() if v != i)
+        ckpt = torch.load(r1 / "student" / f"fold_{i}" / "student.pt", map_location="cpu", weights_only=True)
+        assert ckpt["meta"]["pseudo_labels_path"] == str(r1 / f"train_labels_fold_{i}.json")
+        assert ckpt["meta"]["seed"] == 1 + 1000 * i  # seed 0 + round 1, folds apart
+    assert not (r1 / "student" / "student.pt").exists() and not (r1 / "features.npz").exists()
+    labels = load_coco(r1 / "labels.json")
+    assert sorted(f.key for f in labels.frames) == sorted(fold)
+    assert json.loads((r1 / "metrics.json").read_text())["round"] == 1
