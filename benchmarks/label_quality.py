@@ -143,7 +143,7 @@ def reuse_rounds(src: Path, dst: Path, *, through: int = 0) -> None:
     for k in range(through):
         shutil.copytree(layout.round_dir(src, k), layout.round_dir(dst, k), symlinks=True)
     dst_k.mkdir(parents=True)
-    folds = sorted(p.name for p in src_k.glob(layout.fold_train_labels(0).replace("0", "*")))
+    folds = sorted(p.name for p in src_k.glob(layout.fold_train_labels("*")))
     for part in (layout.LABELS, layout.CONTEXT, layout.FEATURES, layout.TRAIN_LABELS, *folds,
                  layout.done_marker(src_k, "train").name, layout.done_marker(src_k, "label").name):
         if (src_k / part).is_file():

@@ -103,8 +103,9 @@ def round_dirs(exp_dir: str | Path) -> dict[int, Path]:
     return {k: found[k] for k in sorted(k for k in found if k is not None)}
 
 
-def fold_train_labels(fold: int) -> str:
-    """With cross-fitting: the file fold ``fold``'s student trains on (round k-1's frames outside the fold)."""
+def fold_train_labels(fold: int | str) -> str:
+    """With cross-fitting: the file fold ``fold``'s student trains on (round k-1's frames outside the fold);
+    ``"*"``: the glob pattern of every fold's."""
     return f"train_labels_fold_{fold}.json"
 
 

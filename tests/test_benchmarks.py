@@ -60,7 +60,8 @@ def test_label_quality_replay_takes_earlier_rounds_whole_and_only_the_labelling_
         rdir = layout.round_dir(src, k)
         (rdir / layout.STUDENT_DIRNAME).mkdir(parents=True)
         (rdir / layout.STUDENT_DIRNAME / layout.STUDENT_CHECKPOINT).write_bytes(b"pt")
-        for part in (layout.LABELS, layout.FEATURES, layout.PRUNED, layout.ANNOTATIONS, layout.METRICS):
+        for part in (layout.LABELS, layout.FEATURES, layout.PRUNED, layout.ANNOTATIONS, layout.METRICS,
+                     layout.fold_train_labels(0), layout.fold_train_labels(1)):
             (rdir / part).write_text(f"{k}")
         for stage in ("train", "label", "prune", "merge", "evaluate"):
             layout.mark_done(rdir, stage)
@@ -71,6 +72,7 @@ def test_label_quality_replay_takes_earlier_rounds_whole_and_only_the_labelling_
         assert layout.is_done(layout.round_dir(dst, k), "evaluate")
     r2 = layout.round_dir(dst, 2)
     assert (r2 / layout.LABELS).read_text() == "2" and (r2 / layout.FEATURES).read_text() == "2"
+    assert [(r2 / layout.fold_train_labels(i)).read_text() for i in (0, 1)] == ["2", "2"]  # cross-fit students
     assert layout.is_done(r2, "label") and layout.is_done(r2, "train")
     assert (r2 / layout.STUDENT_DIRNAME / layout.STUDENT_CHECKPOINT).is_file()
     for part in (layout.PRUNED, layout.ANNOTATIONS, layout.METRICS):
