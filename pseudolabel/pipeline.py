@@ -118,7 +118,7 @@ def stage_label(cfg: DictConfig, k: int, frames: Dataset,
                 context_class_ids=None, context_score_threshold: float = 0.5) -> None:
     """Run a detector over every sampled frame -> ``labels.json`` (and ``features.npz`` if any).
 
-    ``detector_factory`` a sequence of n >= 2 factories (cross-fitting, ``student.folds``): factory i labels the
+    With ``detector_factory`` a sequence of n >= 2 factories (cross-fitting, ``student.folds``): factory i labels the
     frames of fold i (:func:`~pseudolabel.student.data.cross_fit_folds`); features are then not kept (n models,
     n feature spaces).
 

@@ -72,8 +72,8 @@ def test_each_fold_is_labelled_by_its_own_student_into_one_labels_file(video_fra
     assert not (rdir / layout.FEATURES).exists()  # two students, two feature spaces: none kept
     assert not (rdir / layout.LABEL_PARTS).exists()
     fold = cross_fit_folds(frames, folds=2)
-    assert seen[0].frames_seen == sum(v == 0 for v in fold.values()) and seen[1].frames_seen == len(frames) - \
-        seen[0].frames_seen
+    in_fold_0 = sum(v == 0 for v in fold.values())
+    assert (seen[0].frames_seen, seen[1].frames_seen) == (in_fold_0, len(frames) - in_fold_0)
     keys = {f.id: f.key for f in two.frames}
     assert [f.key for f in two.frames] == [f.key for f in frames]
     assert [b.id for b in two.boxes] == list(range(1, len(two.boxes) + 1))
