@@ -95,6 +95,11 @@ NOT_REDETECTED = "not_redetected"  # a student's box that later rounds stopped d
 SHAPE_REASONS = ("degenerate", "too_small", "too_large", "aspect")
 
 
+def _found_by_student(b: Box) -> bool:
+    """Whether a student round first detected ``b``, not round 0's teacher (even if a student then confirmed it)."""
+    return int(b.extra.get("first_round", b.round)) >= 1
+
+
 def _from_matched(p: Box, n: Box, geometry: str = "new") -> Box:
     out = copy.deepcopy(n)
     if n.kept and p.kept and geometry != "new":
@@ -141,10 +146,12 @@ def merge_rounds(prev: Dataset, new: Dataset, *, round: int, iou_threshold: floa
     centre_factor : float or None
         Also the same object: centres closer than this times the smaller box diagonal (:func:`assign_pairs`).
     max_unconfirmed_rounds : int or None
-        A kept box last detected by a student round (``Box.round >= 1``: found or confirmed by one) that this many
-        rounds in a row did not detect again, kept or pruned, is pruned with reason :data:`NOT_REDETECTED`
-        (``extra["pruned_round"] = round``); a better student that sees nothing there is evidence against it.
-        None: kept however long it goes unseen. Boxes as the teacher left them (round 0) are never pruned this way.
+        A kept box a student round first found (``extra["first_round"] >= 1``) that this many rounds in a row
+        did not detect again, kept or pruned, is pruned with reason :data:`NOT_REDETECTED`
+        (``extra["pruned_round"] = round``); a better student that sees nothing there is evidence against a
+        student's own find. None: kept however long it goes unseen. Boxes round 0's teacher detected are never
+        pruned this way, even once a student confirmed or revived them: two detectors found them, and later students
+        trained on their own finds forgetting one says more about the students than about the ball.
     geometry : {"new", "prev", "fused"}
         Box of a confirmed pair (both kept): the new round's, the previous one's, or their
         score-weighted average (two noisy estimates of one ball; the student localises tiny balls
@@ -206,7 +213,8 @@ def merge_rounds(prev: Dataset, new: Dataset, *, round: int, iou_threshold: floa
                 out = _from_prev(p, "unconfirmed")
                 unseen = int(p.extra.get("unconfirmed_rounds", 0)) + 1
                 out.extra["unconfirmed_rounds"] = unseen
-                if max_unconfirmed_rounds is not None and unseen >= max_unconfirmed_rounds and p.round >= 1:
+                if (max_unconfirmed_rounds is not None and unseen >= max_unconfirmed_rounds
+                        and _found_by_student(p)):
                     out.prune(NOT_REDETECTED, pruned_round=round)
             else:
                 out = _from_prev(p, "still_pruned")

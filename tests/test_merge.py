@@ -95,18 +95,22 @@ def test_unconfirmed_rounds_accumulate_and_reset_on_confirmation():
     assert box.extra["confirmed_from"] == next(b.id for b in r3.boxes if b.xyxy == (80, 10, 90, 20))
 
 
-def test_max_unconfirmed_rounds_prunes_a_students_box_no_later_round_sees_but_not_the_teachers():
+def test_max_unconfirmed_rounds_prunes_a_students_find_no_later_round_sees_but_not_the_teachers():
     frames = [_frame(1, "v", 0)]
     prev = Dataset(frames=frames, boxes=[
-        Box(image_id=1, xyxy=(80, 10, 90, 20), round=1, source="student", id=1),
-        Box(image_id=1, xyxy=(10, 60, 20, 70), round=0, source="teacher", id=2)])
+        Box(image_id=1, xyxy=(80, 10, 90, 20), round=1, source="student", id=1, extra={"first_round": 1}),
+        Box(image_id=1, xyxy=(10, 60, 20, 70), round=0, source="teacher", id=2),
+        # the teacher's find, confirmed by round 1's student
+        Box(image_id=1, xyxy=(40, 60, 50, 70), round=1, source="student", id=3, extra={"first_round": 0})])
     blind = Dataset(frames=[_frame(7, "v", 0)], boxes=[])
     r2 = merge_rounds(prev, blind, round=2, max_unconfirmed_rounds=2)
     assert all(b.kept for b in r2.boxes)  # one round unseen: not yet
     r3 = merge_rounds(r2, blind, round=3, max_unconfirmed_rounds=2)
-    student, teacher = (next(b for b in r3.boxes if b.round == r) for r in (1, 0))
+    by_x = {b.xyxy[0]: b for b in r3.boxes}
+    student, teacher, confirmed = by_x[80], by_x[10], by_x[40]
     assert not student.kept and student.reason == NOT_REDETECTED and student.extra["pruned_round"] == 3
     assert teacher.kept and teacher.extra["unconfirmed_rounds"] == 2
+    assert confirmed.kept and confirmed.extra["unconfirmed_rounds"] == 2
     assert check_merge_invariant(r2, r3) == []
     assert all(b.kept for b in merge_rounds(r2, blind, round=3).boxes)  # default: kept however long unseen
 
