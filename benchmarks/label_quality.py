@@ -14,6 +14,7 @@ already finished (their wall time is then reported as cached).
 
     .venv/bin/python benchmarks/label_quality.py --sets synthetic football_broadcast football --rounds 3
     .venv/bin/python benchmarks/label_quality.py --sets football_broadcast --clips 3 --rounds 1
+    .venv/bin/python benchmarks/label_quality.py --sets football_broadcast --skip-clips 3   # the clips not tuned on
 
 Writes everything to ``--out`` (JSON).
 """
@@ -39,8 +40,9 @@ SETS = {
 }
 
 
-def set_overrides(name: str, *, clips: int | None) -> list[str] | None:
-    """The Hydra overrides of one set, or None when its data is absent."""
+def set_overrides(name: str, *, clips: int | None, skip_clips: int = 0) -> list[str] | None:
+    """The Hydra overrides of one set, or None when its data is absent. football_broadcast: its clips in name order,
+    the first ``skip_clips`` left out, then the first ``clips`` of the rest (None: all)."""
     if name == "synthetic":
         return list(SETS[name])
     if name == "football_broadcast":
@@ -48,8 +50,8 @@ def set_overrides(name: str, *, clips: int | None) -> list[str] | None:
         if not folder.is_dir():
             return None
         out = list(SETS[name])
-        if clips:
-            videos = sorted(folder.glob("*.mp4"))[:clips]
+        if clips or skip_clips:
+            videos = sorted(folder.glob("*.mp4"))[skip_clips:][:clips]
             out.append("data.inputs=[" + ",".join(str(v) for v in videos) + "]")
         return out
     if not (SHARED / "data" / "football" / "valid" / "images").is_dir():
@@ -165,6 +167,9 @@ def main(argv=None) -> int:
     ap.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
     ap.add_argument("--rounds", type=int, default=3, help="last round (default 3)")
     ap.add_argument("--clips", type=int, default=None, help="football_broadcast: only the first N clips")
+    ap.add_argument("--skip-clips", type=int, default=0, metavar="K",
+                    help="football_broadcast: leave out the first K clips (in name order) before --clips takes its N: "
+                         "clips that settings were not chosen on")
     ap.add_argument("--root", default=str(REPO / "runs" / "label_quality"), help="where the runs are kept")
     ap.add_argument("--tag", default="", help="suffix of the experiment names (compare settings side by side)")
     ap.add_argument("--reuse-round0", default=None, metavar="TAG",
@@ -184,7 +189,7 @@ def main(argv=None) -> int:
     results: dict = {"command": " ".join(sys.argv), "rounds": a.rounds, "sets": {}}
     rows = []
     for name in a.sets:
-        overrides = set_overrides(name, clips=a.clips)
+        overrides = set_overrides(name, clips=a.clips, skip_clips=a.skip_clips)
         if overrides is None:
             print(f"{name}: skipped (no data under {SHARED})")
             continue

@@ -49,6 +49,24 @@ def test_label_quality_loads_and_names_its_sets():
     assert set(lq.SETS) == {"synthetic", "football_broadcast", "football"}
 
 
+def test_label_quality_clips_leave_out_the_first_ones_then_take_n(tmp_path, monkeypatch):
+    lq = _load("label_quality")
+    folder = tmp_path / "data" / "videos" / "football_broadcast"
+    folder.mkdir(parents=True)
+    for name in ("d", "a", "c", "b"):
+        (folder / f"{name}.mp4").write_bytes(b"")
+    monkeypatch.setattr(lq, "SHARED", tmp_path)
+
+    def inputs(**kw):
+        out = lq.set_overrides("football_broadcast", **kw)
+        return [Path(v).stem for v in out[-1].removeprefix("data.inputs=[").rstrip("]").split(",")]
+
+    assert inputs(clips=2) == ["a", "b"]
+    assert inputs(clips=None, skip_clips=1) == ["b", "c", "d"]
+    assert inputs(clips=2, skip_clips=1) == ["b", "c"]
+    assert lq.set_overrides("football_broadcast", clips=None) == ["data=football_broadcast"]  # every clip
+
+
 def test_label_quality_replay_takes_earlier_rounds_whole_and_only_the_labelling_of_the_replayed_one(tmp_path):
     from pseudolabel import layout
 
