@@ -166,7 +166,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
     ap.add_argument("--rounds", type=int, default=3, help="last round (default 3)")
-    ap.add_argument("--clips", type=int, default=None, help="football_broadcast: only the first N clips")
+    ap.add_argument("--clips", type=int, default=None,
+                    help="football_broadcast: only the first N clips (of those --skip-clips leaves)")
     ap.add_argument("--skip-clips", type=int, default=0, metavar="K",
                     help="football_broadcast: leave out the first K clips (in name order) before --clips takes its N: "
                          "clips that settings were not chosen on")

@@ -90,7 +90,7 @@ def _from_prev(p: Box, status: str) -> Box:
 
 
 GEOMETRIES = ("new", "prev", "fused")
-NOT_REDETECTED = "not_redetected"  # a student's box that later rounds stopped detecting (max_unconfirmed_rounds)
+NOT_REDETECTED = "not_redetected"  # a student's own find that later rounds stopped detecting (max_unconfirmed_rounds)
 # Pruning reasons that judge a box's shape, not whether the object is there.
 SHAPE_REASONS = ("degenerate", "too_small", "too_large", "aspect")
 
