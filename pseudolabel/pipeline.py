@@ -465,6 +465,12 @@ def stage_prune(cfg: DictConfig, k: int) -> None:
             from .prune.context import OnPersonConfig, apply_on_person
 
             counts.update(apply_on_person(ds, load_coco(context_path), OnPersonConfig(**pcfg["on_person"]), round=k))
+        if k > 0 and (pcfg.get("appearance") or {}).get("enabled"):  # per track: after the hysteresis
+            from .prune.appearance import AppearanceConfig, apply_appearance
+
+            counts.update(apply_appearance(ds, load_coco(round_dir(cfg, 0) / layout.ANNOTATIONS),
+                                           AppearanceConfig(**pcfg["appearance"]), round=k,
+                                           frames_dir=frames_dir(cfg)))
         if (pcfg.get("per_frame") or {}).get("max_boxes"):  # after the tracks: their lengths are evidence
             from .prune.per_frame import apply_per_frame_cap
 
