@@ -6,7 +6,8 @@ again, so nothing inside the loop argues against it. Round 0 holds evidence that
 hysteresis kept (mostly balls) and the teacher's detections it left unconfirmed (mostly not). A linear classifier
 over ImageNet crop embeddings (:func:`pseudolabel.prune.features.crop_embeddings`), fit on those two groups (the
 same examples in every student round; round 0's crops are embedded again each time), scores every kept box of a
-student round; a track (``extra["track_id"]`` from the hysteresis; a box without one is its own group) whose mean probability is below ``min_track_probability`` is pruned whole, reason ``appearance``.
+student round; a track (``extra["track_id"]`` from the hysteresis; a box without one is its own group) whose mean
+probability is below ``min_track_probability`` is pruned whole, reason ``appearance``.
 One object on a track is judged by all of its crops, not by its one worst frame.
 
 Off (nothing pruned) where round 0 holds fewer than ``min_examples`` boxes of either group: a classifier fit on a
