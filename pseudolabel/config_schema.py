@@ -200,6 +200,7 @@ SCHEMA: dict[str, Rule] = {
     "prune.appearance.regularisation": Rule("float", 0.0, lo_open=True),
     "prune.appearance.crop_size": COUNT,
     "prune.appearance.crop_context": Rule("float", 0.0, lo_open=True),
+    "prune.appearance.clean_folds": Rule("int", 2, nullable=True),
     "prune.per_frame.max_boxes": OPTIONAL_COUNT,
     "data.max_per_frame": OPTIONAL_COUNT,
     "student.datamodule.ignore_from": Rule("str", choices=("every_round", "teacher")),
