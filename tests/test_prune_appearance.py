@@ -5,6 +5,7 @@ import pytest
 from pseudolabel.prune.appearance import (
     AppearanceConfig,
     apply_appearance,
+    clean_negative_mask,
     fit_ball_classifier,
     round0_examples,
     unlike_track_mask,
@@ -26,6 +27,15 @@ def test_fit_ball_classifier_separates_two_clusters():
     model = fit_ball_classifier(pos, neg)
     p = model.predict_proba(np.r_[np.full((1, 16), 1.0), np.full((1, 16), -1.0)])[:, 1]
     assert p[0] > 0.9 and p[1] < 0.1
+
+
+def test_clean_negative_mask_leaves_out_the_negatives_that_look_like_positives():
+    rng = np.random.default_rng(0)
+    pos = rng.normal(1.0, 1.0, (40, 16))
+    neg = np.r_[rng.normal(-1.0, 1.0, (190, 16)), rng.normal(1.0, 1.0, (10, 16))]  # the last 10: balls unconfirmed
+    keep = clean_negative_mask(pos, neg, folds=5)
+    assert keep.shape == (200,)
+    assert not keep[190:].any() and keep[:190].mean() > 0.95
 
 
 def _frames(videos=("v", "w"), n=4):
@@ -81,7 +91,7 @@ def test_apply_appearance_prunes_the_track_that_looks_like_round0_rejects(tmp_pa
 
     round0 = [box(f.id, disc(i), id=i + 1) for i, f in enumerate(frames)]
     round0 += [box(f.id, square(i), id=100 + i) for i, f in enumerate(frames_r)]
-    for b in round0[n:]:
+    for b in round0[n:] + round0[n - 3:n]:  # and three discs the hysteresis had no seed for
         b.prune("unconfirmed", pruned_round=0)
     ds0 = Dataset(frames=frames + frames_r, boxes=round0)
 
@@ -97,6 +107,9 @@ def test_apply_appearance_prunes_the_track_that_looks_like_round0_rejects(tmp_pa
     assert pruned == set(range(200, 208)) and counts == {"appearance": 8}
     assert all(b.reason == "appearance" and b.extra["pruned_round"] == 1 for b in ds1.boxes if not b.kept)
     assert all(0.0 <= b.extra["ball_probability"] <= 1.0 for b in ds1.boxes)
+    info = ds1.info["appearance"]  # the three discs taught as negatives were left out (a square may be too)
+    assert info["positives"] == n - 3 and info["negatives"] + info["negatives_left_out"] == n + 3
+    assert 3 <= info["negatives_left_out"] <= 6
 
     ds1_again = Dataset(frames=frames + frames_r, boxes=[Box(image_id=b.image_id, xyxy=b.xyxy, score=b.score,
                                                              id=b.id, extra=dict(b.extra)) for b in labels])
