@@ -100,7 +100,8 @@ def test_apply_appearance_prunes_the_track_that_looks_like_round0_rejects(tmp_pa
     labels += [box(f.id, square(i), id=200 + i, track_id="v:2") for i, f in enumerate(frames_r[:8])]
     ds1 = Dataset(frames=frames + frames_r, boxes=labels)
     try:
-        counts = apply_appearance(ds1, ds0, AppearanceConfig(enabled=True), round=1, frames_dir=tmp_path)
+        counts = apply_appearance(ds1, ds0, AppearanceConfig(enabled=True, clean_folds=5), round=1,
+                                  frames_dir=tmp_path)
     except FileNotFoundError as e:
         pytest.skip(f"EfficientNet-Lite0 ImageNet weights not installed: {e}")
     pruned = {b.id for b in ds1.boxes if not b.kept}

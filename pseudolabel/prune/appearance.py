@@ -10,10 +10,10 @@ student round; a track (``extra["track_id"]`` from the hysteresis; a box without
 probability is below ``min_track_probability`` is pruned whole, reason ``appearance``.
 One object on a track is judged by all of its crops, not by its one worst frame.
 
-Some of round 0's unconfirmed detections are balls the hysteresis had no seed for (on football_broadcast about
-one in ten), and taught as negatives they teach that a faint ball is not one. Before the fit, the negatives are
-cleaned as confident learning does (cleanlab's ``predicted_neq_given``): a negative that a classifier fit on the
-other folds (``clean_folds``-fold, out of fold) finds more likely a ball than not is left out.
+Some of round 0's unconfirmed detections are balls the hysteresis had no seed for, and taught as negatives they
+teach that a faint ball is not one. With ``clean_folds`` set (opt-in), the negatives are cleaned before the fit
+as confident learning does (cleanlab's ``predicted_neq_given``): a negative that a classifier fit on the other
+folds (out of fold) finds more likely a ball than not is left out.
 
 Off (nothing pruned) where round 0 holds fewer than ``min_examples`` boxes of either group: a classifier fit on a
 handful of boxes says nothing. Boxes are ``xyxy`` float pixels.
@@ -41,7 +41,7 @@ class AppearanceConfig:
     regularisation: float = 0.01         # inverse strength C of the logistic regression's L2 penalty
     crop_size: int = 64                  # px, side of the square crop fed to the backbone
     crop_context: float = 2.0            # crop side = crop_context * longer box side
-    clean_folds: int | None = 5          # folds of the out-of-fold cleaning of the negatives (None: no cleaning)
+    clean_folds: int | None = None       # folds of the out-of-fold cleaning of the negatives (None: no cleaning)
 
 
 # ---------------------------------------------------------------------------------- pure functions
