@@ -58,9 +58,13 @@ def ball_classifier(*, regularisation: float = 0.01):
 def fit_ball_classifier(positives, negatives, *, regularisation: float = 0.01):
     """:func:`ball_classifier` fit to tell ``positives`` (N_p, D) from ``negatives`` (N_n, D);
     ``predict_proba(X)[:, 1]`` is the probability of a ball."""
+    return ball_classifier(regularisation=regularisation).fit(*_labelled(positives, negatives))
+
+
+def _labelled(positives, negatives) -> tuple[np.ndarray, np.ndarray]:
+    """X (N_p + N_n, D) float64, positives first, and y (N_p + N_n,): 1 for a positive, 0 for a negative."""
     X = np.concatenate([np.asarray(positives, np.float64), np.asarray(negatives, np.float64)])
-    y = np.r_[np.ones(len(positives)), np.zeros(len(negatives))]
-    return ball_classifier(regularisation=regularisation).fit(X, y)
+    return X, np.r_[np.ones(len(positives)), np.zeros(len(negatives))]
 
 
 def clean_negative_mask(positives, negatives, *, folds: int = 5, regularisation: float = 0.01,
@@ -76,8 +80,7 @@ def clean_negative_mask(positives, negatives, *, folds: int = 5, regularisation:
     """
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-    X = np.concatenate([np.asarray(positives, np.float64), np.asarray(negatives, np.float64)])
-    y = np.r_[np.ones(len(positives)), np.zeros(len(negatives))]
+    X, y = _labelled(positives, negatives)
     folds_split = StratifiedKFold(folds, shuffle=True, random_state=seed)
     out_of_fold = cross_val_predict(ball_classifier(regularisation=regularisation), X, y, cv=folds_split,
                                     method="predict_proba")[:, 1]
