@@ -112,8 +112,16 @@ def test_apply_appearance_prunes_the_track_that_looks_like_round0_rejects(tmp_pa
     assert info["positives"] == n - 3 and info["negatives"] + info["negatives_left_out"] == n + 3
     assert 3 <= info["negatives_left_out"] <= 6
 
-    ds1_again = Dataset(frames=frames + frames_r, boxes=[Box(image_id=b.image_id, xyxy=b.xyxy, score=b.score,
-                                                             id=b.id, extra=dict(b.extra)) for b in labels])
+    def fresh():
+        return Dataset(frames=frames + frames_r, boxes=[Box(image_id=b.image_id, xyxy=b.xyxy, score=b.score, id=b.id,
+                                                            extra=dict(b.extra)) for b in labels])
+
+    ds1_default = fresh()
+    assert apply_appearance(ds1_default, ds0, AppearanceConfig(enabled=True), round=1,
+                            frames_dir=tmp_path) == {"appearance": 8}  # by default every unconfirmed box teaches
+    assert ds1_default.info["appearance"] == {"positives": n - 3, "negatives": n + 3, "negatives_left_out": 0}
+
+    ds1_again = fresh()
     assert apply_appearance(ds1_again, ds0, AppearanceConfig(enabled=True), round=0,
                             frames_dir=tmp_path) == {"appearance": 0}  # round 0 is the anchor, never judged
     assert apply_appearance(ds1_again, ds0, AppearanceConfig(enabled=True, min_examples=n + 1), round=1,

@@ -126,7 +126,8 @@ def apply_appearance(ds: Dataset, round0: Dataset, cfg: AppearanceConfig, *, rou
                      frames_dir: str | Path) -> dict[str, int]:
     """Prune, in place, the kept boxes of ``ds`` (a student round's labels) on tracks that look unlike round 0's
     kept boxes; reason ``appearance``. Run it after the hysteresis (it reads ``extra["track_id"]``). Each scored
-    box gets ``extra["ball_probability"]``.
+    box gets ``extra["ball_probability"]``; ``ds.info["appearance"]`` counts the examples the classifier was fit
+    on (``positives``, ``negatives``, ``negatives_left_out`` by the cleaning).
 
     Returns
     -------
@@ -147,11 +148,11 @@ def apply_appearance(ds: Dataset, round0: Dataset, cfg: AppearanceConfig, *, rou
     pos_x = np.stack([train[i] for i in positives])
     neg_x = np.stack([train[i] for i in negatives])
     folds = min(cfg.clean_folds or 0, len(positives), len(negatives))
-    if folds >= 2:
-        clean = clean_negative_mask(pos_x, neg_x, folds=folds, regularisation=cfg.regularisation)
-        ds.info = {**ds.info, "appearance": {"positives": len(positives), "negatives": int(clean.sum()),
-                                             "negatives_left_out": int((~clean).sum())}}
-        neg_x = neg_x[clean]
+    clean = (clean_negative_mask(pos_x, neg_x, folds=folds, regularisation=cfg.regularisation) if folds >= 2
+             else np.ones(len(negatives), dtype=bool))
+    neg_x = neg_x[clean]
+    ds.info = {**ds.info, "appearance": {"positives": len(positives), "negatives": int(clean.sum()),
+                                         "negatives_left_out": int((~clean).sum())}}
     model = fit_ball_classifier(pos_x, neg_x, regularisation=cfg.regularisation)
     emb = embed_dataset_crops(ds, frames_dir, [b.id for b in kept], **crops)
     prob = model.predict_proba(np.stack([emb[b.id] for b in kept]).astype(np.float64))[:, 1]
