@@ -204,6 +204,7 @@ SCHEMA: dict[str, Rule] = {
     "prune.per_frame.max_boxes": OPTIONAL_COUNT,
     "data.max_per_frame": OPTIONAL_COUNT,
     "student.datamodule.ignore_from": Rule("str", choices=("every_round", "teacher")),
+    "student.datamodule.box_weights": Rule("str", choices=("uniform", "score")),
     "student.datamodule.train_samples_per_epoch": Rule("int", 1, nullable=True),
     "prune.hysteresis.max_displacement": Rule("float", 0.0, lo_open=True, nullable=True),
     "merge.iou_threshold": IOU,

@@ -8,7 +8,9 @@ crops are chosen around them as around the kept boxes. Boxes a student round pru
 kept box are chosen around them instead of at random (hard negatives mined by tracking, RoyChowdhury et al. 2019).
 Samples follow torchvision's detection contract: an image tensor float [0, 1] (3, H, W) and a target
 ``{"boxes": float32 (N, 4) xyxy pixels, "labels": int64 (N,)}`` (N may be 0): label 1 for a ball, then
-:data:`~pseudolabel.student.ignore.IGNORE_LABEL` for ignore regions.
+:data:`~pseudolabel.student.ignore.IGNORE_LABEL` for ignore regions. With ``box_weights="score"`` the target also
+has ``"weights"``: float32 (N,), each ball's score (how much its evidence is trusted; 0 for ignore regions), which
+the box head's losses read (:mod:`~pseudolabel.student.evidence`).
 """
 from __future__ import annotations
 
@@ -118,6 +120,7 @@ def _bbox_params(min_visibility: float):
 
 
 IGNORE_FROM = ("every_round", "teacher")  # whose pruned boxes may be ignore regions (PseudoLabelDataset)
+BOX_WEIGHTS = ("uniform", "score")  # what a kept box weighs in the student's box-head losses (PseudoLabelDataset)
 IGNORE_TARGET = {"ignore": "bboxes"}  # ignore regions ride along as a second box set: crops pick kept boxes only
 
 
@@ -263,6 +266,9 @@ class PseudoLabelDataset(torch.utils.data.Dataset):
         kept boxes of those kinds, new in the round ``ds`` holds, are ignore regions instead of targets. Found on
         weaker evidence than two rounds agreeing, they are not taught to the next student, so that its finding
         them again is evidence of its own and not a student repeating its lesson. Empty: off.
+    box_weights : ``"uniform"``: every kept box teaches alike (no ``"weights"`` in the targets); ``"score"``: each
+        kept box weighs its score in the box head's losses (a ball kept on weak evidence, a track-confirmed box of
+        score 0.3, teaches a third as much as a sure one; balls pasted by ``copy_paste`` weigh 1).
 
     Pruned boxes with a reason of :data:`~pseudolabel.review.HARD_NEGATIVE_REASONS` (a reviewer deleted them) are
     hard negatives: background, a frame holding one is always a sample, and the transform gets them with the kept
@@ -273,7 +279,10 @@ class PseudoLabelDataset(torch.utils.data.Dataset):
                  transform: Callable[..., dict] | None = None, negatives_fraction: float | None = 0.25,
                  max_samples: int | None = None, seed: int = 0, copy_paste: float = 0.0,
                  max_pastes: int = 2, ignore_reasons: Sequence[str] = (), ignore_from: str = "every_round",
-                 mined_negatives: Sequence[str] = (), probation: Sequence[str] = ()) -> None:
+                 mined_negatives: Sequence[str] = (), probation: Sequence[str] = (),
+                 box_weights: str = "uniform") -> None:
+        if box_weights not in BOX_WEIGHTS:
+            raise ValueError(f"box_weights must be one of {BOX_WEIGHTS}, got {box_weights!r}")
         self.frames_dir = Path(frames_dir)
         self.transform = transform
         self.copy_paste, self.max_pastes = float(copy_paste), int(max_pastes)
@@ -289,6 +298,10 @@ class PseudoLabelDataset(torch.utils.data.Dataset):
             return provenance(b, round=ds.info.get("round")) not in on_probation
 
         self._boxes = {i: ds.xyxy([b for b in kept.get(i, []) if taught(b)]) for i in frame_ids}
+        # (N,) per frame, aligned with self._boxes; None: no weights in the targets
+        self._weights = None if box_weights == "uniform" else {
+            i: np.array([float(np.clip(b.score, 0.0, 1.0)) for b in kept.get(i, []) if taught(b)], dtype=np.float64)
+            for i in frame_ids}
         if ignore_from not in IGNORE_FROM:
             raise ValueError(f"ignore_from must be one of {IGNORE_FROM}, got {ignore_from!r}")
         reasons = set(ignore_reasons)
@@ -349,22 +362,31 @@ class PseudoLabelDataset(torch.utils.data.Dataset):
         image = self.read_image(fid)
         h, w = image.shape[:2]
 
-        def visible(b):
-            b = clip_to_image(b, width=w, height=h)
+        def visible(b):  # xyxy clipped to the frame, any extra columns (a weight) kept
+            b = _box_rows(b).copy()
+            b[:, :4] = clip_to_image(b[:, :4], width=w, height=h)
             return b[(b[:, 2] - b[:, 0] >= 1) & (b[:, 3] - b[:, 1] >= 1)]
 
-        boxes, ignore, hard = visible(self._boxes[fid]), visible(self._ignore[fid]), visible(self._hard[fid])
+        weighted = self._weights is not None
+        boxes = np.c_[self._boxes[fid], self._weights[fid]] if weighted else self._boxes[fid]
+        boxes, ignore, hard = visible(boxes), visible(self._ignore[fid]), visible(self._hard[fid])
         if not len(boxes) and not len(hard):
             hard = visible(self._mined[fid])
+        if weighted:
+            hard = np.c_[hard, np.ones(len(hard))]  # rows as the balls' (xyxy, weight); background is not weighted
+        width = boxes.shape[1]
         if self.transform is not None and len(hard):
             flagged = np.concatenate([np.c_[boxes, np.ones(len(boxes))], np.c_[hard, np.zeros(len(hard))]])
             out = self.transform(image=image, bboxes=flagged, ignore=ignore)
-            rows = np.asarray(out["bboxes"], dtype=np.float64).reshape(-1, 5)
+            rows = np.asarray(out["bboxes"], dtype=np.float64).reshape(-1, width + 1)
             image, ignore = out["image"], as_boxes(out["ignore"])
-            boxes, hard = rows[rows[:, 4] > 0.5, :4], rows[rows[:, 4] <= 0.5, :4]
+            boxes, hard = rows[rows[:, width] > 0.5, :width], rows[rows[:, width] <= 0.5, :4]
         elif self.transform is not None:
             out = self.transform(image=image, bboxes=boxes, ignore=ignore)
-            image, boxes, ignore = out["image"], as_boxes(out["bboxes"]), as_boxes(out["ignore"])
+            image, ignore = out["image"], as_boxes(out["ignore"])
+            boxes = np.asarray(out["bboxes"], dtype=np.float64).reshape(-1, width)
+        weights = boxes[:, 4] if weighted else None
+        boxes, hard = as_boxes(boxes[:, :4]), as_boxes(hard[:, :4])
         if self.copy_paste > 0:
             # torch's generator is seeded by seed_everything (and per DataLoader worker): reproducible
             rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
@@ -372,10 +394,14 @@ class PseudoLabelDataset(torch.utils.data.Dataset):
                 taken = np.concatenate([boxes, ignore, hard])  # never paste over a box, doubtful or deleted ones too
                 image, pasted = paste_patches(image, taken, self._patches, rng, max_pastes=self.max_pastes)
                 boxes = np.concatenate([boxes, pasted[len(taken):]])
+                if weighted:
+                    weights = np.concatenate([weights, np.ones(len(boxes) - len(weights))])
         tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
         labels = np.concatenate([np.ones(len(boxes)), np.full(len(ignore), IGNORE_LABEL)])
         target = {"boxes": torch.as_tensor(np.concatenate([boxes, ignore]), dtype=torch.float32).reshape(-1, 4),
                   "labels": torch.as_tensor(labels, dtype=torch.int64)}
+        if weighted:
+            target["weights"] = torch.as_tensor(np.concatenate([weights, np.zeros(len(ignore))]), dtype=torch.float32)
         return tensor, target
 
 
@@ -403,7 +429,7 @@ class PseudoLabelDataModule(pl.LightningDataModule):
                  brightness_contrast: float = 0.2, min_visibility: float = 0.5, copy_paste: float = 0.0,
                  max_pastes: int = 2, ignore_reasons: Sequence[str] = (), ignore_from: str = "every_round",
                  train_samples_per_epoch: int | None = None, mined_negatives: Sequence[str] = (),
-                 scale_jitter: float = 0.0, probation: Sequence[str] = ()) -> None:
+                 scale_jitter: float = 0.0, probation: Sequence[str] = (), box_weights: str = "uniform") -> None:
         super().__init__()
         self.pseudo_labels_path = Path(pseudo_labels_path)
         self.frames_dir = Path(frames_dir)
@@ -424,6 +450,7 @@ class PseudoLabelDataModule(pl.LightningDataModule):
         self.ignore_from = str(ignore_from)
         self.mined_negatives = tuple(str(r) for r in mined_negatives)
         self.probation = tuple(str(p) for p in probation)
+        self.box_weights = str(box_weights)
         self.train_samples_per_epoch = None if train_samples_per_epoch is None else int(train_samples_per_epoch)
         self.train_set: PseudoLabelDataset | None = None
         self.val_set: PseudoLabelDataset | None = None
@@ -449,13 +476,14 @@ class PseudoLabelDataModule(pl.LightningDataModule):
                                       seed=self.seed),
             negatives_fraction=self.negatives_fraction, max_samples=self.max_train_samples, seed=self.seed,
             copy_paste=self.copy_paste, max_pastes=self.max_pastes, ignore_reasons=self.ignore_reasons,
-            ignore_from=self.ignore_from, mined_negatives=self.mined_negatives, probation=self.probation)
+            ignore_from=self.ignore_from, mined_negatives=self.mined_negatives, probation=self.probation,
+            box_weights=self.box_weights)
         self.val_set = PseudoLabelDataset(
             ds, self.frames_dir, val_ids,
             transform=CenteredCrop(None if self.val_full_frame else self.crop_size, min_visibility=self.min_visibility),
             negatives_fraction=None, max_samples=self.max_val_samples, seed=self.seed,
             ignore_reasons=self.ignore_reasons,
-            ignore_from=self.ignore_from, probation=self.probation)
+            ignore_from=self.ignore_from, probation=self.probation, box_weights=self.box_weights)
 
     def _loader(self, dataset: PseudoLabelDataset, *, shuffle: bool, num_samples: int | None = None):
         from torch.utils.data import DataLoader, RandomSampler

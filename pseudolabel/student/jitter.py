@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 from torchvision.models.detection.roi_heads import RoIHeads
 
+from .evidence import EvidenceWeightedRoIHeads
+
 
 def jitter_boxes(boxes: torch.Tensor, *, copies: int, max_scale: float, max_shift: float,
                  generator: torch.Generator | None = None) -> torch.Tensor:
@@ -41,7 +43,7 @@ def jitter_boxes(boxes: torch.Tensor, *, copies: int, max_scale: float, max_shif
     return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=1)
 
 
-class JitteredProposalRoIHeads(RoIHeads):
+class JitteredProposalRoIHeads(EvidenceWeightedRoIHeads):
     """:class:`RoIHeads` that, in training, also regresses ``jitter_copies`` jittered copies of each label.
 
     The copies enter one extra loss, ``loss_box_jitter`` (smooth L1 on the box deltas from each copy to its label,

@@ -1,6 +1,8 @@
 """The Lightning module that fine-tunes a torchvision FasterRCNN on pseudo-labels.
 
-Training minimises the sum of torchvision's four losses (plus ``loss_box_jitter`` with ``jittered_proposals``).
+Training minimises the sum of torchvision's four losses (plus ``loss_box_jitter`` with ``jittered_proposals``); the
+box head's two weigh each box by its target's ``"weights"`` when the data module gives them
+(:mod:`~pseudolabel.student.evidence`).
 Validation reports the same losses and F1 at IoU >= 0.5 of the confident predictions (score >= 0.5) against the
 held-out pseudo-labels (``val/f1``, what checkpointing and early stopping follow).
 """
@@ -14,6 +16,7 @@ import torch
 
 from ..boxes import as_boxes, iou_matrix
 from ..evaluate import greedy_match
+from .evidence import weight_losses_by_evidence
 from .ignore import IGNORE_LABEL, honour_ignore_labels
 from .jitter import add_jittered_proposals
 
@@ -52,7 +55,9 @@ class DetectionModule(pl.LightningModule):
     Parameters
     ----------
     model : torchvision FasterRCNN (2 classes); its RPN is made to honour ignore boxes
-        (:func:`~pseudolabel.student.ignore.honour_ignore_labels`), targets labelled ``IGNORE_LABEL``.
+        (:func:`~pseudolabel.student.ignore.honour_ignore_labels`), targets labelled ``IGNORE_LABEL``, and its box
+        head to read per-box ``"weights"`` from the targets
+        (:func:`~pseudolabel.student.evidence.weight_losses_by_evidence`).
     optimizer : callable ``params -> torch.optim.Optimizer``, e.g. Hydra's ``_partial_`` AdamW; it
         receives only the parameters that require gradients when training starts.
     score_threshold, iou_threshold : for ``val/f1``.
@@ -67,7 +72,7 @@ class DetectionModule(pl.LightningModule):
                  *, score_threshold: float = 0.5, iou_threshold: float = 0.5, jittered_proposals: int = 0,
                  jitter_scale: float = 0.25, jitter_shift: float = 0.15) -> None:
         super().__init__()
-        self.model = honour_ignore_labels(model) if hasattr(model, "rpn") else model
+        self.model = weight_losses_by_evidence(honour_ignore_labels(model)) if hasattr(model, "rpn") else model
         if jittered_proposals:
             add_jittered_proposals(self.model, copies=jittered_proposals, max_scale=jitter_scale,
                                    max_shift=jitter_shift)
