@@ -69,7 +69,7 @@ def stage_synth(cfg: DictConfig) -> Path | None:
     from .synth import make_suite
 
     return make_suite(spec.out_dir, n_videos=spec.n_videos, n_frames=spec.n_frames, width=spec.width,
-                      height=spec.height, seed=spec.seed)
+                      height=spec.height, seed=spec.seed, gt_extent=spec.get("gt_extent", "disc"))
 
 
 def stage_sample(cfg: DictConfig) -> Dataset:

@@ -9,8 +9,9 @@ ball at all (negatives).
 Ground truth is the ball's *visible* extent in ``xyxy`` float pixels (pixel ``k`` spans ``[k, k+1]``):
 the disc clipped to the frame and, when an occluder covers one side, shrunk to the uncovered part.
 A frame gets no box when the ball is out of frame, more than 60 % of its disc is covered, or less
-than 2 px of it remains visible on either axis. Motion blur does not widen the box: a box is where
-the ball *is* at the frame's mid-exposure.
+than 2 px of it remains visible on either axis. By default motion blur does not widen the box: a box is
+where the ball *is* at the frame's mid-exposure; ``gt_extent="swept"`` boxes the streak the blur leaves
+instead (the disc swept over the exposure), the way people box a blurred ball by eye.
 
 Run as ``python -m pseudolabel.synth --out DIR`` to write a suite (``DIR/<video_id>.mp4``,
 ``DIR/ground_truth.json`` in our COCO format, ``DIR/suite.json``).
@@ -37,6 +38,7 @@ _VENUE_BALLS = {
 }
 SUITE_VERSION = 1
 MAX_OCCLUDED = 0.6
+GT_EXTENTS = ("disc", "swept")  # what a ground-truth box covers: see render_video
 MIN_VISIBLE_PX = 2.0
 _SS = 4  # supersampling of ball sprites (anti-aliasing)
 
@@ -307,7 +309,7 @@ def _composite(frame: np.ndarray, x0: int, y0: int, rgb: np.ndarray, alpha: np.n
 
 
 def visible_box(cx: float, cy: float, radius: float, *, width: int, height: int,
-                occluder: np.ndarray | None = None) -> BoxT | None:
+                occluder: np.ndarray | None = None, blur: tuple[float, float] = (0.0, 0.0)) -> BoxT | None:
     """Ground-truth box of a ball disc: its visible part, or None.
 
     Parameters
@@ -318,23 +320,27 @@ def visible_box(cx: float, cy: float, radius: float, *, width: int, height: int,
         Frame size; the box is clipped to it.
     occluder : (height, width) bool array, optional
         Pixels covered by something in front of the ball.
+    blur : (dx, dy)
+        The disc's displacement during the exposure: the box is then that of the disc swept along
+        ``[-blur/2, blur/2]`` (the streak a motion-blurred ball leaves); ``(0, 0)``: the disc alone.
 
     Returns
     -------
-    ``(x1, y1, x2, y2)`` float, or None when the disc is out of frame, more than
+    ``(x1, y1, x2, y2)`` float, or None when the (swept) disc is out of frame, more than
     :data:`MAX_OCCLUDED` of it is covered, or less than :data:`MIN_VISIBLE_PX` remains on an axis.
     """
-    box = (max(0.0, cx - radius), max(0.0, cy - radius), min(float(width), cx + radius),
-           min(float(height), cy + radius))
+    hx, hy = abs(float(blur[0])) / 2, abs(float(blur[1])) / 2
+    box = (max(0.0, cx - radius - hx), max(0.0, cy - radius - hy), min(float(width), cx + radius + hx),
+           min(float(height), cy + radius + hy))
     if box[2] - box[0] < MIN_VISIBLE_PX or box[3] - box[1] < MIN_VISIBLE_PX:
         return None
     if occluder is None:
         return tuple(float(v) for v in box)
     ss = 8  # samples per pixel along each axis
     step = 1.0 / ss
-    xs = np.arange(np.floor(cx - radius), np.ceil(cx + radius), step) + step / 2
-    ys = np.arange(np.floor(cy - radius), np.ceil(cy + radius), step) + step / 2
-    disc = ((xs[None, :] - cx) ** 2 + (ys[:, None] - cy) ** 2) <= radius * radius
+    xs = np.arange(np.floor(cx - radius - hx), np.ceil(cx + radius + hx), step) + step / 2
+    ys = np.arange(np.floor(cy - radius - hy), np.ceil(cy + radius + hy), step) + step / 2
+    disc = _swept_disc(xs - cx, ys - cy, radius, blur)
     ix, iy = np.floor(xs).astype(int), np.floor(ys).astype(int)
     in_x, in_y = (ix >= 0) & (ix < width), (iy >= 0) & (iy < height)
     covered = np.zeros_like(disc)
@@ -352,6 +358,16 @@ def visible_box(cx: float, cy: float, radius: float, *, width: int, height: int,
     if vb[2] - vb[0] < MIN_VISIBLE_PX or vb[3] - vb[1] < MIN_VISIBLE_PX:
         return None
     return tuple(float(v) for v in vb)
+
+
+def _swept_disc(xs: np.ndarray, ys: np.ndarray, radius: float, blur: tuple[float, float]) -> np.ndarray:
+    """(len(ys), len(xs)) bool: sample points (offsets from the disc's centre) within ``radius`` of the segment
+    ``[-blur/2, blur/2]`` (a disc when ``blur`` is zero)."""
+    dx, dy = float(blur[0]), float(blur[1])
+    px, py = xs[None, :], ys[:, None]
+    dd = dx * dx + dy * dy
+    t = np.clip((px * dx + py * dy) / dd, -0.5, 0.5) if dd > 0 else 0.0
+    return (px - t * dx) ** 2 + (py - t * dy) ** 2 <= radius * radius
 
 
 # -------------------------------------------------------------------------------------------- motion
@@ -474,7 +490,7 @@ def _draw_player(frame: np.ndarray, *, x: float, top: float, bottom: float, half
 
 
 def render_video(out_path: str | Path, *, seed: int, venue: str, n_frames: int = 40, width: int = 640,
-                 height: int = 360, fps: float = 25.0) -> list[list[BoxT]]:
+                 height: int = 360, fps: float = 25.0, gt_extent: str = "disc") -> list[list[BoxT]]:
     """Write one synthetic video and return its ground truth.
 
     Parameters
@@ -487,6 +503,9 @@ def render_video(out_path: str | Path, *, seed: int, venue: str, n_frames: int =
         One of :data:`VENUES`.
     n_frames, width, height, fps :
         Video length and format.
+    gt_extent : {"disc", "swept"}
+        What a box covers (:data:`GT_EXTENTS`): the ball where it is at mid-exposure, or the streak its
+        motion blur leaves (the disc swept over the exposure), as people who box blurred balls by eye draw it.
 
     Returns
     -------
@@ -497,7 +516,8 @@ def render_video(out_path: str | Path, *, seed: int, venue: str, n_frames: int =
 
     if venue not in VENUES:
         raise ValueError(f"unknown venue {venue!r}; choose from {VENUES}")
-    frames, gt = _render_frames(seed=seed, venue=venue, n_frames=n_frames, width=width, height=height, fps=fps)
+    frames, gt = _render_frames(seed=seed, venue=venue, n_frames=n_frames, width=width, height=height, fps=fps,
+                                gt_extent=gt_extent)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(f".{out_path.stem}.tmp.mp4")
@@ -514,7 +534,7 @@ def render_video(out_path: str | Path, *, seed: int, venue: str, n_frames: int =
 
 
 def _render_frames(*, seed: int, venue: str, n_frames: int, width: int, height: int, fps: float,
-                   draw_ball: bool = True) -> tuple[list[np.ndarray], list[list[BoxT]]]:
+                   draw_ball: bool = True, gt_extent: str = "disc") -> tuple[list[np.ndarray], list[list[BoxT]]]:
     """RGB uint8 frames (H, W, 3) and per-frame ground-truth boxes; see :func:`render_video`.
 
     ``draw_ball=False`` renders the identical video without the ball sprite (its shadow stays): the
@@ -522,6 +542,8 @@ def _render_frames(*, seed: int, venue: str, n_frames: int, width: int, height: 
     """
     import cv2
 
+    if gt_extent not in GT_EXTENTS:
+        raise ValueError(f"gt_extent must be one of {GT_EXTENTS}, got {gt_extent!r}")
     rng = np.random.default_rng([int(seed), VENUES.index(venue)])
     s = height / 360
     t = np.arange(n_frames + 1) / fps
@@ -605,7 +627,8 @@ def _render_frames(*, seed: int, venue: str, n_frames: int, width: int, height: 
                                                     blur=blur)
             if draw_ball:
                 _composite(frame, x0, y0, rgb, alpha)
-            box = visible_box(cx, cy, r, width=width, height=height, occluder=occl_mask)
+            box = visible_box(cx, cy, r, width=width, height=height, occluder=occl_mask,
+                              blur=blur if gt_extent == "swept" else (0.0, 0.0))
             if box is not None:
                 boxes.append(box)
         if occ is not None:
@@ -641,7 +664,7 @@ def suite_videos(*, n_videos: int, seed: int) -> list[tuple[str, str, int]]:
 
 
 def make_suite(out_dir: str | Path, *, n_videos: int = 6, n_frames: int = 40, width: int = 640, height: int = 360,
-               fps: float = 25.0, seed: int = 0) -> Path:
+               fps: float = 25.0, seed: int = 0, gt_extent: str = "disc") -> Path:
     """Write ``n_videos`` synthetic videos and their ground truth into ``out_dir``.
 
     Writes ``<video_id>.mp4`` per video, ``ground_truth.json`` (our COCO format: one image per frame,
@@ -659,6 +682,8 @@ def make_suite(out_dir: str | Path, *, n_videos: int = 6, n_frames: int = 40, wi
     gt_path, meta_path = out_dir / "ground_truth.json", out_dir / "suite.json"
     params = {"version": SUITE_VERSION, "n_videos": int(n_videos), "n_frames": int(n_frames), "width": int(width),
               "height": int(height), "fps": float(fps), "seed": int(seed)}
+    if gt_extent != "disc":  # a suite written before the option existed stays valid
+        params["gt_extent"] = str(gt_extent)
     videos = suite_videos(n_videos=n_videos, seed=seed)
     if gt_path.is_file() and meta_path.is_file() and all((out_dir / f"{v}.mp4").is_file() for v, _, _ in videos):
         try:
@@ -671,7 +696,7 @@ def make_suite(out_dir: str | Path, *, n_videos: int = 6, n_frames: int = 40, wi
     fid = 0
     for video_id, venue, vseed in videos:
         per_frame = render_video(out_dir / f"{video_id}.mp4", seed=vseed, venue=venue, n_frames=n_frames,
-                                 width=width, height=height, fps=fps)
+                                 width=width, height=height, fps=fps, gt_extent=gt_extent)
         for idx, boxes in enumerate(per_frame):
             fid += 1
             ds.frames.append(Frame(id=fid, file_name=f"{video_id}/{idx:06d}.jpg", width=width, height=height,
@@ -695,9 +720,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--width", type=int, default=640)
     p.add_argument("--height", type=int, default=360)
     p.add_argument("--fps", type=float, default=25.0)
+    p.add_argument("--gt-extent", choices=GT_EXTENTS, default="disc",
+                   help="boxes cover the ball at mid-exposure (disc) or its motion-blur streak (swept)")
     a = p.parse_args(argv)
     path = make_suite(a.out, n_videos=a.n_videos, n_frames=a.n_frames, width=a.width, height=a.height, fps=a.fps,
-                      seed=a.seed)
+                      seed=a.seed, gt_extent=a.gt_extent)
     print(path)
 
 

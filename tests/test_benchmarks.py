@@ -168,3 +168,39 @@ def test_student_box_fit_returns_each_labels_boxes_in_frame_pixels_per_pass():
         assert (passes[0][:, [1, 3]] >= y0 - 1e-3).all() and (passes[0][:, [1, 3]] <= y0 + 64 + 1e-3).all()
     with pytest.raises(SystemExit):
         bench.main(["--run", "runs/x", "--round", "0", "--set", "synthetic"])
+
+
+def test_gt_extent_scores_runs_against_both_extents_and_reads_shape_from_motion(tmp_path, capsys):
+    import json
+
+    from pseudolabel import synth
+    from pseudolabel.coco import load_coco, save_coco
+    from pseudolabel.records import Box, Dataset, Frame
+
+    bench = _load("gt_extent")
+    kw = dict(n_videos=1, n_frames=12, width=320, height=180, fps=25.0, seed=3)
+    suite = tmp_path / "suite"
+    synth.make_suite(suite, **kw)
+    run = tmp_path / "runs" / "swept_labels" / "round_0"
+    run.mkdir(parents=True)
+    # a "run" whose kept boxes are the swept ground truth itself
+    save_coco(load_coco(synth.make_suite(tmp_path / "swept", gt_extent="swept", **kw)), run / "annotations.json")
+    # human boxes of a ball speeding up sideways (20 px a frame and more), drawn wider the faster it goes
+    frames = [Frame(id=i + 1, file_name=f"v/{i:06d}.jpg", width=320, height=180, video_id="v", frame_index=i)
+              for i in range(6)]
+    boxes = [Box(image_id=i + 1, xyxy=(10.0 + 20 * i + 2 * i * i, 50.0, 24.0 + 21 * i + 2 * i * i, 58.0), score=1.0, round=0,
+                 source="ground_truth", category_id=1) for i in range(6)]
+    human = Dataset(frames=frames, boxes=boxes)
+    human.renumber()
+    save_coco(human, tmp_path / "human.json")
+    out = tmp_path / "out.json"
+    assert bench.main(["--suite", str(suite), "--runs", str(run.parent), "--video-gt", str(tmp_path / "human.json"),
+                       "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    scores = res["runs"]["swept_labels"]["round_0"]
+    assert scores["swept"]["f1"] == pytest.approx(1.0)
+    assert scores["disc"]["f1"] < 1.0  # the suite's balls are blurred: the two extents differ
+    assert res["video_gt"]["boxes"] == 4 and res["video_gt"]["fast_n"] == 4
+    assert res["video_gt"]["fast_w"] > res["video_gt"]["fast_h"]
+    assert res["video_gt"]["corr_elongation_motion"] > 0.9
+    assert "swept_labels" in capsys.readouterr().out

@@ -79,6 +79,43 @@ def test_visible_box_clips_and_occludes():
     assert synth.visible_box(10.0, 10.0, 5.0, width=100, height=100, occluder=occ) is None
 
 
+def test_swept_box_covers_the_blur_streak():
+    # the disc swept along [-blur/2, blur/2]: the disc's box widened by half the blur on each side
+    assert synth.visible_box(10.0, 10.0, 5.0, width=100, height=100, blur=(6.0, -2.0)) == (2.0, 4.0, 18.0, 16.0)
+    assert synth.visible_box(10.0, 10.0, 5.0, width=100, height=100, blur=(0.0, 0.0)) == (5.0, 5.0, 15.0, 15.0)
+    occ = np.zeros((100, 100), bool)
+    occ[:, 10:] = True  # covers everything right of the centre
+    box = synth.visible_box(10.0, 10.0, 5.0, width=100, height=100, occluder=occ, blur=(6.0, 0.0))
+    assert box == pytest.approx((2.0, 5.0, 10.0, 15.0), abs=0.07)
+    # without blur the occluded path gives the disc's visible part, as before
+    assert synth.visible_box(10.0, 10.0, 5.0, width=100, height=100, occluder=occ, blur=(0.0, 0.0)) == \
+        synth.visible_box(10.0, 10.0, 5.0, width=100, height=100, occluder=occ)
+    with pytest.raises(ValueError, match="gt_extent"):
+        synth._render_frames(seed=1, venue="clay", n_frames=1, width=W, height=H, fps=25.0, gt_extent="streak")
+
+
+def test_swept_ground_truth_holds_the_disc_and_the_drawn_streak(tmp_path):
+    kw = dict(seed=5, venue="clay", n_frames=16, width=W, height=H, fps=25.0)
+    frames, disc = synth._render_frames(**kw)
+    frames2, swept = synth._render_frames(**kw, gt_extent="swept")
+    without, _ = synth._render_frames(**kw, draw_ball=False)
+    assert all(np.array_equal(a, b) for a, b in zip(frames, frames2, strict=True))  # same video, other boxes
+    wider = 0
+    for d, s, fa, fb in zip(disc, swept, frames, without, strict=True):
+        assert len(d) == len(s)
+        for (a1, b1, a2, b2), (x1, y1, x2, y2) in zip(d, s, strict=True):
+            assert x1 <= a1 and y1 <= b1 and x2 >= a2 and y2 >= b2
+            wider += (x2 - x1) - (a2 - a1) > 1.0
+            drawn = np.abs(fa.astype(np.int16) - fb.astype(np.int16)).max(axis=2) > 8
+            ys, xs = np.nonzero(drawn)
+            if x1 > 1 and y1 > 1 and x2 < W - 1 and y2 < H - 1:  # the visible streak lies in the swept box
+                assert xs.min() >= x1 - 1.5 and xs.max() + 1 <= x2 + 1.5
+    assert wider >= 3
+    gt = synth.make_suite(tmp_path, n_videos=1, n_frames=4, width=W, height=H, seed=7, gt_extent="swept")
+    assert json.loads((tmp_path / "suite.json").read_text())["params"]["gt_extent"] == "swept"
+    assert load_coco(gt).boxes
+
+
 def test_sprite_centroid_is_the_ball_centre():
     x0, y0, rgb, alpha = synth.render_ball_sprite("tennis", cx=20.3, cy=15.7, radius=5.0, rotation=np.eye(3),
                                                  light=np.array([0.0, -0.6, 0.8]))
