@@ -188,8 +188,8 @@ def test_gt_extent_scores_runs_against_both_extents_and_reads_shape_from_motion(
     # human boxes of a ball speeding up sideways (20 px a frame and more), drawn wider the faster it goes
     frames = [Frame(id=i + 1, file_name=f"v/{i:06d}.jpg", width=320, height=180, video_id="v", frame_index=i)
               for i in range(6)]
-    boxes = [Box(image_id=i + 1, xyxy=(10.0 + 20 * i + 2 * i * i, 50.0, 24.0 + 21 * i + 2 * i * i, 58.0), score=1.0, round=0,
-                 source="ground_truth", category_id=1) for i in range(6)]
+    boxes = [Box(image_id=i + 1, xyxy=(10.0 + 20 * i + 2 * i * i, 50.0, 24.0 + 21 * i + 2 * i * i, 58.0),
+                 score=1.0, round=0, source="ground_truth", category_id=1) for i in range(6)]
     human = Dataset(frames=frames, boxes=boxes)
     human.renumber()
     save_coco(human, tmp_path / "human.json")
