@@ -187,6 +187,7 @@ SCHEMA: dict[str, Rule] = {
     "prune.hysteresis.track_evidence": Rule("str", choices=("max", "two_best")),
     "prune.hysteresis.student_confirm": Rule("str", choices=("track", "track_and_teacher", "track_between_teacher")),
     "prune.hysteresis.student_run": Rule("int", 2, nullable=True),
+    "prune.hysteresis.student_reach": Rule("int", 0, nullable=True),
     "prune.hysteresis.cold_start_length": Rule("int", 2, nullable=True),
     "prune.hysteresis.cold_start_motion": Rule("float", 0.0),
     "prune.hysteresis.cold_start_window": Rule("float", 0.0, lo_open=True),

@@ -252,6 +252,41 @@ def test_hysteresis_between_seeds_makes_the_seeds_anchors_too():
     assert run(False) == [True, False, False, True, False, True, False]
 
 
+def test_seed_reach_mask_keeps_boxes_near_a_seed_of_their_own_track():
+    from pseudolabel.prune.temporal import seed_reach_mask
+
+    tids = np.array([1, 1, 1, 1, 1, 2, 2])
+    steps = np.array([0, 2, 5, 9, 12, 0, 9])
+    seed = np.array([False, True, False, False, True, False, False])
+    # track 1: seeds at steps 2 and 12; step 5 is 3 from one, step 9 is 3 from the other, step 0 is 2 away;
+    # track 2 has no seed, so nothing on it is within reach
+    assert seed_reach_mask(tids, steps, seed, reach=3).tolist() == [True, True, True, True, True, False, False]
+    assert seed_reach_mask(tids, steps, seed, reach=2).tolist() == [True, True, False, False, True, False, False]
+
+
+def test_hysteresis_student_reach_prunes_what_a_track_links_far_from_its_seed():
+    """student_reach=2 in a student round: of one track seeded at step 0, the boxes 1-2 sampled frames on stay,
+    those farther are pruned as out_of_reach. Round 0 (no seeds given) and student_reach=None keep the whole
+    track."""
+    from pseudolabel.prune.temporal import HysteresisConfig, apply_hysteresis
+    from pseudolabel.review.apply import REVIVABLE_REASONS
+
+    def run(reach, student_round=True):
+        ball = [Box(image_id=i + 1, xyxy=_ball(105 + 20 * i, 105), score=0.9 if i == 0 else 0.3, id=i + 1)
+                for i in range(6)]
+        ds = Dataset(frames=_video(6), boxes=ball)
+        counts = apply_hysteresis(ds, HysteresisConfig(student_reach=reach), round=1 if student_round else 0,
+                                  high=0.7, seeds={1} if student_round else None)
+        return [b.kept for b in ball], [b.reason for b in ball], counts
+
+    kept, reasons, counts = run(2)
+    assert kept == [True, True, True, False, False, False]
+    assert reasons[3:] == ["out_of_reach"] * 3 and counts["out_of_reach"] == 3 and counts["track_confirmed"] == 2
+    assert "out_of_reach" in REVIVABLE_REASONS
+    assert run(None)[0] == [True] * 6 and "out_of_reach" not in run(None)[2]
+    assert run(2, student_round=False)[0] == [True] * 6
+
+
 def test_run_mask_keeps_runs_of_candidates_long_enough_across_small_gaps():
     from pseudolabel.prune.temporal import run_mask
 

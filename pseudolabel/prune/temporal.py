@@ -347,6 +347,9 @@ class HysteresisConfig:
                                     # sampled frames (gaps up to max_gap): the student following an object (None: off)
     between_seeds: bool = False     # with "track_between_teacher": the track's seeds are anchors too (a box between
                                     # a seed and a teacher-seen box, or two seeds, is confirmable)
+    student_reach: int | None = None  # rounds >= 1: a seeded track confirms only boxes at most this many sampled
+                                    # frames from one of its seeds; farther ones are pruned, reason out_of_reach
+                                    # (None: any distance)
     cold_start_length: int | None = None  # rounds >= 1, in a video round k-1 kept nothing of: the student's boxes
                                     # >= the threshold on the one track of at least this many of them that moves
                                     # across the scene also seed (pseudolabel.prune.cold_start; None: off)
@@ -430,6 +433,32 @@ def seeded_track_mask(track_ids, is_seed) -> np.ndarray:
     return np.isin(track_ids, np.unique(track_ids[np.asarray(is_seed, dtype=bool)]))
 
 
+def seed_reach_mask(track_ids, steps, is_seed, *, reach: int) -> np.ndarray:
+    """(N,) bool: ``True`` for boxes at most ``reach`` sampled frames from a seed of their own track.
+
+    A seed vouches for the boxes its track links near it in time. Far from every seed, a chain of boxes below the
+    threshold can have drifted off the object one plausible step at a time (a ball held still at a player's feet
+    while the track follows the player's boot).
+
+    Parameters
+    ----------
+    track_ids, steps : array_like of int, shape (N,)
+        Each box's track id and sampled-frame step.
+    is_seed : array_like of bool, shape (N,)
+    reach : int
+        Sampled frames either side of a seed.
+    """
+    track_ids, steps = np.asarray(track_ids), np.asarray(steps)
+    is_seed = np.asarray(is_seed, dtype=bool)
+    out = np.zeros(len(steps), dtype=bool)
+    for t in np.unique(track_ids[is_seed]):
+        on_track = track_ids == t
+        seed_steps = steps[on_track & is_seed]
+        gap = np.abs(steps[on_track][:, None] - seed_steps[None, :]).min(axis=1)
+        out[on_track] = gap <= reach
+    return out
+
+
 def between_anchors_mask(track_ids, steps, is_anchor) -> np.ndarray:
     """(N,) bool: ``True`` for boxes with an anchor box of their own track at an earlier step and one at a later
     step, or that are anchors themselves.
@@ -491,6 +520,9 @@ def apply_hysteresis(ds: Dataset, cfg: HysteresisConfig, *, round: int, high: fl
     confirmable too: a hop to a foot and back to the ball is rarer than a hop that stays on the foot (with
     ``cfg.between_seeds``, the track's seeds are such anchors as well). With
     ``cfg.student_run``, so is a box in a run of that many such boxes of its track (:func:`run_mask`).
+    In student rounds (``seeds`` given) with ``cfg.student_reach``, a box the track would keep that lies farther
+    than that many sampled frames from every seed of its track is pruned with reason ``out_of_reach``
+    (:func:`seed_reach_mask`).
 
     Per video, every kept box (down to the label floor) is tracked (:func:`track_boxes`). A box scoring
     ``>= high`` is a seed and stays as it is. A box below ``high`` on a track with a seed stays kept with
@@ -502,11 +534,15 @@ def apply_hysteresis(ds: Dataset, cfg: HysteresisConfig, *, round: int, high: fl
     -------
     dict
         ``{"unconfirmed": pruned, "below_threshold": pruned on stills, "track_confirmed": kept by a track}``,
-        and with ``confirmable`` ``"unsupported"``: on a seeded track but not confirmable.
+        and with ``confirmable`` ``"unsupported"``: on a seeded track but not confirmable; in student rounds with
+        ``cfg.student_reach`` ``"out_of_reach"``: on a seeded track, too far in time from its seeds.
     """
     counts = {"unconfirmed": 0, "below_threshold": 0, "track_confirmed": 0}
     if confirmable is not None:
         counts["unsupported"] = 0
+    limit_reach = seeds is not None and cfg.student_reach is not None
+    if limit_reach:
+        counts["out_of_reach"] = 0
     if not cfg.enabled:
         return counts
     video_frames, by_video = _frames_and_kept_by_video(ds, {f.id: f for f in ds.frames})
@@ -547,13 +583,18 @@ def apply_hysteresis(ds: Dataset, cfg: HysteresisConfig, *, round: int, high: fl
             between |= run_mask(tids, steps, unseen, min_run=cfg.student_run, max_gap=cfg.max_gap)
         if cfg.track_evidence == "two_best" and seeds is None:
             confirmed |= two_best_evidence_mask(tids, steps, [b.score for b in boxes], high=high)
-        for b, t, is_low, ok, inside in zip(boxes, tids, low, confirmed, between, strict=True):
+        near = (seed_reach_mask(tids, steps, seed, reach=cfg.student_reach) if limit_reach
+                else np.ones(len(boxes), dtype=bool))
+        for b, t, is_low, ok, inside, close in zip(boxes, tids, low, confirmed, between, near, strict=True):
             if not is_low:
                 b.extra["track_id"] = f"{vid}:{int(t)}"
                 continue
             if ok and confirmable is not None and b.id not in confirmable and not inside:
                 b.prune("unsupported", pruned_round=round)
                 counts["unsupported"] += 1
+            elif ok and not close:
+                b.prune("out_of_reach", pruned_round=round)
+                counts["out_of_reach"] += 1
             elif ok:
                 b.extra.update(detector=b.source, track_id=f"{vid}:{int(t)}")
                 b.source = "track_confirmed"

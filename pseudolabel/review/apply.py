@@ -28,7 +28,7 @@ from ..records import KEPT, Box, Dataset
 from . import REVIEW_ABSENT, REVIEW_CLASSES, REVIEW_TRACK
 
 # pruned for lack of evidence (score, track length, teacher support), not for what the box looks like
-REVIVABLE_REASONS = (*DOUBTFUL_REASONS, "isolated", "unsupported", NOT_REDETECTED)
+REVIVABLE_REASONS = (*DOUBTFUL_REASONS, "isolated", "unsupported", "out_of_reach", NOT_REDETECTED)
 _REVIEW_KEYS = ("reviewed", "review", "review_of")
 
 
