@@ -59,11 +59,11 @@ def test_apply_track_size_prunes_the_large_track_and_lone_box_only():
                for b in ds.boxes if b.reason == "off_size")
 
 
-def test_apply_track_size_in_student_rounds_unless_told_not_to():
+def test_apply_track_size_in_student_rounds_only_when_told_to():
     ds = _dataset()
-    assert apply_track_size(ds, TrackSizeConfig(student_rounds=False), round=1) == {"off_size": 0}
+    assert apply_track_size(ds, TrackSizeConfig(), round=1) == {"off_size": 0}
     assert all(b.kept for b in ds.boxes[:-1])
-    assert apply_track_size(ds, TrackSizeConfig(), round=2) == {"off_size": 5}
+    assert apply_track_size(ds, TrackSizeConfig(student_rounds=True), round=2) == {"off_size": 5}
     assert {b.extra["pruned_round"] for b in ds.boxes if b.reason == "off_size"} == {2}
 
 

@@ -13,9 +13,9 @@ tracks against the larger of the data set's reference and the median of its own 
 their tracks confirmed). A video's own boxes only ever raise its reference, so a shirt next to a ball of the
 video's size still goes.
 
-In every round by default; ``student_rounds=False`` limits it to round 0 (in the student rounds the seeds are the
-student's boxes and the videos seeded there differ in zoom; on broadcast football it removed more true balls than
-false boxes there, yet whole runs without it ended lower: BENCHMARKS.md).
+In round 0 only by default; ``student_rounds=True`` also runs it in rounds >= 1. There the seeds are the student's
+boxes, the videos seeded there differ in zoom, and it removed far more true balls than false boxes (BENCHMARKS.md):
+a pruner that does more harm than good stays off.
 
 Size is the shorter side of a box: motion blur lengthens a fast ball along its path but leaves its width
 alone (the per-video ``log_size`` pruner, which used the area, removed blurred real balls).
@@ -49,7 +49,7 @@ class TrackSizeConfig:
     enabled: bool = True
     max_ratio: float = 1.5   # a track's median size over this many times the seeds' median is not the target
     min_seeds: int = 5       # fewer seeds than this: no reference, nothing pruned
-    student_rounds: bool = True  # also in rounds >= 1 (False: round 0 only; BENCHMARKS.md)
+    student_rounds: bool = False  # also in rounds >= 1 (True; off: there it removed more balls than false boxes)
     per_video: bool = True   # a video's own kept boxes (min_seeds or more) may raise its reference
     smooth: float = 0.0      # weight of the track's median width / height in each kept box's (0: off, 1: the median)
     smooth_min_boxes: int = 3  # tracks with fewer kept boxes are left as they are
