@@ -160,6 +160,7 @@ SCHEMA: dict[str, Rule] = {
     "prune.track_size.per_video": Rule("bool"),
     "prune.track_size.smooth": UNIT,
     "prune.track_size.smooth_min_boxes": COUNT,
+    "prune.track_size.smooth_feeds_loop": Rule("bool"),
     "prune.track_size.confirmed_seed_size": Rule("bool"),
     "prune.on_person.min_score": UNIT,
     "prune.on_person.foot_fraction": UNIT,

@@ -10,6 +10,8 @@ benchmarks read them. Layout of an experiment (``exp_dir`` and ``frames_dir`` fr
     runs/<exp>/round_<N>/features.npz               detector features of the boxes of labels.json, when any
     runs/<exp>/round_<N>/label_parts/               per-video parts of an unfinished label stage
     runs/<exp>/round_<N>/pruned.json                labels with heuristic decisions
+    runs/<exp>/round_<N>/merged.json                the merge's boxes at the detectors' sizes, when the labels'
+                                                    sizes were smoothed along tracks: what later rounds learn from
     runs/<exp>/round_<N>/annotations.json           the round's dataset (merged with round N-1)
     runs/<exp>/round_<N>/metrics.json               counts and, with ground truth, P/R/F1/AP
     runs/<exp>/round_<N>/student/student.pt         (N >= 1) the fine-tuned student
@@ -43,6 +45,7 @@ FEATURES = "features.npz"
 LABEL_PARTS = "label_parts"
 PRUNED = "pruned.json"
 ANNOTATIONS = "annotations.json"
+MERGED = "merged.json"               # with labels-only size smoothing: annotations before it (see loop_labels)
 METRICS = "metrics.json"
 STUDENT_DIRNAME = "student"
 STUDENT_CHECKPOINT = "student.pt"    # in the round's student/ folder
@@ -101,6 +104,14 @@ def round_dirs(exp_dir: str | Path) -> dict[int, Path]:
         return {}
     found = {round_number(d): d for d in exp.iterdir() if d.is_dir()}
     return {k: found[k] for k in sorted(k for k in found if k is not None)}
+
+
+def loop_labels(exp_dir: str | Path, k: int) -> Path:
+    """The file of round ``k``'s dataset that later rounds read (to train on, merge with, agree with): ``merged.json``
+    where the labels' sizes were smoothed for the output alone (``prune.track_size.smooth_feeds_loop: false``), so
+    that no student learns sizes the smoothing made; else ``annotations.json``."""
+    merged = round_dir(exp_dir, k) / MERGED
+    return merged if merged.is_file() else round_dir(exp_dir, k) / ANNOTATIONS
 
 
 def fold_train_labels(fold: int | str) -> str:

@@ -44,6 +44,11 @@ def round_dir(cfg: DictConfig, k: int) -> Path:
     return layout.round_dir(exp_dir(cfg), k)
 
 
+def loop_labels(cfg: DictConfig, k: int) -> Path:
+    """Round k's dataset as later rounds read it (:func:`pseudolabel.layout.loop_labels`)."""
+    return layout.loop_labels(exp_dir(cfg), k)
+
+
 def _run_once(directory: Path, stage: str, fn: Callable[[], dict | None]) -> bool:
     """Run ``fn`` unless ``directory`` records ``stage`` as done; returns True when it ran."""
     if layout.is_done(directory, stage):
@@ -287,7 +292,7 @@ def stage_label_round(cfg: DictConfig, k: int, frames: Dataset) -> None:
 def _calibrate(cfg: DictConfig, k: int, ds: Dataset) -> dict:
     from .threshold import calibrate_threshold
 
-    prev = load_coco(round_dir(cfg, k - 1) / layout.ANNOTATIONS)
+    prev = load_coco(loop_labels(cfg, k - 1))
     ref_by_key: dict = {}
     prev_keys = {f.id: f.key for f in prev.frames}
     for b in prev.kept_boxes():
@@ -307,7 +312,7 @@ def _calibrate(cfg: DictConfig, k: int, ds: Dataset) -> dict:
 
 def refuse_training_on_nothing(cfg: DictConfig, k: int) -> None:
     """Round k would train its student on round k-1's kept boxes: stop when there are none."""
-    prev = round_dir(cfg, k - 1) / layout.ANNOTATIONS
+    prev = loop_labels(cfg, k - 1)
     if layout.is_done(round_dir(cfg, k), "train") or not prev.is_file() or load_coco(prev).kept_boxes():
         return
     raise PipelineError(
@@ -333,7 +338,7 @@ def stage_train(cfg: DictConfig, k: int) -> Path:
     from .student.data import cross_fit_folds
     from .student.train import train_student
 
-    rdir, prev = round_dir(cfg, k), round_dir(cfg, k - 1) / layout.ANNOTATIONS
+    rdir, prev = round_dir(cfg, k), loop_labels(cfg, k - 1)
     folds = student_folds(cfg)
     refuse_training_on_nothing(cfg, k)
 
@@ -436,7 +441,7 @@ def stage_prune(cfg: DictConfig, k: int) -> None:
             hcfg = HysteresisConfig(**pcfg["hysteresis"])
             seeds = doubtful = confirmable = None
             if k > 0 and hcfg.student_seeds != "score":
-                previous = load_coco(round_dir(cfg, k - 1) / layout.ANNOTATIONS)
+                previous = load_coco(loop_labels(cfg, k - 1))
                 seeds = _agreeing_box_ids(cfg, k, ds, previous=previous)
                 if hcfg.student_seeds in ("agreement_or_doubtful", "agreement_then_doubtful"):
                     doubtful = _agreeing_box_ids(cfg, k, ds, with_doubtful=True, previous=previous) - seeds
@@ -468,7 +473,7 @@ def stage_prune(cfg: DictConfig, k: int) -> None:
         if k > 0 and (pcfg.get("appearance") or {}).get("enabled"):  # per track: after the hysteresis
             from .prune.appearance import AppearanceConfig, apply_appearance
 
-            counts.update(apply_appearance(ds, load_coco(round_dir(cfg, 0) / layout.ANNOTATIONS),
+            counts.update(apply_appearance(ds, load_coco(loop_labels(cfg, 0)),
                                            AppearanceConfig(**pcfg["appearance"]), round=k,
                                            frames_dir=frames_dir(cfg)))
         if (pcfg.get("per_frame") or {}).get("max_boxes"):  # after the tracks: their lengths are evidence
@@ -476,11 +481,11 @@ def stage_prune(cfg: DictConfig, k: int) -> None:
 
             counts.update(apply_per_frame_cap(ds, max_boxes=pcfg["per_frame"]["max_boxes"], round=k))
         resized = {}
-        tcfg = pcfg.get("track_size") or {}
-        if tcfg.get("smooth") or tcfg.get("confirmed_seed_size"):  # the boxes that stay, sized by their track
-            from .prune.track_size import TrackSizeConfig, apply_track_size_smoothing
+        sizing = _track_sizing(cfg, in_loop=True)
+        if sizing is not None:  # the boxes that stay, sized by their track; what the next student learns
+            from .prune.track_size import apply_track_size_smoothing
 
-            resized = apply_track_size_smoothing(ds, TrackSizeConfig(**pcfg["track_size"]))
+            resized = apply_track_size_smoothing(ds, sizing)
         if pcfg.get("features"):
             from .prune.features import FeatureOutlierConfig, apply_feature_outliers, load_features
 
@@ -512,8 +517,8 @@ def _agreeing_box_ids(cfg: DictConfig, k: int, ds: Dataset, *, with_doubtful: bo
     def evidence(b) -> bool:
         return b.kept or (with_doubtful and b.reason in DOUBTFUL_REASONS and b.extra.get("pruned_round") == 0)
 
-    if previous is None:  # round k-1's annotations.json, unless the caller already read it
-        previous = load_coco(round_dir(cfg, k - 1) / layout.ANNOTATIONS)
+    if previous is None:  # round k-1's dataset, unless the caller already read it
+        previous = load_coco(loop_labels(cfg, k - 1))
     return _box_ids_matching(cfg, ds, previous, evidence)
 
 
@@ -558,7 +563,7 @@ def _cold_start_seed_ids(cfg: DictConfig, ds: Dataset, previous: Dataset, hcfg, 
     if hcfg.cold_start_teacher == "all":
         return ids & teacher_seen
     reference = (previous if hcfg.cold_start_teacher == "anchored"
-                 else load_coco(round_dir(cfg, 0) / layout.ANNOTATIONS))
+                 else load_coco(loop_labels(cfg, 0)))
     return (ids & teacher_seen) | _in_videos_without_kept_boxes(ids, ds, reference)
 
 
@@ -622,7 +627,7 @@ def stage_merge(cfg: DictConfig, k: int) -> None:
         else:
             from .merge import check_merge_invariant, merge_rounds, merge_stats
 
-            prev = load_coco(round_dir(cfg, k - 1) / layout.ANNOTATIONS)
+            prev = load_coco(loop_labels(cfg, k - 1))
             merged = merge_rounds(prev, new, round=k, iou_threshold=float(cfg.merge.iou_threshold),
                                   centre_factor=OmegaConf.select(cfg, "merge.centre_factor"),
                                   geometry=str(cfg.merge.geometry),
@@ -638,16 +643,44 @@ def stage_merge(cfg: DictConfig, k: int) -> None:
                 stats.update(apply_per_frame_cap(merged, max_boxes=cap, round=k))
             check_collapse(len(prev.kept_boxes()), len(merged.kept_boxes()), k=k,
                            max_factor=cfg.collapse_guard.max_factor)
-        review = apply_reviewed_set(cfg, merged, k)  # last: the reviewer's frames end as the reviewer left them
+        review = apply_reviewed_set(cfg, merged, k)  # the reviewer's frames end as the reviewer left them
         if review is not None:
             if k > 0:  # boxes the reviewer drew stand for no box of round k-1
                 for b in merged.boxes:
                     b.extra.setdefault("prev_ids", [])
             merged.info["review"] = stats["review"] = review
+        sizing = _track_sizing(cfg, in_loop=False)
+        if sizing is not None:  # last: the labels' sizes; later rounds read the detectors' (merged.json)
+            from .prune.track_size import apply_track_size_smoothing
+
+            save_coco(merged, rdir / layout.MERGED)
+            stats.update(apply_track_size_smoothing(merged, sizing))
+        else:  # a merge redone without it: no stale file for later rounds to read
+            (rdir / layout.MERGED).unlink(missing_ok=True)
         save_coco(merged, rdir / layout.ANNOTATIONS)
         return {"merge": stats}
 
     _run_once(rdir, "merge", run)
+
+
+def _track_sizing(cfg: DictConfig, *, in_loop: bool):
+    """The :class:`~pseudolabel.prune.track_size.TrackSizeConfig` of the sizing done in the prune stage (``in_loop``:
+    ``confirmed_seed_size``, and ``smooth`` when ``smooth_feeds_loop``) or in the merge stage (``smooth`` for the
+    labels alone), or None when that stage sizes nothing."""
+    import dataclasses
+
+    from .prune.track_size import TrackSizeConfig
+
+    tcfg = OmegaConf.select(cfg, "prune.track_size")
+    if not tcfg:
+        return None
+    sizing = TrackSizeConfig(**OmegaConf.to_container(tcfg, resolve=True))
+    if in_loop:
+        sizing = sizing if sizing.smooth_feeds_loop else dataclasses.replace(sizing, smooth=0.0)
+    else:
+        sizing = dataclasses.replace(sizing, confirmed_seed_size=False,
+                                     smooth=0.0 if sizing.smooth_feeds_loop else sizing.smooth)
+    return sizing if sizing.smooth or sizing.confirmed_seed_size else None
 
 
 def check_collapse(prev_kept: int, new_kept: int, *, k: int, max_factor: float | None) -> None:

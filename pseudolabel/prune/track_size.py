@@ -24,7 +24,10 @@ The same evidence also sizes the boxes it keeps (``smooth``): one ball along one
 detector's box around a 10-px ball is off by pixels from frame to frame, which at that size is what decides IoU.
 With ``smooth`` = a > 0, each kept box of a track of ``smooth_min_boxes`` or more keeps its centre and takes the
 width and height ``own**(1-a) * track_median**a`` (geometric weighting; 1: the track's median); its detector's
-size stays in ``extra["raw_wh"]``. Boxes with no track (stills) are left as they are.
+size stays in ``extra["raw_wh"]``. Boxes with no track (stills) are left as they are. By default
+(``smooth_feeds_loop=False``) the pipeline sizes only the round's labels, after the merge: the next student, the
+merge and the agreement with round k read the detectors' sizes (``merged.json``), so no student learns a size the
+smoothing made and one round's smoothing never compounds into the next's.
 
 Boxes are ``xyxy`` float pixels.
 """
@@ -53,6 +56,8 @@ class TrackSizeConfig:
     per_video: bool = True   # a video's own kept boxes (min_seeds or more) may raise its reference
     smooth: float = 0.0      # weight of the track's median width / height in each kept box's (0: off, 1: the median)
     smooth_min_boxes: int = 3  # tracks with fewer kept boxes are left as they are
+    smooth_feeds_loop: bool = False  # True: smoothed in the prune, so later rounds learn the sizes; False: the round's
+    # labels (annotations.json) alone, after the merge, and later rounds read the detectors' sizes (merged.json)
     confirmed_seed_size: bool = False  # boxes a track added take the median width / height of its seeds
 
 
@@ -146,7 +151,9 @@ def apply_track_size_smoothing(ds: Dataset, cfg: TrackSizeConfig) -> dict[str, i
     """Resize, in place, the kept boxes of tracks, centres kept: with ``cfg.confirmed_seed_size`` the boxes the
     track added (track_confirmed, track_interp) take the median size of its seeds (:func:`seed_sized`); then,
     with ``cfg.smooth``, every box moves toward its track's median size (:func:`track_smoothed_sizes`).
-    Run it after the hysteresis (``extra["track_id"]``) and the ``off_size`` pruning.
+    Run it after the hysteresis (``extra["track_id"]``) and the ``off_size`` pruning, or on a merged round: a
+    track is a track id of one round (``Box.round``) in one video. A reviewer's box (``extra["review"]``) keeps its
+    size and counts in no track.
 
     Returns
     -------
@@ -157,7 +164,9 @@ def apply_track_size_smoothing(ds: Dataset, cfg: TrackSizeConfig) -> dict[str, i
     if not (cfg.smooth or cfg.confirmed_seed_size) or not kept:
         return {"resized_on_track": 0}
     video_of = {f.id: f.video_id for f in ds.frames}
-    groups = [(video_of.get(b.image_id), b.extra["track_id"]) if "track_id" in b.extra else None for b in kept]
+    # a track id names a track of the round that made the box; a reviewer's box keeps the reviewer's size
+    groups = [(video_of.get(b.image_id), b.round, b.extra["track_id"])
+              if "track_id" in b.extra and "review" not in b.extra else None for b in kept]
     xyxy = ds.xyxy(kept)
     wh = xyxy[:, 2:] - xyxy[:, :2]
     new_wh = wh
