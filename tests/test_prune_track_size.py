@@ -156,3 +156,75 @@ def test_confirmed_seed_size_resizes_only_the_boxes_a_track_added():
     assert by_id[4].extra["raw_wh"] == [24.0, 8.0]
     assert counts == {"resized_on_track": 1}
     assert all(b.xyxy == before[b.id] for b in ds.boxes if b.id != 4)
+
+
+def test_smoothing_groups_a_track_id_within_the_round_that_made_it_and_leaves_reviewed_boxes():
+    """A merged round holds boxes of several rounds; each round numbers its tracks anew, so "v:1" of round 1 and
+    "v:1" of round 2 are different tracks. A reviewer's box keeps the reviewer's size."""
+    frames = [Frame(id=i + 1, file_name=f"v/{i:06d}.jpg", width=640, height=360, video_id="v", frame_index=i)
+              for i in range(7)]
+    sizes = [8, 8, 14, 30, 30, 30, 8]
+    rounds = [2, 2, 2, 1, 1, 1, 2]
+    boxes = [Box(image_id=i + 1, xyxy=(100.0, 100.0, 100.0 + s, 100.0 + s), score=0.9, round=r, id=i + 1,
+                 extra={"track_id": "v:1"}) for i, (s, r) in enumerate(zip(sizes, rounds))]
+    boxes[6].extra["review"] = "moved"
+    ds = Dataset(frames=frames, boxes=boxes)
+    assert apply_track_size_smoothing(ds, TrackSizeConfig(smooth=1.0)) == {"resized_on_track": 1}
+    wh = [round(b.xyxy[2] - b.xyxy[0], 6) for b in ds.boxes]
+    assert wh == [8, 8, 8, 30, 30, 30, 8]  # round 2's track: median of 8, 8, 14; round 1's: one size
+
+
+def _merge_case(tmp_path, *overrides):
+    """Round 0's kept ball on three frames (10 px, one track); round 1 finds it again on all three, 8, 8 and 14 px
+    wide (one track of round 1), and stage_merge runs with ``overrides``. Returns the experiment folder."""
+    from pseudolabel import layout, pipeline
+    from pseudolabel.coco import save_coco
+    from tests.test_config import compose_cfg
+
+    cfg = compose_cfg(f"paths.root_dir={tmp_path}", "exp=x", *overrides)
+    exp = tmp_path / "runs" / "x"
+    frames = [Frame(id=i + 1, file_name=f"v/{i:06d}.jpg", width=640, height=360, video_id="v", frame_index=i)
+              for i in range(3)]
+    for k in (0, 1):
+        (exp / f"round_{k}").mkdir(parents=True)
+    old = [Box(image_id=i + 1, xyxy=(100.0 + 5 * i, 100.0, 110.0 + 5 * i, 110.0), score=0.9, id=i + 1,
+               extra={"track_id": "v:0"}) for i in range(3)]
+    save_coco(Dataset(frames=frames, boxes=old), exp / "round_0" / "annotations.json")
+    new = [Box(image_id=i + 1, xyxy=(105.0 + 5 * i - s / 2, 105.0 - s / 2, 105.0 + 5 * i + s / 2, 105.0 + s / 2),
+               score=0.9, round=1, source="student", id=i + 1, extra={"track_id": "v:0"})
+           for i, s in enumerate((8.0, 8.0, 14.0))]
+    save_coco(Dataset(frames=frames, boxes=new), exp / "round_1" / "pruned.json")
+    layout.mark_done(exp / "round_1", "prune")
+    pipeline.stage_merge(cfg, 1)
+    return exp
+
+
+def test_the_merge_smooths_the_labels_alone_and_later_rounds_read_the_detectors_sizes(tmp_path):
+    from pseudolabel import layout
+    from pseudolabel.coco import load_coco
+
+    exp = _merge_case(tmp_path)  # the defaults: smooth 0.5, not fed to the loop
+    labels = {b.id: b for b in load_coco(exp / "round_1" / "annotations.json").kept_boxes()}
+    loop = {b.id: b for b in load_coco(exp / "round_1" / "merged.json").kept_boxes()}
+    assert layout.loop_labels(exp, 1) == exp / "round_1" / "merged.json"
+    assert layout.loop_labels(exp, 0) == exp / "round_0" / "annotations.json"  # nothing else written there
+    assert labels.keys() == loop.keys() and len(labels) == 3
+    # merged.json: the merge's fused geometry (score-weighted mean of rounds 0 and 1, equal scores): 9, 9, 12 px
+    assert [round(b.xyxy[2] - b.xyxy[0], 6) for b in loop.values()] == [9, 9, 12]
+    # the labels: own**0.5 * median**0.5 (median 9), centres kept
+    widths = [b.xyxy[2] - b.xyxy[0] for b in labels.values()]
+    np.testing.assert_allclose(widths, [9, 9, np.sqrt(12 * 9)])
+    for i in labels:
+        np.testing.assert_allclose(np.add(labels[i].xyxy[:2], labels[i].xyxy[2:]),
+                                   np.add(loop[i].xyxy[:2], loop[i].xyxy[2:]))
+    assert labels[3].extra["raw_wh"] == [12.0, 12.0] and "raw_wh" not in loop[3].extra
+
+
+def test_smoothing_fed_to_the_loop_or_off_writes_no_second_file(tmp_path):
+    from pseudolabel.coco import load_coco
+
+    for name, override in (("fed", "prune.track_size.smooth_feeds_loop=true"), ("off", "prune.track_size.smooth=0")):
+        exp = _merge_case(tmp_path / name, override)
+        assert not (exp / "round_1" / "merged.json").exists()
+        widths = [round(b.xyxy[2] - b.xyxy[0], 6) for b in load_coco(exp / "round_1" / "annotations.json").kept_boxes()]
+        assert widths == [9, 9, 12]  # the merge's geometry (fed to the loop, the prune stage would have sized it)
