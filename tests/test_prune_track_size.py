@@ -219,6 +219,21 @@ def test_the_merge_smooths_the_labels_alone_and_later_rounds_read_the_detectors_
                                    np.add(loop[i].xyxy[:2], loop[i].xyxy[2:]))
     assert labels[3].extra["raw_wh"] == [12.0, 12.0] and "raw_wh" not in loop[3].extra
 
+    # round 2's merge reads round 1's merged.json: the box it confirms remembers the unsmoothed 12-px box
+    from pseudolabel import pipeline
+    from pseudolabel.coco import save_coco
+    from tests.test_config import compose_cfg
+
+    (exp / "round_2").mkdir()
+    ds1 = load_coco(exp / "round_1" / "merged.json")
+    again = Box(image_id=3, xyxy=tuple(loop[3].xyxy), score=0.9, round=2, source="student", id=1,
+                extra={"track_id": "v:0"})
+    save_coco(Dataset(frames=ds1.frames, boxes=[again]), exp / "round_2" / "pruned.json")
+    layout.mark_done(exp / "round_2", "prune")
+    pipeline.stage_merge(compose_cfg(f"paths.root_dir={tmp_path}", "exp=x"), 2)
+    confirmed = [b for b in load_coco(exp / "round_2" / "merged.json").kept_boxes() if b.round == 2]
+    assert len(confirmed) == 1 and confirmed[0].extra["prev_xyxy"] == list(loop[3].xyxy)
+
 
 def test_smoothing_fed_to_the_loop_or_off_writes_no_second_file(tmp_path):
     from pseudolabel.coco import load_coco
