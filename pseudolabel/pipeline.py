@@ -674,12 +674,9 @@ def _track_sizing(cfg: DictConfig, *, in_loop: bool):
     tcfg = OmegaConf.select(cfg, "prune.track_size")
     if not tcfg:
         return None
-    sizing = TrackSizeConfig(**OmegaConf.to_container(tcfg, resolve=True))
-    if in_loop:
-        sizing = sizing if sizing.smooth_feeds_loop else dataclasses.replace(sizing, smooth=0.0)
-    else:
-        sizing = dataclasses.replace(sizing, confirmed_seed_size=False,
-                                     smooth=0.0 if sizing.smooth_feeds_loop else sizing.smooth)
+    full = TrackSizeConfig(**OmegaConf.to_container(tcfg, resolve=True))
+    sizing = dataclasses.replace(full, smooth=full.smooth if full.smooth_feeds_loop == in_loop else 0.0,
+                                 confirmed_seed_size=full.confirmed_seed_size and in_loop)
     return sizing if sizing.smooth or sizing.confirmed_seed_size else None
 
 
