@@ -66,13 +66,16 @@ def build_detectors(overrides: list[str]):
 
 
 def label_video(detector, frames: list[np.ndarray], *, batch_size: int):
-    """(detections of every frame, seconds): the frames in batches, in order, as the label stage sends them."""
+    """(detections of every frame, seconds): the frames in batches, in order, streamed as the label stage
+    streams them (:func:`pseudolabel.detectors.base.stream_predictions`; guided tiling's look back holds frames
+    across batches)."""
+    from pseudolabel.detectors.base import stream_predictions
+
     if hasattr(detector, "start_video"):
         detector.start_video()
     t0 = time.perf_counter()
-    out = []
-    for s in range(0, len(frames), batch_size):
-        out.extend(detector.predict(frames[s:s + batch_size]))
+    batches = (frames[s:s + batch_size] for s in range(0, len(frames), batch_size))
+    out = [d for dets in stream_predictions(detector, batches) for d in dets]
     return out, time.perf_counter() - t0
 
 
@@ -166,8 +169,9 @@ def main(argv=None) -> dict:
     batch = int(cfg.teacher.batch_size)
     g = cfg.teacher.detector
     print(f"teacher: {g.detector._target_.rsplit('.', 1)[-1]}, tiles {g.tile_size} px, overlap {g.overlap}; guided: "
-          f"scan_every {g.scan_every}, max_speed {g.max_speed}, motion_tiles {g.motion_tiles}; "
-          f"{batch} frames per call; boxes scored at the label floor {floor} and the threshold {high}")
+          f"scan_every {g.scan_every}, max_speed {g.max_speed}, motion_tiles {g.motion_tiles}, "
+          f"look_back {g.get('look_back', False)}; {batch} frames per call (streamed); boxes scored at the label "
+          f"floor {floor} and the threshold {high}")
     warm = np.zeros((720, 1280, 3), np.uint8)
     full.predict([warm])
     guided.predict([warm])

@@ -123,6 +123,7 @@ SCHEMA: dict[str, Rule] = {
     "teacher.detector.motion_tiles": Rule("int", 0),
     "teacher.detector.motion_threshold": Rule("float", 0.0),
     "teacher.detector.motion_scale": COUNT,
+    "teacher.detector.look_back": Rule("bool"),
     "teacher.detector.cut_threshold": Rule("float", 0.0, lo_open=True),
     "teacher.detector.cut_max_response": Rule("float", nullable=True),
     "teacher.detector.detector.forward_batch": OPTIONAL_COUNT,

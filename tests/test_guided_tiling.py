@@ -251,3 +251,80 @@ def test_with_tiles_of_two_sizes_each_size_follows_the_ball():
     n_full = sum(len(tile_grid(W, H, tile_size=s, overlap=0.25)) for s in (TILE, 2 * TILE)) + 1
     assert det.views_run[0] == n_full
     assert max(det.views_run[1:]) < n_full / 3
+
+
+def _first_scan_misses_the_ball(n):
+    """A ball moving through ``n`` frames, hidden from the detector in frame 0 (the first full scan)."""
+    frames, centres = frames_with_ball(n)
+    cx, cy = centres[0].astype(int)
+    frames[0][cy - 4:cy + 4, cx - 4:cx + 4] = (128, 128, 128)
+    return frames, centres
+
+
+def test_look_back_finds_the_ball_before_the_scan_that_first_saw_it():
+    frames, centres = _first_scan_misses_the_ball(8)
+    ahead = guided(SmallBallDetector(), scan_every=4)
+    inner = SmallBallDetector()
+    back = guided(inner, scan_every=4, look_back=True)
+    # nothing guides the forward pass to the ball before the scan of frame 4 sees it
+    assert found(ahead.predict(frames), centres).tolist() == [False] * 4 + [True] * 4
+    assert found(back.predict(frames), centres).tolist() == [False] + [True] * 7
+    n_full = len(tile_grid(W, H, tile_size=TILE, overlap=0.25)) + 1
+    assert back.views_run[0] == back.views_run[4] == n_full
+    assert all(b > a for a, b in zip(ahead.views_run[1:4], back.views_run[1:4]))  # tiles run on the way back
+    assert inner.views == sum(back.views_run)
+
+
+def test_look_back_streams_a_batch_once_the_scan_after_its_frames_has_come():
+    frames, centres = _first_scan_misses_the_ball(8)
+    pulled = []
+
+    def batches():
+        for i in range(0, len(frames), 3):
+            pulled.append(i)
+            yield frames[i:i + 3]
+
+    stream = guided(SmallBallDetector(), scan_every=4, look_back=True).predict_stream(batches())
+    first = next(stream)
+    assert pulled == [0, 3]  # frames 0-2 wait for the scan of frame 4, in the second batch
+    out = [first, *stream]
+    assert [len(b) for b in out] == [3, 3, 2]
+    whole = guided(SmallBallDetector(), scan_every=4, look_back=True).predict(frames)
+    for a, b in zip([d for batch in out for d in batch], whole, strict=True):
+        np.testing.assert_array_equal(a.boxes, b.boxes)
+    assert found(whole, centres)[1:].all()
+
+
+def test_look_back_does_not_cross_a_cut():
+    frames, centres = _first_scan_misses_the_ball(4)
+    cut = 255 - frames[3]  # another shot, with a ball where this shot's ball would be
+    cx, cy = centres[3].astype(int)
+    cut[cy - 4:cy + 4, cx - 4:cx + 4] = (255, 0, 0)
+    ahead, back = guided(SmallBallDetector()), guided(SmallBallDetector(), look_back=True)
+    out = back.predict(frames[:3] + [cut])
+    ahead.predict(frames[:3] + [cut])
+    assert back.views_run == ahead.views_run  # frames 1-2 were not searched from the new shot's ball
+    assert not found(out[:3], centres[:3]).any() and found(out[3:], centres[3:]).all()
+
+
+def test_iter_detections_pairs_each_frame_with_its_result_when_guided_tiling_looks_back(tmp_path):
+    import cv2
+
+    from pseudolabel.label import iter_detections
+    from pseudolabel.records import Frame
+
+    frames, truth = [], {}
+    for vid, start in (("a", (150, 100)), ("b", (400, 250))):
+        ims, centres = frames_with_ball(6, start=start, velocity=(12, -6))
+        for i, (im, c) in enumerate(zip(ims, centres)):
+            name = f"{vid}_{i}.jpg"
+            cv2.imwrite(str(tmp_path / name), cv2.cvtColor(im, cv2.COLOR_RGB2BGR))
+            frames.append(Frame(id=len(frames) + 1, file_name=name, width=W, height=H, video_id=vid, frame_index=i))
+            truth[name] = c
+    det = guided(SmallBallDetector(), scan_every=4, look_back=True)
+    out = list(iter_detections(det, frames, frames_dir=tmp_path, class_ids=None, score_threshold=0.0,
+                               batch_size=4, progress=False))
+    assert [f.file_name for f, _, _ in out] == [f.file_name for f in frames]
+    for f, target, _ in out:
+        c = (target.boxes[:, :2] + target.boxes[:, 2:]) / 2
+        assert (np.linalg.norm(c - truth[f.file_name], axis=1) <= 3).any(), f.file_name

@@ -17,6 +17,11 @@ camera's translation estimated by phase correlation (``cv2.phaseCorrelate``). A 
 difference to the previous one, after that alignment, is above ``cut_threshold`` (grey levels) is a cut, and,
 with ``cut_max_response``, only when the phase-correlation peak is also weak (a pan or zoom keeps one clear shift).
 
+With ``look_back``, the frames between two full scans are held until the later scan (or the video's end) and
+then searched again backwards in time: from the later frames' detections, moved back at their velocity, to the
+tiles around where the ball was that the forward pass did not run. The teacher often first sees a ball after the
+frames where it could have: forward guides only follow a ball once it has been seen, these find it before.
+
 Frames must come in time order, one video after another: call :meth:`start_video` between videos (the label
 stage does, see :func:`pseudolabel.label.iter_detections`); a frame of another size or a cut also starts over.
 Where it loses balls: a ball that appears far from every recent detection, between two scans, in a tile
@@ -25,6 +30,8 @@ right after a cut the detector does not flag.
 """
 from __future__ import annotations
 
+from collections import deque
+from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
@@ -85,6 +92,33 @@ def tiles_near_points(tiles: np.ndarray, points: np.ndarray, *, radius: float, m
     return chosen
 
 
+@dataclass
+class _Guides:
+    """Where targets were and how they moved: centres (G, 2) and velocities (G, 2) in px per frame of the
+    direction the frames come in, and frames since each was last detected (coasting)."""
+
+    centres: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
+    age: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    def predicted(self, shift_px) -> np.ndarray:
+        """(G, 2): where the guides should be in the next frame, the camera having moved ``shift_px``."""
+        return self.centres + self.velocity + np.asarray(shift_px)
+
+
+@dataclass
+class _Held:
+    """A frame that the backward pass of ``look_back`` may still search: its image, the views run and their
+    detections, the fused result, the camera's shift into it from the frame before, its ``views_run`` slot."""
+
+    image: np.ndarray
+    jobs: list
+    view_dets: list
+    det: Detections
+    shift_px: tuple[float, float]
+    slot: int
+
+
 class GuidedTiledDetector(TiledDetector):
     """A :class:`~pseudolabel.detectors.tiling.TiledDetector` that, on video, runs only the tiles where a
     target can be between periodic full scans (see the module docstring).
@@ -130,6 +164,10 @@ class GuidedTiledDetector(TiledDetector):
     cut_max_response : float or None
         ... and only when the phase-correlation peak is below this: a pan, a zoom or motion blur still
         shows one clear shift, a cut shows none (None: the difference alone decides).
+    look_back : bool
+        Also search the frames between two full scans backwards from the later one (module docstring). Their
+        results then wait for it: :meth:`predict_stream` holds up to ``scan_every`` frames;
+        :meth:`predict` finishes the frames it is given before it returns (the look back stays within them).
     """
 
     def __init__(self, detector: Detector, *, tile_size: int | None = 320, overlap: float = 0.25,
@@ -139,7 +177,7 @@ class GuidedTiledDetector(TiledDetector):
                  search_radius: float | None = None, tile_margin: float = 16.0,
                  new_guide_score: float | None = None, motion_tiles: int = 4,
                  motion_threshold: float = 25.0, motion_scale: int = 8, cut_threshold: float = 30.0,
-                 cut_max_response: float | None = None, fusion: str = "nms") -> None:
+                 cut_max_response: float | None = None, fusion: str = "nms", look_back: bool = False) -> None:
         super().__init__(detector, tile_size=tile_size, overlap=overlap, full_frame=full_frame,
                          fusion_iou=fusion_iou, drop_edge_boxes=drop_edge_boxes, batch_size=batch_size,
                          fusion=fusion)
@@ -159,16 +197,19 @@ class GuidedTiledDetector(TiledDetector):
         self.motion_scale = int(motion_scale)
         self.cut_threshold = float(cut_threshold)
         self.cut_max_response = None if cut_max_response is None else float(cut_max_response)
+        self.look_back = bool(look_back)
         self.views_run: list[int] = []  # views per frame, in order (for benchmarks)
+        self._held: list[_Held] = []     # frames since the last full scan, for the look back
+        self._done: deque = deque()      # finished results, oldest first, not yet returned
         self.start_video()
 
     def start_video(self, video_id: object = None) -> None:
-        """Forget the previous frames: the next frame is a full scan."""
+        """Finish the frames held for the look back, then forget the previous frames: the next frame is a full
+        scan."""
+        self._look_back()
         self._prev_small: np.ndarray | None = None
         self._since_scan = 0
-        self._guides = np.zeros((0, 2))      # centres of the last frame's guiding detections
-        self._velocity = np.zeros((0, 2))    # their velocities, px per frame
-        self._age = np.zeros(0, dtype=np.int64)  # frames since each guide was last detected (coasting)
+        self._forward = _Guides()  # the last frame's guiding detections
 
     # ---------------------------------------------------------------- per-frame planning
     def _small_grey(self, image: np.ndarray) -> np.ndarray:
@@ -179,43 +220,54 @@ class GuidedTiledDetector(TiledDetector):
         grey = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
         return cv2.resize(grey, (max(1, w // s), max(1, h // s)), interpolation=cv2.INTER_AREA).astype(np.float32)
 
-    def _plan_frame(self, image: np.ndarray) -> tuple[np.ndarray, tuple[float, float], bool]:
-        """(views to run, camera shift in frame px, full scan?) for the next frame, and update motion state."""
+    def _plan_frame(self, image: np.ndarray) -> tuple[np.ndarray, tuple[float, float], str]:
+        """(views to run, camera shift in frame px, kind) for the next frame, and update motion state. Kind:
+        ``"start"`` (a full scan with no link to the frame before: first frame, new size, cut), ``"scan"``
+        (a periodic full scan) or ``"guided"``."""
         views = self._views(image)
         small = self._small_grey(image)
         prev, self._prev_small = self._prev_small, small
         n_tiles = len(views) - (1 if self.full_frame or len(views) == 1 else 0)
         if prev is None or prev.shape != small.shape or n_tiles <= 1:
             self._since_scan = 0
-            return views, (0.0, 0.0), True
+            return views, (0.0, 0.0), "start"
         shift, response = phase_shift(prev, small)
         diff = aligned_difference(prev, small, shift)
         shift_px = (shift[0] * self.motion_scale, shift[1] * self.motion_scale)
         self._since_scan += 1
         cut = float(diff.mean()) > self.cut_threshold and (self.cut_max_response is None
                                                             or response < self.cut_max_response)
-        if self._since_scan >= self.scan_every or cut:
+        if cut or self._since_scan >= self.scan_every:
             self._since_scan = 0
-            return views, shift_px, True
+            return views, shift_px, "start" if cut else "scan"
         tiles = views[:n_tiles]
-        chosen = np.zeros(n_tiles, dtype=bool)
-        predicted = self._guides + self._velocity + np.asarray(shift_px)
+        chosen = self._near_guides(tiles, self._forward.predicted(shift_px))
         moving = (diff > self.motion_threshold).astype(np.float32) if self.motion_tiles > 0 else None
         side = np.maximum(tiles[:, 2] - tiles[:, 0], tiles[:, 3] - tiles[:, 1])
-        for size in np.unique(side):  # with tiles of several sizes, each size's grid is guided on its own
+        for size in np.unique(side):  # with tiles of several sizes, each size's grid is chosen from on its own
             grid = np.flatnonzero(side == size)
-            if len(predicted):
-                chosen[grid] |= tiles_near_points(tiles[grid], predicted, radius=self.search_radius,
-                                                     margin=self.tile_margin)
             if moving is not None:
                 s = self.motion_scale
                 energy = np.array([moving[t[1] // s:(t[3] + s - 1) // s, t[0] // s:(t[2] + s - 1) // s].sum()
                                    for t in tiles[grid]])
                 order = np.argsort(-energy, kind="stable")[:self.motion_tiles]
                 chosen[grid[order[energy[order] > 0]]] = True
-        return np.concatenate([tiles[chosen], views[n_tiles:]]), shift_px, False
+        return np.concatenate([tiles[chosen], views[n_tiles:]]), shift_px, "guided"
 
-    def _update_guides(self, det: Detections, shift_px: tuple[float, float]) -> None:
+    def _near_guides(self, tiles: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+        """(K,) bool: the tiles that hold the search disc around each predicted centre, each tile size's grid
+        on its own (:func:`tiles_near_points`)."""
+        chosen = np.zeros(len(tiles), dtype=bool)
+        if not len(predicted):
+            return chosen
+        side = np.maximum(tiles[:, 2] - tiles[:, 0], tiles[:, 3] - tiles[:, 1])
+        for size in np.unique(side):
+            grid = np.flatnonzero(side == size)
+            chosen[grid] = tiles_near_points(tiles[grid], predicted, radius=self.search_radius,
+                                             margin=self.tile_margin)
+        return chosen
+
+    def _update_guides(self, guides: _Guides, det: Detections, shift_px: tuple[float, float]) -> None:
         """This frame's guiding detections become the guides (with a velocity when they continue one);
         a guide no detection continued coasts on at its velocity for up to ``max_coast`` frames."""
         mask = det.scores >= self.track_score
@@ -223,7 +275,7 @@ class GuidedTiledDetector(TiledDetector):
             mask &= np.isin(det.labels, self.target_class_ids)
         g = det.select(mask)
         centres = (g.boxes[:, :2] + g.boxes[:, 2:]) / 2 if len(g) else np.zeros((0, 2))
-        predicted = self._guides + self._velocity + np.asarray(shift_px)  # where the old guides should be now
+        predicted = guides.predicted(shift_px)  # where the old guides should be now
         near = np.zeros(len(centres), dtype=bool)
         nearest = np.zeros(len(centres), dtype=np.int64)
         if len(centres) and len(predicted):
@@ -238,30 +290,93 @@ class GuidedTiledDetector(TiledDetector):
         continued = np.zeros(len(predicted), dtype=bool)
         if near.any():
             # a coasting guide's position already holds its motion over the frames it was missed
-            velocity[near] = centres[near] - (self._guides[nearest[near]] + np.asarray(shift_px))
+            velocity[near] = centres[near] - (guides.centres[nearest[near]] + np.asarray(shift_px))
             continued[nearest[near]] = True
-        coast = ~continued & (self._age < self.max_coast)
-        self._guides = np.concatenate([centres, predicted[coast]])
-        self._velocity = np.concatenate([velocity, self._velocity[coast]])
-        self._age = np.concatenate([np.zeros(len(centres), dtype=np.int64), self._age[coast] + 1])
+        coast = ~continued & (guides.age < self.max_coast)
+        guides.centres = np.concatenate([centres, predicted[coast]])
+        guides.velocity = np.concatenate([velocity, guides.velocity[coast]])
+        guides.age = np.concatenate([np.zeros(len(centres), dtype=np.int64), guides.age[coast] + 1])
+
+    # ---------------------------------------------------------------- look back
+    def _run(self, image: np.ndarray, views) -> tuple[list, list[Detections]]:
+        jobs = [(0, v) for v in views]
+        crops = [np.ascontiguousarray(image[v[1]:v[3], v[0]:v[2]]) for v in views]
+        return jobs, [d for part in split(crops, self.batch_size) for d in self.detector.predict(part)]
+
+    def _look_back(self, start: Detections | None = None, start_shift=(0.0, 0.0)) -> None:
+        """Search the held frames backwards in time, then move them to the finished results. ``start``: the
+        detections of the full scan that follows them (None: the last held frame starts the backward pass).
+        Each frame runs the tiles around where the guides put the ball that its forward pass did not run."""
+        held, self._held = self._held, []
+        if start is None and held:
+            start, start_shift = held[-1].det, held[-1].shift_px
+            back = held[:-1]
+        else:
+            back = held
+        guides = _Guides()
+        if start is not None:
+            self._update_guides(guides, start, (0.0, 0.0))
+        shift = tuple(-v for v in start_shift)  # the camera's motion from the later frame to the earlier one
+        for h in reversed(back):
+            views = self._views(h.image)
+            tiles = views[:len(views) - (1 if self.full_frame or len(views) == 1 else 0)]
+            ran = {tuple(int(x) for x in v) for _, v in h.jobs}
+            new = [t for t, near in zip(tiles, self._near_guides(tiles, guides.predicted(shift)))
+                   if near and tuple(int(x) for x in t) not in ran]
+            if new:
+                jobs, dets = self._run(h.image, new)
+                h.jobs, h.view_dets = h.jobs + jobs, h.view_dets + dets
+                h.det = self._fuse([h.image], h.jobs, h.view_dets)[0]
+                self.views_run[h.slot] += len(new)
+            self._update_guides(guides, h.det, shift)
+            shift = tuple(-v for v in h.shift_px)
+        self._done.extend(h.det for h in held)
+
+    def _label(self, image: np.ndarray) -> None:
+        """The forward pass on one frame; its result goes to the finished ones, or is held for the look back."""
+        views, shift_px, kind = self._plan_frame(image)
+        jobs, view_dets = self._run(image, views)
+        det = self._fuse([image], jobs, view_dets)[0]
+        self.views_run.append(len(views))
+        self._update_guides(self._forward, det, shift_px)
+        if not self.look_back:
+            self._done.append(det)
+            return
+        if kind == "scan":
+            self._look_back(det, shift_px)  # a periodic scan sees all: the frames before it look back from it
+        elif kind == "start":
+            self._look_back()  # a cut or a new size: the frames before it belong to another shot
+        if kind == "guided":
+            self._held.append(_Held(image, jobs, view_dets, det, shift_px, len(self.views_run) - 1))
+        else:
+            self._done.append(det)
 
     # ---------------------------------------------------------------- Detector API
     def predict(self, images: Sequence[np.ndarray]) -> list[Detections]:
-        """Frames in time order, of the current video."""
-        out = []
+        """Frames in time order, of the current video; with ``look_back`` the look back stays within them."""
         for image in images:
-            views, shift_px, _ = self._plan_frame(image)
-            jobs = [(0, v) for v in views]
-            crops = [np.ascontiguousarray(image[v[1]:v[3], v[0]:v[2]]) for v in views]
-            dets = [d for part in split(crops, self.batch_size) for d in self.detector.predict(part)]
-            det = self._fuse([image], jobs, dets)[0]
-            self.views_run.append(len(views))
-            self._update_guides(det, shift_px)
-            out.append(det)
-        return out
+            self._label(image)
+        self._look_back()
+        return [self._done.popleft() for _ in images]
 
     def predict_stream(self, batches: Iterable[Sequence[np.ndarray]]) -> Iterator[list[Detections]]:
-        """``predict`` of each batch in order; a frame's views depend on the frame before, so no look-ahead."""
-        for images in batches:
-            yield self.predict(images)
+        """``predict`` of each batch in order (a frame's views depend on the frame before, so no look-ahead);
+        with ``look_back`` a batch's results come once its frames' next full scan (or video end) has come."""
+        sizes: deque = deque()
 
+        def finished():
+            while sizes and len(self._done) >= sizes[0]:
+                yield [self._done.popleft() for _ in range(sizes.popleft())]
+
+        try:
+            for images in batches:  # fetching the next video's first batch calls start_video: held frames finish
+                yield from finished()
+                sizes.append(len(images))
+                for image in images:
+                    self._label(image)
+                yield from finished()
+            self._look_back()
+            yield from finished()
+        finally:  # stopped early: what was not handed out is dropped, not left for the next call
+            self._held.clear()
+            self._done.clear()
