@@ -220,6 +220,10 @@ class GuidedTiledDetector(TiledDetector):
         grey = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
         return cv2.resize(grey, (max(1, w // s), max(1, h // s)), interpolation=cv2.INTER_AREA).astype(np.float32)
 
+    def _n_tiles(self, views: np.ndarray) -> int:
+        """How many of ``views`` (:meth:`_views`, the whole-frame view last when there is one) are tiles."""
+        return len(views) - (1 if self.full_frame or len(views) == 1 else 0)
+
     def _plan_frame(self, image: np.ndarray) -> tuple[np.ndarray, tuple[float, float], str]:
         """(views to run, camera shift in frame px, kind) for the next frame, and update motion state. Kind:
         ``"start"`` (a full scan with no link to the frame before: first frame, new size, cut), ``"scan"``
@@ -227,7 +231,7 @@ class GuidedTiledDetector(TiledDetector):
         views = self._views(image)
         small = self._small_grey(image)
         prev, self._prev_small = self._prev_small, small
-        n_tiles = len(views) - (1 if self.full_frame or len(views) == 1 else 0)
+        n_tiles = self._n_tiles(views)
         if prev is None or prev.shape != small.shape or n_tiles <= 1:
             self._since_scan = 0
             return views, (0.0, 0.0), "start"
@@ -319,7 +323,7 @@ class GuidedTiledDetector(TiledDetector):
         shift = tuple(-v for v in start_shift)  # the camera's motion from the later frame to the earlier one
         for h in reversed(back):
             views = self._views(h.image)
-            tiles = views[:len(views) - (1 if self.full_frame or len(views) == 1 else 0)]
+            tiles = views[:self._n_tiles(views)]
             ran = {tuple(int(x) for x in v) for _, v in h.jobs}
             new = [t for t, near in zip(tiles, self._near_guides(tiles, guides.predicted(shift)))
                    if near and tuple(int(x) for x in t) not in ran]
