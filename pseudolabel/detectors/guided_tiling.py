@@ -25,8 +25,9 @@ frames where it could have: forward guides only follow a ball once it has been s
 Frames must come in time order, one video after another: call :meth:`start_video` between videos (the label
 stage does, see :func:`pseudolabel.label.iter_detections`); a frame of another size or a cut also starts over.
 Where it loses balls: a ball that appears far from every recent detection, between two scans, in a tile
-that did not change much (a long pass from a still player; a ball faster than ``max_speed``); and the frames
-right after a cut the detector does not flag.
+that did not change much (a long pass from a still player; a ball faster than ``max_speed``), unless, with
+``look_back``, a later frame before the next scan, or that scan, sees it near its path; and the frames right
+after a cut the detector does not flag.
 """
 from __future__ import annotations
 
