@@ -344,17 +344,14 @@ class GuidedTiledDetector(TiledDetector):
         det = self._fuse([image], jobs, view_dets)[0]
         self.views_run.append(len(views))
         self._update_guides(self._forward, det, shift_px)
-        if not self.look_back:
-            self._done.append(det)
-            return
-        if kind == "scan":
-            self._look_back(det, shift_px)  # a periodic scan sees all: the frames before it look back from it
-        elif kind == "start":
-            self._look_back()  # a cut or a new size: the frames before it belong to another shot
-        if kind == "guided":
+        if self.look_back and kind == "guided":
             self._held.append(_Held(image, jobs, view_dets, det, shift_px, len(self.views_run) - 1))
-        else:
-            self._done.append(det)
+            return
+        if self.look_back and kind == "scan":
+            self._look_back(det, shift_px)  # a periodic scan sees all: the frames before it look back from it
+        elif self.look_back:
+            self._look_back()  # a cut or a new size: the frames before it belong to another shot
+        self._done.append(det)
 
     # ---------------------------------------------------------------- Detector API
     def predict(self, images: Sequence[np.ndarray]) -> list[Detections]:
